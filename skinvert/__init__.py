@@ -1,0 +1,23 @@
+"""skinvert: invert fully connected ReLU generators, the scikit-learn way.
+
+Implements Aberdam, Simon & Elad, "When and How Can Deep Generative Models be
+Inverted?" (2020): the Oracle (Algorithms 1 and 6), Layered Basis-Pursuit
+(Algorithm 2), Latent-Pursuit (Algorithms 3-5) and gradient descent, batched
+over signals and written against the array API.
+"""
+
+from .activations import Activation
+from .generator import ReLUGenerator, make_random_generator
+from .inverters import GradientDescentInverter, OracleInverter
+from .io import load_generator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "GradientDescentInverter",
+    "OracleInverter",
+    "ReLUGenerator",
+    "load_generator",
+    "make_random_generator",
+]

@@ -1,0 +1,63 @@
+"""Array API helpers: the one place that imports scikit-learn's private helpers.
+
+Every kernel in skinvert takes the namespace ``xp`` of its input arrays and
+never calls NumPy on them directly. The namespace follows scikit-learn's
+convention: NumPy unless ``sklearn.set_config(array_api_dispatch=True)`` is
+set, in which case the namespace of the inputs (CuPy, torch, array-api-strict,
+...) through ``array-api-compat``.
+"""
+
+import numpy as np
+from sklearn.utils._array_api import _convert_to_numpy as _sk_convert_to_numpy
+from sklearn.utils._array_api import device, get_namespace
+
+__all__ = [
+    "as_namespace",
+    "device",
+    "get_namespace",
+    "namespace_of",
+    "to_numpy",
+]
+
+
+def namespace_of(*arrays):
+    """Return ``(xp, device)`` of ``arrays`` under scikit-learn's dispatch rule."""
+    xp, _ = get_namespace(*arrays)
+    return xp, device(*arrays)
+
+
+def as_namespace(array, xp, *, dtype=None, device=None):
+    """Convert a host (NumPy) or same-namespace array into ``xp`` on ``device``.
+
+    Used to move the generator's weights, stored as NumPy arrays, next to the
+    data. A NumPy array is copied to the target device once per call.
+    """
+    if dtype is not None and isinstance(array, np.ndarray):
+        # Cast on the host first: cheaper than casting on the device and
+        # works for namespaces without float64 on some devices.
+        array = array.astype(_numpy_dtype_of(xp, dtype), copy=False)
+    out = xp.asarray(array, device=device)
+    if dtype is not None and out.dtype != dtype:
+        out = xp.astype(out, dtype)
+    return out
+
+
+def _numpy_dtype_of(xp, dtype):
+    """NumPy dtype with the same name as the ``xp`` floating dtype ``dtype``."""
+    return np.float32 if dtype == xp.float32 else np.float64
+
+
+def to_numpy(array, xp=None):
+    """Return ``array`` as a host NumPy array (a no-op for NumPy input)."""
+    if isinstance(array, np.ndarray):
+        return array
+    if xp is None:
+        xp, _ = get_namespace(array)
+    return _sk_convert_to_numpy(array, xp)
+
+
+def floating_dtype_of(X, xp):
+    """The float dtype to compute in: X's own if float32/float64, else float64."""
+    if X.dtype in (xp.float32, xp.float64):
+        return X.dtype
+    return xp.float64

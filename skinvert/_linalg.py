@@ -1,0 +1,201 @@
+"""Batched linear-algebra kernels shared by the algorithms.
+
+All functions take the array namespace ``xp`` and work on a batch of problems
+stacked along the first axis (one per sample). Per-sample supports are float
+masks (1 on the support, 0 off it) applied elementwise, so no kernel loops over
+samples and every kernel runs on NumPy, CuPy, torch or array-api-strict alike.
+"""
+
+__all__ = [
+    "batched_lstsq",
+    "matvec",
+    "rmatvec",
+    "supported_lstsq",
+    "supported_affine_map",
+]
+
+
+def matvec(A, x, xp):
+    """``A @ x`` for a batch: A (B, m, k) or (m, k), x (B, k) -> (B, m)."""
+    if A.ndim == 2:
+        return x @ A.T
+    return (A @ x[:, :, None])[:, :, 0]
+
+
+def rmatvec(A, r, xp):
+    """``A^T @ r`` for a batch: A (B, m, k) or (m, k), r (B, m) -> (B, k)."""
+    if A.ndim == 2:
+        return r @ A
+    return (r[:, None, :] @ A)[:, 0, :]
+
+
+def _eps(dtype, xp):
+    return float(xp.finfo(dtype).eps)
+
+
+def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None):
+    """Solve ``min_x ||A x - b||^2 + ridge ||x + z||^2`` for every problem of a batch.
+
+    Parameters
+    ----------
+    A : array of shape (B, m, k)
+    b : array of shape (B, m)
+    ridge : float or array of shape (B,), default=0.0
+        Tikhonov weight (the paper's gamma in eq. 16, or a Levenberg-Marquardt
+        damping); with ``z`` the penalty is on ``x + z`` (used for steps
+        ``x = dz`` from a current point ``z``).
+    z : array of shape (B, k) or None
+    rcond : float or None
+        Singular values below ``rcond * s_max`` are treated as zero (minimum-
+        norm solution). Default ``max(m, k) * eps``.
+
+    Returns
+    -------
+    x : array of shape (B, k)
+
+    Notes
+    -----
+    Computed through the thin SVD ``A = U S V^T``:
+    ``x = V (S^2 + ridge)^+ (S U^T b - ridge V^T z)``, which does not square
+    the condition number (unlike the normal equations) and returns the
+    minimum-norm solution of rank-deficient problems (a finite answer where
+    the latent code is not unique, e.g. s_1 < n_0).
+    """
+    B, m, k = A.shape
+    if m < k:  # pad rows so that the thin SVD has a full V
+        A = xp.concat([A, xp.zeros((B, k - m, k), dtype=A.dtype, device=_dev(A))], axis=1)
+        b = xp.concat([b, xp.zeros((B, k - m), dtype=b.dtype, device=_dev(b))], axis=1)
+        m = k
+    if rcond is None:
+        rcond = max(m, k) * _eps(A.dtype, xp)
+    U, S, Vt = xp.linalg.svd(A, full_matrices=False)
+    smax = xp.max(S, axis=1, keepdims=True)
+    keep = S > rcond * smax
+    Utb = rmatvec(U, b, xp)  # (B, k)
+    num = S * Utb
+    S2 = S * S
+    if isinstance(ridge, (int, float)):
+        lam = ridge
+    else:
+        lam = ridge[:, None]
+    if z is not None and not (isinstance(ridge, (int, float)) and ridge == 0):
+        num = num - lam * matvec(Vt, z, xp)
+    den = S2 + lam
+    safe = keep | (den > 0)
+    coef = xp.where(safe, num / xp.where(safe, den, xp.ones_like(den)), xp.zeros_like(num))
+    if isinstance(ridge, (int, float)) and ridge == 0:
+        coef = xp.where(keep, coef, xp.zeros_like(coef))
+    return rmatvec(Vt, coef, xp)
+
+
+def _dev(x):
+    from ._array_api import device
+
+    return device(x)
+
+
+def supported_lstsq(W, target, xp, *, row_weight=None, col_mask=None, ridge=0.0):
+    """Least squares on per-sample row weights and column supports (normal equations).
+
+    Solves, for each row ``t`` of ``target``,
+    ``min_x || w * (W x - t) ||^2 + ridge ||x||^2`` subject to ``x_j = 0`` off
+    the column support, where ``w`` is the sample's row weight (1 on the
+    observed / supported rows, 0 elsewhere).
+
+    Parameters
+    ----------
+    W : array of shape (m, k)
+        Shared matrix.
+    target : array of shape (B, m)
+    row_weight : array of shape (B, m) or None
+        Per-sample 0/1 (or positive) row weights; None means all ones, in
+        which case the Gram matrix ``W^T W`` is computed once for the batch.
+    col_mask : array of shape (B, k) or None
+        Per-sample 0/1 column support; None means every column.
+    ridge : float
+        Tikhonov weight (gamma of eq. 16).
+
+    Returns
+    -------
+    x : array of shape (B, k), zero off the column support.
+
+    Notes
+    -----
+    The normal equations of the supported problem are
+    ``(M G M + diag(1 - M) + ridge I) x = M W^T diag(w^2) t`` with
+    ``G = W^T diag(w^2) W`` and ``M = diag(col_mask)``: the identity block on
+    the off-support keeps every system non-singular and forces ``x = 0`` there.
+    A relative jitter of ``k * eps * max diag(G)`` keeps rank-deficient
+    systems solvable; it is far below the accuracy the problems need.
+    """
+    B = target.shape[0]
+    m, k = W.shape
+    dt = target.dtype
+    if row_weight is None:
+        G = (W.T @ W)[None, :, :]
+        rhs = target @ W
+    else:
+        w2 = row_weight * row_weight
+        G = W.T @ (w2[:, :, None] * W)  # (B, k, k)
+        rhs = (w2 * target) @ W
+    eye = xp.eye(k, dtype=dt, device=_dev(target))
+    diagG = xp.linalg.diagonal(G)
+    scale = xp.max(diagG, axis=-1)  # (1,) or (B,)
+    jitter = k * _eps(dt, xp) * xp.where(scale > 0, scale, xp.ones_like(scale))
+    if col_mask is None:
+        H = G + (ridge + jitter)[:, None, None] * eye
+    else:
+        Mc = col_mask
+        H = Mc[:, :, None] * G * Mc[:, None, :]
+        H = H + (1.0 - Mc)[:, :, None] * eye + (ridge + jitter)[:, None, None] * eye
+        rhs = Mc * rhs
+    if H.shape[0] != B:
+        H = xp.broadcast_to(H, (B, k, k))
+    x = xp.linalg.solve(H, rhs[:, :, None])[:, :, 0]
+    if col_mask is not None:
+        x = col_mask * x
+    return x
+
+
+def supported_affine_map(weights, biases, masks, xp, *, n_samples):
+    """The per-sample affine map ``z -> A z + c`` of the output pre-activation.
+
+    For codes whose hidden layers have supports ``masks`` (float 0/1 arrays of
+    shape (B, n_i), i = 1..L), the pre-activation of the output layer is
+    ``W_L D_L (W_{L-1} ... D_1 (W_0 z + b_0) ... + b_{L-1}) + b_L = A z + c``
+    with ``D_i = diag(mask_i)``: the row-supported product of Algorithm 1.
+
+    Returns
+    -------
+    A : array of shape (B, n, n_0)
+    c : array of shape (B, n)
+    """
+    A = weights[0]
+    c = biases[0]
+    for W, b, M in zip(weights[1:], biases[1:], masks):
+        A = W @ (M[:, :, None] * A)
+        c = (M * c) @ W.T + b
+    if A.ndim == 2:  # no hidden layer: a single affine map, shared
+        A = xp.broadcast_to(A[None, :, :], (n_samples,) + tuple(A.shape))
+        c = xp.broadcast_to(c[None, :], (n_samples, c.shape[0]))
+    return A, c
+
+
+def finite_or(x, value, xp):
+    """Replace NaN (and inf) entries of ``x`` by ``value``."""
+    return xp.where(xp.isfinite(x), x, xp.full_like(x, value))
+
+
+def row_norm(x, xp):
+    """Euclidean norm of every row."""
+    return xp.sqrt(xp.sum(x * x, axis=1))
+
+
+def snr_db(reference, estimate, xp):
+    """Per-row SNR in dB: ``10 log10(||ref||^2 / ||ref - est||^2)`` (inf if exact)."""
+    num = xp.sum(reference * reference, axis=1)
+    err = reference - estimate
+    den = xp.sum(err * err, axis=1)
+    tiny = xp.finfo(reference.dtype).tiny
+    return 10.0 * (xp.log10(xp.maximum(num, tiny)) - xp.log10(xp.maximum(den, tiny)))
+

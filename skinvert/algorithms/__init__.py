@@ -1,0 +1,1 @@
+"""Algorithms of the paper, one module each, batched over rows and namespace generic."""

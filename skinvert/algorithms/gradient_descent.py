@@ -1,0 +1,101 @@
+"""Gradient descent on ``1/2 ||G(z) - y||^2`` (eq. 1): the paper's baseline."""
+
+from .._linalg import row_norm
+
+__all__ = ["loss_and_gradient", "momentum_descent"]
+
+
+def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0):
+    """Per-row loss ``1/2 ||obs * (G(z) - y)||^2 + alpha/2 ||z||^2`` and its gradient.
+
+    Back-propagation through eq. 3, batched over rows:
+    ``delta_L = obs * (phi(u_L) - y) * phi'(u_L)``,
+    ``g_i = delta_{i+1} W_i`` and ``delta_i = g_i * 1[u_i > 0]``.
+
+    Returns
+    -------
+    loss : array of shape (B,)
+    grad : array of shape (B, n_0)
+    """
+    pre = []
+    x = Z
+    for W, b in zip(weights[:-1], biases[:-1]):
+        u = x @ W.T + b
+        pre.append(u)
+        x = xp.maximum(u, 0.0)
+    u = x @ weights[-1].T + biases[-1]
+    R = obs * (activation(u, xp) - Y)
+    loss = 0.5 * xp.sum(R * R, axis=1)
+    delta = R * activation.derivative(u, xp)
+    for W, u in zip(weights[:0:-1], pre[::-1]):
+        delta = (delta @ W) * xp.astype(u > 0, delta.dtype)
+    grad = delta @ weights[0]
+    if alpha:
+        loss = loss + 0.5 * alpha * xp.sum(Z * Z, axis=1)
+        grad = grad + alpha * Z
+    return loss, grad
+
+
+def momentum_descent(
+    Z0,
+    Y,
+    obs,
+    weights,
+    biases,
+    activation,
+    xp,
+    *,
+    learning_rate=0.1,
+    momentum=0.9,
+    decay=1e-3,
+    alpha=0.0,
+    max_iter=1000,
+    tol=1e-8,
+    callback=None,
+):
+    """Heavy-ball gradient descent with a decaying step, batched over rows.
+
+    ``v <- momentum v - eta_k g(z)``, ``z <- z + v``, with
+    ``eta_k = learning_rate_row / (1 + decay k)`` (the paper's "step size 1e-1
+    that gradually decays", section 6.2).
+
+    A row whose loss would increase rejects the step, resets its velocity and
+    halves its own learning rate (a per-row safeguard against divergence);
+    a row stops once its gradient norm is below ``tol`` (converged) or its
+    learning rate has been halved below ``1e-12 * learning_rate`` (stalled).
+    Stopped rows are frozen, so a row's iterates do not depend on the other
+    rows of the batch.
+
+    Returns
+    -------
+    Z : array of shape (B, n_0)
+    loss : array of shape (B,)
+    n_iter : int
+    converged : bool array of shape (B,)
+    """
+    Z = Z0
+    loss, grad = loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, alpha=alpha)
+    V = xp.zeros_like(Z)
+    lr = xp.full_like(loss, learning_rate)
+    converged = row_norm(grad, xp) <= tol
+    done = converged
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        step = lr / (1.0 + decay * (n_iter - 1))
+        Vn = momentum * V - step[:, None] * grad
+        Zn = Z + Vn
+        ln, gn = loss_and_gradient(Zn, Y, obs, weights, biases, activation, xp, alpha=alpha)
+        ok = (ln <= loss) & xp.isfinite(ln) & ~done
+        okc = ok[:, None]
+        Z = xp.where(okc, Zn, Z)
+        V = xp.where(okc, Vn, xp.zeros_like(V))
+        grad = xp.where(okc, gn, grad)
+        loss = xp.where(ok, ln, loss)
+        lr = xp.where(ok | done, lr, 0.5 * lr)
+        converged = converged | (row_norm(grad, xp) <= tol)
+        done = converged | (lr < 1e-12 * learning_rate)
+        if callback is not None:
+            callback(n_iter, loss, converged)
+        if bool(xp.all(done)):
+            break
+    return Z, loss, n_iter, converged

@@ -1,0 +1,275 @@
+"""The scikit-learn glue shared by every inverter, written once."""
+
+import time
+import warnings
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._array_api import get_namespace, namespace_of
+from ..generator import ReLUGenerator, make_random_generator
+
+__all__ = ["BaseInverter"]
+
+#: Working memory one batch may use when ``batch_size=None`` (bytes).
+WORKING_MEMORY = 256 * 2**20
+
+
+def default_generator(n_features, random_state):
+    """The generator ``fit`` builds when ``generator=None``.
+
+    ``[max(1, n_features // 4), n_features, n_features]`` with an identity
+    output (so any real-valued X is in its range) and iid Gaussian weights
+    from :func:`~skinvert.make_random_generator`, seeded by ``random_state``
+    (seed 0 when it is None, so that the default model is reproducible).
+    """
+    # s_1 ~ n_features / 2 lies between n_0 and n: the uniqueness window of
+    # Corollary 1, so every inverter has a well-posed problem.
+    sizes = [max(1, n_features // 4), n_features, n_features]
+    seed = 0 if random_state is None else random_state
+    return make_random_generator(sizes, output_activation="identity", random_state=seed)
+
+
+class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Base class of the inverters: validation, batching, inverse_transform, score.
+
+    Subclasses implement ``_transform_batch(Y, obs, xp, **kwargs)`` returning
+    the latent codes of a batch, where ``Y`` holds the signals with missing
+    entries set to 0 and ``obs`` is 1.0 on observed entries, 0.0 elsewhere;
+    and ``_bytes_per_sample(generator, itemsize)`` to size automatic batches.
+    """
+
+    _parameter_constraints: dict = {
+        "generator": [ReLUGenerator, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, generator=None, *, batch_size=None, verbose=0, random_state=None):
+        self.generator = generator
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # -- tags ---------------------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
+        return tags
+
+    # -- validation -----------------------------------------------------------
+    def _validate_X(self, X, *, reset):
+        xp, _ = get_namespace(X)
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[xp.float64, xp.float32],
+            ensure_all_finite="allow-nan",
+        )
+        return X
+
+    def fit(self, X, y=None):
+        """Check X against the generator and set the fitted attributes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Signals; NaN marks a missing entry. With ``generator=None`` a
+            random generator with ``n_features`` outputs is built (see
+            :func:`default_generator`).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        self._validate_params()
+        X = self._validate_X(X, reset=True)
+        if self.generator is None:
+            gen = default_generator(X.shape[1], self.random_state)
+        else:
+            gen = self.generator
+            if X.shape[1] != gen.n_output:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but the generator produces signals "
+                    f"of size {gen.n_output} (generator.n_output)."
+                )
+        self.generator_ = gen
+        self.n_components_ = gen.n_latent
+        self._fit_extra(X, check_random_state(self.random_state))
+        return self
+
+    def _fit_extra(self, X, rng):
+        """Hook for subclasses: fitted state beyond the generator."""
+
+    @property
+    def _n_features_out(self):
+        return self.n_components_
+
+    # -- transform --------------------------------------------------------------
+    def _batches(self, n_samples, itemsize):
+        if self.batch_size is not None:
+            size = self.batch_size
+        else:
+            per = max(1, self._bytes_per_sample(self.generator_, itemsize))
+            size = max(1, WORKING_MEMORY // per)
+        return list(gen_batches(n_samples, size))
+
+    def _bytes_per_sample(self, generator, itemsize):
+        return itemsize * 8 * sum(generator.layer_sizes)
+
+    def _prepare(self, X):
+        """Split ``X`` into (Y with NaN -> 0, observed mask); reject empty rows."""
+        xp, _ = get_namespace(X)
+        missing = xp.isnan(X)
+        obs = xp.astype(~missing, X.dtype)
+        if X.shape[0] and bool(xp.any(xp.all(missing, axis=1))):
+            rows = np.flatnonzero(np.asarray(_to_host(xp.all(missing, axis=1), xp)))
+            raise ValueError(
+                f"{rows.size} row(s) of X have no observed entry (all NaN), e.g. row "
+                f"{int(rows[0])}: there is nothing to invert."
+            )
+        Y = xp.where(missing, xp.zeros_like(X), X)
+        return Y, obs, xp
+
+    def transform(self, X):
+        """Recover the latent codes of the signals X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Signals; NaN marks a missing entry.
+
+        Returns
+        -------
+        Z : array of shape (n_samples, n_components)
+            In X's namespace, device and float dtype.
+        """
+        return self._transform(X)
+
+    def _transform(self, X, *, validated=False, **kwargs):
+        if not validated:
+            check_is_fitted(self)
+            X = self._validate_X(X, reset=False)
+        Y, obs, xp = self._prepare(X)
+        n = X.shape[0]
+        _, dev = namespace_of(X)
+        itemsize = 4 if X.dtype == xp.float32 else 8
+        weights, biases = self.generator_.as_arrays(xp, dtype=X.dtype, device=dev)
+        state = _TransformState(weights, biases)
+        out = []
+        batches = self._batches(n, itemsize)
+        t0 = time.perf_counter()
+        for k, sl in enumerate(batches):
+            sub = {key: _slice(v, sl) for key, v in kwargs.items()}
+            out.append(self._transform_batch(Y[sl, ...], obs[sl, ...], xp, state, **sub))
+            if self.verbose:
+                print(
+                    f"[{type(self).__name__}] batch {k + 1}/{len(batches)} "
+                    f"({sl.stop} of {n} rows, {time.perf_counter() - t0:.2f} s)"
+                )
+        if not out:
+            return xp.zeros((0, self.n_components_), dtype=X.dtype, device=dev)
+        Z = out[0] if len(out) == 1 else xp.concat(out, axis=0)
+        state.warn(type(self).__name__)
+        return Z
+
+    def inverse_transform(self, X):
+        """Map latent codes back to signals: ``G(Z)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Latent codes.
+
+        Returns
+        -------
+        X_signal : array of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        xp, _ = get_namespace(X)
+        return self.generator_.forward(self._check_codes(X, xp))
+
+    def _check_codes(self, Z, xp):
+        from sklearn.utils.validation import check_array
+
+        Z = check_array(Z, dtype=[xp.float64, xp.float32])
+        if Z.shape[1] != self.n_components_:
+            raise ValueError(
+                f"Z has {Z.shape[1]} features, but {type(self).__name__} expects "
+                f"{self.n_components_} latent components."
+            )
+        return Z
+
+    def score(self, X, y=None):
+        """Negative mean squared reconstruction error on the observed entries.
+
+        ``-mean((X - G(transform(X)))^2)`` over the non-NaN entries of X;
+        higher is better, as GridSearchCV expects.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        X = self._validate_X(X, reset=False)
+        xp, _ = get_namespace(X)
+        Xhat = self.inverse_transform(self.transform(X))
+        missing = xp.isnan(X)
+        err = xp.where(missing, xp.zeros_like(X), X - Xhat)
+        n_obs = X.shape[0] * X.shape[1] - int(xp.sum(xp.astype(missing, xp.int64)))
+        return -float(xp.sum(err * err)) / max(n_obs, 1)
+
+
+class _TransformState:
+    """Per-call state of a transform: the weights in the data's namespace and
+    the counts of rows that hit an iteration limit."""
+
+    def __init__(self, weights, biases):
+        self.weights = weights
+        self.biases = biases
+        self.not_converged = {}
+
+    def count(self, stage, n_bad):
+        """Record ``n_bad`` rows of the current batch that hit ``stage``'s limit."""
+        self.not_converged[stage] = self.not_converged.get(stage, 0) + int(n_bad)
+
+    def warn(self, name):
+        bad = {k: v for k, v in self.not_converged.items() if v}
+        if bad:
+            parts = ", ".join(f"{v} row(s) in {k}" for k, v in bad.items())
+            warnings.warn(
+                f"{name} did not converge for {parts}; increase the iteration limits "
+                "or loosen the tolerances.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+
+def _slice(value, sl):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [v[sl, ...] for v in value]
+    return value[sl, ...]
+
+
+def _to_host(x, xp):
+    from .._array_api import to_numpy
+
+    return to_numpy(x, xp)

@@ -1,0 +1,198 @@
+"""OracleInverter: latent recovery on known supports (Algorithms 1 and 6)."""
+
+from numbers import Integral, Real
+
+from sklearn.base import clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._array_api import get_namespace, namespace_of
+from ..algorithms.oracle import oracle_end_to_end, oracle_layerwise
+from ._base import BaseInverter
+from ._gradient_descent import GradientDescentInverter
+
+
+class OracleInverter(BaseInverter):
+    """The paper's Oracle: least squares on the true supports of every layer.
+
+    Parameters
+    ----------
+    generator : ReLUGenerator or None, default=None
+        The generator to invert (None: a random one built in ``fit``).
+    method : {"end_to_end", "layerwise"}, default="end_to_end"
+        ``"end_to_end"`` is Algorithm 1: ``min_z ||y - phi(A_S z + c_S)||``
+        through the row-supported product of the weights (non-linear least
+        squares in ``n_0`` unknowns, solved exactly by SVD-based
+        Levenberg-Marquardt). ``"layerwise"`` is Algorithm 6 (appendix B):
+        least squares layer by layer on phi^-1(y), the estimator of
+        Theorem 3.
+    gamma : float, default=0.0
+        Ridge weight on z (the MAP prior of eq. 16).
+    transform_max_iter : int, default=30
+        Levenberg-Marquardt iterations of the end-to-end method (non-linear
+        phi only; identity needs none).
+    tol : float or None, default=None
+        Relative step size at which a row stops (default sqrt(eps)).
+    support_estimator : estimator or None, default=None
+        Used only when ``transform`` gets no ``supports``: an inverter whose
+        ``transform`` gives a first estimate ``Z0``; the supports of
+        ``G(Z0)`` are then used, which turns the Oracle into the *debiasing*
+        step of Algorithm 5 on estimated supports. None uses
+        :class:`GradientDescentInverter` with this estimator's generator
+        and random_state.
+    batch_size, verbose, random_state
+        See :class:`GradientDescentInverter`.
+
+    Attributes
+    ----------
+    generator_ : ReLUGenerator
+    n_components_ : int
+    n_features_in_ : int
+    support_estimator_ : estimator
+        The fitted support estimator (a clone).
+
+    Notes
+    -----
+    ``transform(X, supports=S)`` takes the true supports, e.g.
+    ``generator.supports(Z)``. With metadata routing enabled
+    (``sklearn.set_config(enable_metadata_routing=True)``) and
+    ``oracle.set_transform_request(supports=True)``, a Pipeline passes
+    ``supports`` through ``pipe.transform(X, supports=S)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinvert import OracleInverter, make_random_generator
+    >>> G = make_random_generator([20, 80, 200, 400], random_state=0)
+    >>> Z = np.random.default_rng(1).standard_normal((4, 20))
+    >>> X = G.forward(Z)
+    >>> Zhat = OracleInverter(G).fit(X).transform(X, supports=G.supports(Z))
+    >>> bool(np.allclose(Zhat, Z))
+    True
+    """
+
+    _parameter_constraints = {
+        **BaseInverter._parameter_constraints,
+        "method": [StrOptions({"end_to_end", "layerwise"})],
+        "gamma": [Interval(Real, 0, None, closed="left")],
+        "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left"), None],
+        "support_estimator": [HasMethods(["fit", "transform"]), None],
+    }
+
+    def __init__(
+        self,
+        generator=None,
+        *,
+        method="end_to_end",
+        gamma=0.0,
+        transform_max_iter=30,
+        tol=None,
+        support_estimator=None,
+        batch_size=None,
+        verbose=0,
+        random_state=None,
+    ):
+        super().__init__(
+            generator, batch_size=batch_size, verbose=verbose, random_state=random_state
+        )
+        self.method = method
+        self.gamma = gamma
+        self.transform_max_iter = transform_max_iter
+        self.tol = tol
+        self.support_estimator = support_estimator
+
+    def _fit_extra(self, X, rng):
+        if self.support_estimator is None:
+            est = GradientDescentInverter(self.generator_, random_state=self.random_state)
+        else:
+            est = clone(self.support_estimator)
+            if "generator" in est.get_params():
+                est.set_params(generator=self.generator_)
+        self.support_estimator_ = est.fit(X)
+
+    def _bytes_per_sample(self, generator, itemsize):
+        sizes = generator.layer_sizes
+        if self.method == "end_to_end":
+            return itemsize * (5 * sizes[-1] * sizes[0] + 4 * sum(sizes))
+        return itemsize * (3 * max(s * s for s in sizes[:-1]) + 2 * sizes[-1] * sizes[-2])
+
+    def transform(self, X, supports=None):
+        """Recover the latent codes of X on the given supports.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Signals; NaN marks a missing entry.
+        supports : list of arrays of shape (n_samples, n_i), or array of shape \
+(n_samples, sum(n_1..n_L)), default=None
+            The supports of the hidden layers 1..L (boolean or 0/1), as
+            returned by ``generator.supports(Z)``, or those arrays concatenated
+            along axis 1 (a sample-aligned form that cross-validation can
+            split). None estimates them with ``support_estimator_``.
+
+        Returns
+        -------
+        Z : array of shape (n_samples, n_components)
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        if supports is None:
+            supports = self.generator_.supports(self.support_estimator_.transform(X))
+        supports = self._check_supports(X, supports)
+        return self._transform(X, validated=True, supports=supports)
+
+    def _check_supports(self, X, supports):
+        sizes = self.generator_.layer_sizes[1:-1]
+        n = X.shape[0]
+        if not isinstance(supports, (list, tuple)):
+            xp, _ = get_namespace(supports)
+            if len(supports.shape) != 2 or supports.shape[1] != sum(sizes):
+                raise ValueError(
+                    "supports must be a list of arrays of shapes "
+                    f"{[(n, s) for s in sizes]} or one array of shape (n_samples, "
+                    f"{sum(sizes)}); got an array of shape {tuple(supports.shape)}."
+                )
+            parts, start = [], 0
+            for s in sizes:
+                parts.append(supports[:, start : start + s])
+                start += s
+            supports = parts
+        if len(supports) != len(sizes):
+            raise ValueError(
+                f"supports must hold {len(sizes)} arrays (one per hidden layer), got "
+                f"{len(supports)}."
+            )
+        for i, (S, s) in enumerate(zip(supports, sizes)):
+            if tuple(S.shape) != (n, s):
+                raise ValueError(
+                    f"supports[{i}] (layer {i + 1}) must have shape ({n}, {s}), got "
+                    f"{tuple(S.shape)}."
+                )
+        return list(supports)
+
+    def _transform_batch(self, Y, obs, xp, state, supports):
+        _, dev = namespace_of(Y)
+        masks = [xp.astype(xp.asarray(S, device=dev) != 0, Y.dtype) for S in supports]
+        act = self.generator_.activation
+        if self.method == "layerwise":
+            Z, _ = oracle_layerwise(
+                Y, obs, state.weights, state.biases, act, masks, xp, gamma=self.gamma
+            )
+            return Z
+        Z, _, converged = oracle_end_to_end(
+            Y,
+            obs,
+            state.weights,
+            state.biases,
+            act,
+            masks,
+            xp,
+            gamma=self.gamma,
+            max_iter=self.transform_max_iter,
+            tol=self.tol,
+        )
+        if self.transform_max_iter > 0:
+            n_bad = Y.shape[0] - int(xp.sum(xp.astype(converged, xp.int32)))
+            state.count("the Oracle's Gauss-Newton (transform_max_iter)", n_bad)
+        return Z

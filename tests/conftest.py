@@ -1,0 +1,33 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Deterministic property tests: the same examples on every run and machine.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=25,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None, max_examples=50)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def small_generator():
+    """A random tanh generator [20, 80, 200, 400] (the foundation issue's net)."""
+    from skinvert import make_random_generator
+
+    return make_random_generator([20, 80, 200, 400], random_state=0)
+
+
+def snr_db(ref, est):
+    ref = np.asarray(ref, dtype=np.float64)
+    est = np.asarray(est, dtype=np.float64)
+    num = np.sum(ref**2, axis=1)
+    den = np.sum((ref - est) ** 2, axis=1)
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(num / den)

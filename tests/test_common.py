@@ -1,0 +1,53 @@
+"""scikit-learn's common estimator checks on every inverter.
+
+Each inverter runs the checks twice: default-constructed (``fit`` builds a
+random generator with X's n_features) and with a fixed generator. A fixed
+generator produces signals of one size, ``FIXED.n_output == 3``, the size most
+checks use; the checks listed in ``_WRONG_SIZE`` build their own X with another
+number of features, which the fixed generator rightly rejects in ``fit``.
+"""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skinvert import GradientDescentInverter, OracleInverter, make_random_generator
+
+FIXED = make_random_generator([1, 3, 3], output_activation="identity", random_state=0)
+
+_WHY = (
+    "the check builds its own X with a number of features other than 3; a fixed "
+    "generator rejects it in fit with a ValueError naming both sizes"
+)
+_WRONG_SIZE = {
+    "check_dtype_object": _WHY,
+    "check_estimators_dtypes": _WHY,
+    "check_estimators_fit_returns_self": _WHY,
+    "check_estimators_overwrite_params": _WHY,
+    "check_fit2d_1feature": _WHY,
+    "check_fit2d_1sample": _WHY,
+    "check_fit_check_is_fitted": _WHY,
+    "check_fit_idempotent": _WHY,
+    "check_n_features_in": _WHY,
+    "check_n_features_in_after_fitting": _WHY,
+    "check_positive_only_tag_during_fit": _WHY,
+    "check_readonly_memmap_input": _WHY,
+}
+
+
+def _expected_failed(estimator):
+    return _WRONG_SIZE if estimator.generator is FIXED else {}
+
+
+ESTIMATORS = [
+    GradientDescentInverter(transform_max_iter=200),
+    OracleInverter(),
+    OracleInverter(method="layerwise"),
+    GradientDescentInverter(FIXED, transform_max_iter=200),
+    OracleInverter(FIXED),
+]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
