@@ -1,5 +1,10 @@
 import os
 
+# scikit-learn refuses array_api_dispatch unless SciPy's array API support is
+# on, and SciPy reads this variable once, at import: set it before anything
+# imports scipy.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

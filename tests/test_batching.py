@@ -1,0 +1,91 @@
+"""Batch invariance, dtype preservation and array API equality of every inverter."""
+
+import numpy as np
+import pytest
+import sklearn
+from hypothesis import given
+from hypothesis import strategies as st
+
+from skinvert import GradientDescentInverter, OracleInverter, make_random_generator
+
+
+def _make(kind, G):
+    if kind == "gd":
+        return GradientDescentInverter(G, transform_max_iter=300, random_state=0)
+    if kind == "oracle":
+        return OracleInverter(G)
+    return OracleInverter(G, method="layerwise")
+
+
+def _transform(est, X, S, **params):
+    if isinstance(est, OracleInverter):
+        return est.transform(X, supports=S, **params)
+    return est.transform(X)
+
+
+KINDS = ["gd", "oracle", "oracle-layerwise"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@given(
+    kind=st.sampled_from(KINDS),
+    n=st.integers(1, 9),
+    batch_size=st.integers(1, 10),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_batch_invariance(kind, n, batch_size, seed):
+    """Whole batch == row by row == any batch_size == permuted rows."""
+    G = make_random_generator([3, 18, 40], random_state=seed % 1000)
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, 3))
+    X = G.forward(Z)
+    S = G.supports(Z)
+    est = _make(kind, G).fit(X)
+    whole = _transform(est, X, S)
+    rows = np.concatenate([_transform(est, X[i : i + 1], [s[i : i + 1] for s in S]) for i in range(n)])
+    batched = _transform(est.set_params(batch_size=batch_size), X, S)
+    perm = rng.permutation(n)
+    permuted = _transform(est, X[perm], [s[perm] for s in S])
+    # Rows are independent problems; only BLAS summation order may differ.
+    np.testing.assert_allclose(rows, whole, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(batched, whole, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(permuted, whole[perm], rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_in_float32_out(kind, small_generator):
+    G = small_generator
+    Z = np.random.default_rng(0).standard_normal((12, 20))
+    X = G.forward(Z).astype(np.float32)
+    S = G.supports(Z)
+    est = _make(kind, G).fit(X)
+    Z32 = _transform(est, X, S)
+    assert Z32.dtype == np.float32
+    assert est.inverse_transform(Z32).dtype == np.float32
+    if kind != "gd":  # the Oracle stays accurate in single precision
+        rel = np.linalg.norm(Z32 - Z, axis=1) / np.linalg.norm(Z, axis=1)
+        assert np.max(rel) < 1e-3
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_array_api_strict_equals_numpy(kind, dtype):
+    xps = pytest.importorskip("array_api_strict")
+    G = make_random_generator([4, 24, 60], random_state=0)
+    Z = np.random.default_rng(1).standard_normal((9, 4))
+    X = G.forward(Z).astype(dtype)
+    X[0, 3] = np.nan  # a missing entry goes through the same path
+    S = G.supports(Z)
+    ref = _transform(_make(kind, G).fit(X), X, S)
+    with sklearn.config_context(array_api_dispatch=True):
+        Xs = xps.asarray(X)
+        est = _make(kind, G).fit(Xs)
+        out = _transform(est, Xs, [xps.asarray(s) for s in S])
+        assert isinstance(out, type(Xs))
+        assert out.dtype == Xs.dtype
+        back = est.inverse_transform(out)
+        assert isinstance(back, type(Xs))
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(np.asarray(out), ref, rtol=rtol, atol=rtol)
