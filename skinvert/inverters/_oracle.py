@@ -173,7 +173,7 @@ class OracleInverter(BaseInverter):
 
     def _transform_batch(self, Y, obs, xp, state, supports):
         _, dev = namespace_of(Y)
-        masks = [xp.astype(xp.asarray(S, device=dev) != 0, Y.dtype) for S in supports]
+        masks = [_as_mask(xp.asarray(S, device=dev), Y.dtype, xp) for S in supports]
         act = self.generator_.activation
         if self.method == "layerwise":
             Z, _ = oracle_layerwise(
@@ -196,3 +196,10 @@ class OracleInverter(BaseInverter):
             n_bad = Y.shape[0] - int(xp.sum(xp.astype(converged, xp.int32)))
             state.count("the Oracle's Gauss-Newton (transform_max_iter)", n_bad)
         return Z
+
+
+def _as_mask(S, dtype, xp):
+    """A 0/1 float mask of ``dtype`` from a boolean or numeric support array."""
+    if S.dtype != xp.bool:
+        S = S != 0
+    return xp.astype(S, dtype)
