@@ -8,7 +8,12 @@ over signals and written against the array API.
 
 from .activations import Activation
 from .generator import ReLUGenerator, make_random_generator
-from .inverters import GradientDescentInverter, OracleInverter
+from .inverters import (
+    GradientDescentInverter,
+    LatentPursuitInverter,
+    LayeredBPInverter,
+    OracleInverter,
+)
 from .io import load_generator
 
 __version__ = "0.1.0"
@@ -16,6 +21,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation",
     "GradientDescentInverter",
+    "LatentPursuitInverter",
+    "LayeredBPInverter",
     "OracleInverter",
     "ReLUGenerator",
     "load_generator",

@@ -6,6 +6,8 @@ masks (1 on the support, 0 off it) applied elementwise, so no kernel loops over
 samples and every kernel runs on NumPy, CuPy, torch or array-api-strict alike.
 """
 
+from ._array_api import lapack_batch
+
 __all__ = [
     "batched_lstsq",
     "matvec",
@@ -68,7 +70,8 @@ def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None):
         m = k
     if rcond is None:
         rcond = max(m, k) * _eps(A.dtype, xp)
-    U, S, Vt = xp.linalg.svd(A, full_matrices=False)
+    with lapack_batch(xp):
+        U, S, Vt = xp.linalg.svd(A, full_matrices=False)
     smax = xp.max(S, axis=1, keepdims=True)
     keep = S > rcond * smax
     Utb = rmatvec(U, b, xp)  # (B, k)
@@ -151,7 +154,8 @@ def supported_lstsq(W, target, xp, *, row_weight=None, col_mask=None, ridge=0.0)
         rhs = Mc * rhs
     if H.shape[0] != B:
         H = xp.broadcast_to(H, (B, k, k))
-    x = xp.linalg.solve(H, rhs[:, :, None])[:, :, 0]
+    with lapack_batch(xp):
+        x = xp.linalg.solve(H, rhs[:, :, None])[:, :, 0]
     if col_mask is not None:
         x = col_mask * x
     return x

@@ -3,5 +3,12 @@
 from ._base import BaseInverter
 from ._gradient_descent import GradientDescentInverter
 from ._oracle import OracleInverter
+from ._pursuit import LatentPursuitInverter, LayeredBPInverter
 
-__all__ = ["BaseInverter", "GradientDescentInverter", "OracleInverter"]
+__all__ = [
+    "BaseInverter",
+    "GradientDescentInverter",
+    "LatentPursuitInverter",
+    "LayeredBPInverter",
+    "OracleInverter",
+]

@@ -1,0 +1,306 @@
+"""Latent-Pursuit (Algorithm 5) and Layered Basis-Pursuit (Algorithm 2).
+
+Both invert the generator layer by layer, from the image back to z:
+
+- image layer ``x_L``: eq. 8 (Latent-Pursuit, non-negative) or the lasso of
+  Algorithm 2's first step (Layered BP, signed);
+- middle layers ``x_i``, ``i = L-1..1``: eq. 9 (rows ``S_{i+1}`` as equations,
+  ``x >= 0`` and ``W_i^{S^c} x + b_i^{S^c} <= 0``) or Algorithm 2's lasso on the
+  rows ``S_{i+1}``;
+- latent ``z``: eq. 16 (ridge ``gamma``, inequality constraints) or
+  Algorithm 2's final least squares;
+- optional debiasing: Algorithm 1 (the Oracle) on the estimated supports.
+
+Two solver families (``solver``):
+
+``"active_set"`` (default, exact)
+    Every layer problem is written in Gram form and solved by
+    :func:`~skinvert.algorithms.sparse_coding.active_set_refine`, started from
+    the unconstrained least squares (rows with at least as many equations as
+    unknowns) or from FISTA (the others). Supports are those of the exact
+    solution. The image layer of eq. 8 is solved in the pre-activation domain
+    ``u = phi^-1(y)`` (missing and saturated entries dropped): for a signal in
+    phi's range without noise this has the same minimiser as eq. 8, and the
+    debiasing step then minimises the loss through phi itself. An inequality
+    ``W_j x + b_j <= 0`` that the solution violates is added as the equation
+    ``W_j x + b_j = 0`` and the layer solved again (an active-set step on the
+    constraints), up to ``constraint_max_iter`` times.
+``"paper"``
+    The paper's first-order solvers as written: FISTA on eq. 8 through phi
+    (Algorithm 3), linearized ADMM on eq. 9 (Algorithm 4, eqs. 13-15) and its
+    z-step eq. 18; supports are then decided with ``support_tol``.
+"""
+
+from dataclasses import dataclass
+
+from .._array_api import device
+from .._linalg import finite_or
+from .oracle import oracle_end_to_end
+from .sparse_coding import active_set_refine, fista, masked_gram_solve
+
+__all__ = ["PursuitOptions", "pursuit"]
+
+
+@dataclass
+class PursuitOptions:
+    """Options of :func:`pursuit` (see the estimators for their meaning)."""
+
+    nonneg: bool = True  # Latent-Pursuit (True) or Layered BP (False)
+    constraints: bool = True  # the ReLU inequality constraints of eq. 9 / 16
+    solver: str = "active_set"
+    lam: tuple = (0.0,)  # one per hidden layer x_1..x_L (index i-1), floats or (B,) arrays
+    rho: tuple = (1e-2,)  # one per constrained unknown: z (0), x_1..x_{L-1}
+    gamma: float = 0.0
+    support_tol: float = 1e-6
+    max_iter: int = 1000
+    tol: float = 1e-10
+    refine_max_iter: int = 30
+    constraint_max_iter: int = 5
+    debias: bool = True
+    debias_max_iter: int = 30
+    epsilon: float = None  # noise bound ||e||_2 <= epsilon: Algorithm 2's lambda rule
+
+
+class PursuitResult:
+    """Estimates of a batch: ``z``, hidden layers, supports and stage counts."""
+
+    def __init__(self):
+        self.z = None
+        self.hidden = []
+        self.supports = []
+        self.not_converged = {}
+
+    def count(self, stage, converged, xp):
+        bad = int(xp.sum(xp.astype(~converged, xp.int32)))
+        self.not_converged[stage] = self.not_converged.get(stage, 0) + bad
+
+
+def _lipschitz(W, xp):
+    """``lambda_max(W^T W)`` (the step bound shared by every row)."""
+    return float(xp.max(xp.linalg.eigvalsh(W.T @ W)))
+
+
+def _row_gram(W, w, xp):
+    """Per-row Gram matrices ``W^T diag(w) W`` (B, k, k), or shared ``W^T W`` if
+    every weight is one."""
+    if w is None:
+        return W.T @ W
+    return W.T @ (w[:, :, None] * W)
+
+
+def _support(x, tol, xp, nonneg):
+    mag = x if nonneg else xp.abs(x)
+    top = xp.max(mag, axis=1, keepdims=True)
+    return mag > tol * xp.where(top > 0, top, xp.ones_like(top))
+
+
+def _solve_layer(W, t, w, lam, opts, xp, res, stage, *, lipschitz):
+    """Solve ``min 1/2 ||sqrt(w) (W x - t)||^2 + lam pen(x)`` exactly (active set).
+
+    ``w`` (B, m) are 0/1 row weights (None: all rows). Returns x (B, k).
+    """
+    B = t.shape[0]
+    k = W.shape[1]
+    wt = t if w is None else w * t
+    r = wt @ W
+    G = _row_gram(W, w, xp)
+    lam_c = lam if isinstance(lam, (int, float)) else lam[:, None]
+    n_eq = xp.full((B,), float(W.shape[0]), dtype=t.dtype, device=device(t)) if w is None else xp.sum(w, axis=1)
+    tall = n_eq >= k
+    x_start = None
+    if bool(xp.any(tall)):
+        shift = lam_c if opts.nonneg else 0.0
+        ones = xp.ones((B, k), dtype=t.dtype, device=device(t))
+        x_start = masked_gram_solve(G, r - shift, ones, xp)
+    if not bool(xp.all(tall)):
+        x0 = xp.zeros((B, k), dtype=t.dtype, device=device(t))
+        xf, _, conv = fista(
+            G, r, lam, x0, xp, nonneg=opts.nonneg, lipschitz=lipschitz,
+            max_iter=opts.max_iter, tol=opts.tol,
+        )
+        x_start = xf if x_start is None else xp.where(tall[:, None], x_start, xf)
+    x, conv = active_set_refine(
+        G, r, lam, x_start, xp, nonneg=opts.nonneg, max_iter=opts.refine_max_iter
+    )
+    res.count(stage, conv, xp)
+    return x
+
+
+def _violations(W, b, x, rows, xp):
+    """Entries ``j`` off ``rows`` where ``W_j x + b_j > 0`` beyond rounding."""
+    u = x @ W.T + b
+    scale = xp.max(xp.abs(u), axis=1, keepdims=True) + 1.0
+    eps = float(xp.finfo(x.dtype).eps)
+    return (u > 1e3 * eps * scale) & (rows == 0)
+
+
+def _constrained_layer(W, b, target, rows, lam, opts, xp, res, stage, *, lipschitz, ridge=0.0):
+    """Eq. 9 / eq. 16 by the exact path: equations on ``rows``, inequalities off them."""
+    if ridge:
+        # Eq. 16: gamma ||z||^2 as k extra equations sqrt(gamma) z = 0.
+        k = W.shape[1]
+        eye = xp.eye(k, dtype=W.dtype, device=device(W))
+        W_aug = xp.concat([W, (ridge**0.5) * eye], axis=0)
+        B = target.shape[0]
+        zeros = xp.zeros((B, k), dtype=target.dtype, device=device(target))
+        ones = xp.ones((B, k), dtype=target.dtype, device=device(target))
+        b_aug = xp.concat([b, xp.zeros((k,), dtype=b.dtype, device=device(b))])
+        t_aug = xp.concat([target, zeros], axis=1)
+        r_aug = xp.concat([rows, ones], axis=1)
+        return _constrained_layer(
+            W_aug, b_aug, t_aug, r_aug, lam, opts, xp, res, stage, lipschitz=lipschitz + ridge
+        )
+    w = rows
+    x = _solve_layer(W, target - b, w, lam, opts, xp, res, stage, lipschitz=lipschitz)
+    if not opts.constraints:
+        return x
+    for _ in range(opts.constraint_max_iter):
+        viol = _violations(W, b, x, w, xp)
+        bad = xp.any(viol, axis=1)
+        if not bool(xp.any(bad)):
+            break
+        w = xp.where(viol, xp.ones_like(w), w)
+        x = _solve_layer(W, target - b, w, lam, opts, xp, res, stage, lipschitz=lipschitz)
+    return x
+
+
+class EpsilonRule:
+    """Algorithm 2's lambda schedule from a noise bound ``||e||_2 <= epsilon``.
+
+    ``epsilon_{L+1} = ell * epsilon`` with ``ell`` the Lipschitz constant of
+    phi^-1 over each sample's observed values; ``lambda_i = 2 epsilon_{i+1}``
+    and, once ``x_i`` is estimated, ``epsilon_i = (3 + sqrt(1.5)) sqrt(s_i) /
+    min_j ||w_{i,j}^{S_{i+1}}||_2 * epsilon_{i+1}`` (Theorem 2, eqs. 29-31),
+    with ``s_i`` the size of the estimated support (per sample).
+    """
+
+    C = 3.0 + 1.5**0.5
+
+    def __init__(self, epsilon, Y, obs, activation, xp):
+        self.xp = xp
+        U = activation.inverse(Y, xp)
+        ok = (obs > 0) & ~xp.isnan(U)
+        d = activation.derivative(xp.where(ok, U, xp.zeros_like(U)), xp)
+        inv = xp.where(ok, 1.0 / xp.where(d > 0, d, xp.ones_like(d)), xp.zeros_like(d))
+        ell = xp.max(inv, axis=1)
+        self.eps = epsilon * ell  # (B,)
+
+    def lam(self):
+        return 2.0 * self.eps
+
+    def update(self, W, rows, S):
+        xp = self.xp
+        W2 = W * W
+        col_sq = xp.sum(W2, axis=0)[None, :] if rows is None else rows @ W2
+        min_norm = xp.sqrt(xp.min(col_sq, axis=1))
+        s = xp.sum(xp.astype(S, W.dtype), axis=1)
+        tiny = xp.finfo(W.dtype).tiny
+        self.eps = self.C * xp.sqrt(s) / xp.maximum(min_norm, tiny) * self.eps
+
+
+def _lam(opts, i):
+    """lambda of the hidden layer x_{i+1}."""
+    return opts.lam[min(i, len(opts.lam) - 1)]
+
+
+def pursuit(Y, obs, weights, biases, activation, xp, opts):
+    """Run Latent-Pursuit / Layered BP on a batch.
+
+    Parameters
+    ----------
+    Y : array (B, n)
+        Signals with missing entries set to 0.
+    obs : array (B, n)
+        1.0 on observed entries.
+    weights, biases : lists of arrays in ``xp``
+    activation : Activation
+    opts : PursuitOptions
+
+    Returns
+    -------
+    PursuitResult
+    """
+    if opts.solver == "paper":
+        from .first_order import paper_pursuit
+
+        return paper_pursuit(Y, obs, weights, biases, activation, xp, opts)
+    res = PursuitResult()
+    L = len(weights) - 1
+    B = Y.shape[0]
+    dt = Y.dtype
+    # Image layer: eq. 8 in the domain u = phi^-1(y) (see the module notes).
+    U = activation.inverse(Y, xp)
+    valid = (obs > 0) & ~xp.isnan(U)
+    w = xp.astype(valid, dt)
+    U = finite_or(U, 0.0, xp) * w
+    lips = [_lipschitz(W, xp) for W in weights]
+    if L == 0:
+        z = _constrained_layer(
+            weights[0], biases[0], U, w, 0.0, _no_constraints(opts), xp, res, "z",
+            lipschitz=lips[0], ridge=opts.gamma,
+        )
+        res.z = z
+        return _debias(res, Y, obs, weights, biases, activation, xp, opts)
+    all_rows = bool(xp.all(valid))
+    rule = None
+    if opts.epsilon is not None:
+        rule = EpsilonRule(opts.epsilon, Y, obs, activation, xp)
+    lam = rule.lam() if rule is not None else _lam(opts, L - 1)
+    x = _solve_layer(
+        weights[L], U - biases[L], None if all_rows else w, lam,
+        opts, xp, res, f"layer {L}", lipschitz=lips[L],
+    )
+    hidden = [x]
+    S = _support(x, opts.support_tol, xp, opts.nonneg)
+    supports = [S]
+    if rule is not None:
+        rule.update(weights[L], None if all_rows else w, S)
+    for i in range(L - 1, 0, -1):
+        rows = xp.astype(S, dt)
+        lam = rule.lam() if rule is not None else _lam(opts, i - 1)
+        x = _constrained_layer(
+            weights[i], biases[i], hidden[0] * rows, rows, lam, opts,
+            xp, res, f"layer {i}", lipschitz=lips[i],
+        )
+        hidden.insert(0, x)
+        S = _support(x, opts.support_tol, xp, opts.nonneg)
+        supports.insert(0, S)
+        if rule is not None:
+            rule.update(weights[i], rows, S)
+    rows = xp.astype(S, dt)
+    z = _constrained_layer(
+        weights[0], biases[0], hidden[0] * rows, rows, 0.0, _signed(opts), xp, res, "z",
+        lipschitz=lips[0], ridge=opts.gamma,
+    )
+    res.z, res.hidden, res.supports = z, hidden, supports
+    return _debias(res, Y, obs, weights, biases, activation, xp, opts)
+
+
+def _signed(opts):
+    """The z-step: z is not sparse and has no sign."""
+    from dataclasses import replace
+
+    return replace(opts, nonneg=False)
+
+
+def _no_constraints(opts):
+    from dataclasses import replace
+
+    return replace(opts, nonneg=False, constraints=False)
+
+
+def _debias(res, Y, obs, weights, biases, activation, xp, opts):
+    """Algorithm 5's optional last step: the Oracle (Algorithm 1) on estimated supports."""
+    if not opts.debias:
+        return res
+    masks = [xp.astype(S, Y.dtype) for S in res.supports]
+    z, _, conv = oracle_end_to_end(
+        Y, obs, weights, biases, activation, masks, xp,
+        gamma=opts.gamma, max_iter=opts.debias_max_iter,
+    )
+    ok = xp.all(xp.isfinite(z), axis=1)
+    res.z = xp.where(ok[:, None], z, res.z)
+    if opts.debias_max_iter > 0 and activation.name != "identity":
+        res.count("debiasing", conv, xp)
+    return res
+
