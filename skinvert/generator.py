@@ -215,7 +215,7 @@ class ReLUGenerator:
         hidden = []
         x = Z
         for W, b in zip(Ws[:-1], bs[:-1]):
-            x = xp.maximum(x @ W.T + b, 0.0)
+            x = xp.clip(x @ W.T + b, min=0.0)
             hidden.append(x)
         X = self.activation(x @ Ws[-1].T + bs[-1], xp)
         return (X, hidden) if return_hidden else X

@@ -36,3 +36,13 @@ def snr_db(ref, est):
     den = np.sum((ref - est) ** 2, axis=1)
     with np.errstate(divide="ignore"):
         return 10 * np.log10(num / den)
+
+
+def corollary1_met(generator, Z):
+    """Per sample: the sparsity conditions of Corollary 1 (random weights)."""
+    s = [S.sum(axis=1) for S in generator.supports(Z)]
+    n, n0 = generator.n_output, generator.n_latent
+    ok = s[-1] < (n + 1) / 2
+    for i in range(len(s) - 1):
+        ok &= s[i] < (s[i + 1] + 1) / 2
+    return ok & (s[0] >= n0)

@@ -10,7 +10,13 @@ number of features, which the fixed generator rightly rejects in ``fit``.
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skinvert import GradientDescentInverter, OracleInverter, make_random_generator
+from skinvert import (
+    GradientDescentInverter,
+    LatentPursuitInverter,
+    LayeredBPInverter,
+    OracleInverter,
+    make_random_generator,
+)
 
 FIXED = make_random_generator([1, 3, 3], output_activation="identity", random_state=0)
 
@@ -19,6 +25,9 @@ _WHY = (
     "generator rejects it in fit with a ValueError naming both sizes"
 )
 _WRONG_SIZE = {
+    "check_array_api_input": _WHY,
+    "check_array_api_mixed_inputs": _WHY,
+    "check_array_api_same_namespace": _WHY,
     "check_dtype_object": _WHY,
     "check_estimators_dtypes": _WHY,
     "check_estimators_fit_returns_self": _WHY,
@@ -42,8 +51,13 @@ ESTIMATORS = [
     GradientDescentInverter(transform_max_iter=200),
     OracleInverter(),
     OracleInverter(method="layerwise"),
+    LatentPursuitInverter(),
+    LayeredBPInverter(),
+    LatentPursuitInverter(solver="paper", transform_max_iter=200),
     GradientDescentInverter(FIXED, transform_max_iter=200),
     OracleInverter(FIXED),
+    LatentPursuitInverter(FIXED),
+    LayeredBPInverter(FIXED),
 ]
 
 

@@ -10,17 +10,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from skinvert import OracleInverter, make_random_generator
 
-from .conftest import snr_db
-
-
-def corollary1_met(generator, Z):
-    """Per sample: the sparsity conditions of Corollary 1 (random weights)."""
-    s = [S.sum(axis=1) for S in generator.supports(Z)]
-    n, n0 = generator.n_output, generator.n_latent
-    ok = s[-1] < (n + 1) / 2
-    for i in range(len(s) - 1):
-        ok &= s[i] < (s[i + 1] + 1) / 2
-    return ok & (s[0] >= n0)
+from .conftest import corollary1_met, snr_db
 
 
 @given(

@@ -22,7 +22,7 @@ def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0):
     for W, b in zip(weights[:-1], biases[:-1]):
         u = x @ W.T + b
         pre.append(u)
-        x = xp.maximum(u, 0.0)
+        x = xp.clip(u, min=0.0)
     u = x @ weights[-1].T + biases[-1]
     R = obs * (activation(u, xp) - Y)
     loss = 0.5 * xp.sum(R * R, axis=1)

@@ -34,9 +34,15 @@ Two solver families (``solver``):
 from dataclasses import dataclass
 
 from .._array_api import device
-from .._linalg import finite_or
-from .oracle import oracle_end_to_end
-from .sparse_coding import active_set_refine, fista, masked_gram_solve
+from .._linalg import row_weighted_gram
+from .oracle import inverse_target, oracle_end_to_end
+from .sparse_coding import (
+    active_set_refine,
+    compress_rows,
+    fista,
+    masked_gram_solve,
+    scatter_rows,
+)
 
 __all__ = ["PursuitOptions", "pursuit"]
 
@@ -59,6 +65,7 @@ class PursuitOptions:
     debias: bool = True
     debias_max_iter: int = 30
     epsilon: float = None  # noise bound ||e||_2 <= epsilon: Algorithm 2's lambda rule
+    lipschitz: tuple = None  # lambda_max(W_i^T W_i), i = 0..L (computed when None)
 
 
 class PursuitResult:
@@ -85,10 +92,13 @@ def _row_gram(W, w, xp):
     every weight is one."""
     if w is None:
         return W.T @ W
-    return W.T @ (w[:, :, None] * W)
+    return row_weighted_gram(W, w, xp)
 
 
 def _support(x, tol, xp, nonneg):
+    """Entries above ``tol`` times the row's largest entry (``tol`` is raised to
+    ``10 sqrt(eps)`` in single precision, where rounding alone reaches 1e-6)."""
+    tol = max(tol, 10.0 * float(xp.finfo(x.dtype).eps) ** 0.5) if x.dtype == xp.float32 else tol
     mag = x if nonneg else xp.abs(x)
     top = xp.max(mag, axis=1, keepdims=True)
     return mag > tol * xp.where(top > 0, top, xp.ones_like(top))
@@ -97,28 +107,36 @@ def _support(x, tol, xp, nonneg):
 def _solve_layer(W, t, w, lam, opts, xp, res, stage, *, lipschitz):
     """Solve ``min 1/2 ||sqrt(w) (W x - t)||^2 + lam pen(x)`` exactly (active set).
 
-    ``w`` (B, m) are 0/1 row weights (None: all rows). Returns x (B, k).
+    ``w`` (B, m) are 0/1 row weights (None: all rows). Rows with at least as
+    many equations as unknowns start from the least-squares solution (one
+    shared solve when the Gram matrix is shared); the others from FISTA,
+    run on those rows only. Returns x (B, k).
     """
     B = t.shape[0]
     k = W.shape[1]
-    wt = t if w is None else w * t
-    r = wt @ W
+    dt = t.dtype
+    r = (t if w is None else w * t) @ W
     G = _row_gram(W, w, xp)
     lam_c = lam if isinstance(lam, (int, float)) else lam[:, None]
-    n_eq = xp.full((B,), float(W.shape[0]), dtype=t.dtype, device=device(t)) if w is None else xp.sum(w, axis=1)
-    tall = n_eq >= k
-    x_start = None
+    if w is None:
+        tall = xp.full((B,), W.shape[0] >= k, dtype=xp.bool, device=device(t))
+    else:
+        tall = xp.sum(w, axis=1) >= k
+    x_start = xp.zeros((B, k), dtype=dt, device=device(t))
     if bool(xp.any(tall)):
         shift = lam_c if opts.nonneg else 0.0
-        ones = xp.ones((B, k), dtype=t.dtype, device=device(t))
-        x_start = masked_gram_solve(G, r - shift, ones, xp)
+        ones = xp.ones((B, k), dtype=dt, device=device(t))
+        x_start = xp.where(tall[:, None], masked_gram_solve(G, r - shift, ones, xp), x_start)
     if not bool(xp.all(tall)):
-        x0 = xp.zeros((B, k), dtype=t.dtype, device=device(t))
-        xf, _, conv = fista(
-            G, r, lam, x0, xp, nonneg=opts.nonneg, lipschitz=lipschitz,
+        sub = compress_rows(~tall, xp)
+        Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
+        lam_s = lam if isinstance(lam, (int, float)) else xp.take(lam, sub, axis=0)
+        rs = xp.take(r, sub, axis=0)
+        xf, _, _ = fista(
+            Gs, rs, lam_s, xp.zeros_like(rs), xp, nonneg=opts.nonneg, lipschitz=lipschitz,
             max_iter=opts.max_iter, tol=opts.tol,
         )
-        x_start = xf if x_start is None else xp.where(tall[:, None], x_start, xf)
+        x_start = scatter_rows(x_start, xf, ~tall, xp)
     x, conv = active_set_refine(
         G, r, lam, x_start, xp, nonneg=opts.nonneg, max_iter=opts.refine_max_iter
     )
@@ -160,7 +178,13 @@ def _constrained_layer(W, b, target, rows, lam, opts, xp, res, stage, *, lipschi
         if not bool(xp.any(bad)):
             break
         w = xp.where(viol, xp.ones_like(w), w)
-        x = _solve_layer(W, target - b, w, lam, opts, xp, res, stage, lipschitz=lipschitz)
+        sub = compress_rows(bad, xp)
+        lam_s = lam if isinstance(lam, (int, float)) else xp.take(lam, sub, axis=0)
+        x_bad = _solve_layer(
+            W, xp.take(target, sub, axis=0) - b, xp.take(w, sub, axis=0), lam_s, opts, xp,
+            res, stage, lipschitz=lipschitz,
+        )
+        x = scatter_rows(x, x_bad, bad, xp)
     return x
 
 
@@ -195,7 +219,7 @@ class EpsilonRule:
         min_norm = xp.sqrt(xp.min(col_sq, axis=1))
         s = xp.sum(xp.astype(S, W.dtype), axis=1)
         tiny = xp.finfo(W.dtype).tiny
-        self.eps = self.C * xp.sqrt(s) / xp.maximum(min_norm, tiny) * self.eps
+        self.eps = self.C * xp.sqrt(s) / xp.clip(min_norm, min=tiny) * self.eps
 
 
 def _lam(opts, i):
@@ -229,11 +253,9 @@ def pursuit(Y, obs, weights, biases, activation, xp, opts):
     B = Y.shape[0]
     dt = Y.dtype
     # Image layer: eq. 8 in the domain u = phi^-1(y) (see the module notes).
-    U = activation.inverse(Y, xp)
-    valid = (obs > 0) & ~xp.isnan(U)
-    w = xp.astype(valid, dt)
-    U = finite_or(U, 0.0, xp) * w
-    lips = [_lipschitz(W, xp) for W in weights]
+    U, w = inverse_target(Y, obs, activation, xp)
+    valid = w > 0
+    lips = list(opts.lipschitz) if opts.lipschitz else [_lipschitz(W, xp) for W in weights]
     if L == 0:
         z = _constrained_layer(
             weights[0], biases[0], U, w, 0.0, _no_constraints(opts), xp, res, "z",

@@ -5,6 +5,7 @@ end-to-end Oracle is also the *debiasing* step of Algorithm 5, run on
 estimated supports.
 """
 
+from .sparse_coding import compress_rows, scatter_rows
 from .._linalg import (
     batched_lstsq,
     finite_or,
@@ -14,13 +15,23 @@ from .._linalg import (
     supported_lstsq,
 )
 
-__all__ = ["oracle_end_to_end", "oracle_layerwise"]
+__all__ = ["inverse_target", "oracle_end_to_end", "oracle_layerwise"]
 
 
-def _inverse_target(Y, obs, activation, xp):
-    """phi^-1(Y) with a 0/1 weight that drops missing and saturated entries."""
+def inverse_target(Y, obs, activation, xp):
+    """phi^-1(Y) with a 0/1 weight that drops missing and (nearly) saturated entries.
+
+    For a smooth phi (tanh, sigmoid) an output ``y`` with ``phi'(phi^-1(y))``
+    below ``sqrt(eps)`` carries its pre-activation only to about
+    ``eps / phi'`` > ``sqrt(eps)`` (e.g. ``atanh`` of ``1 - 1e-13``): such an
+    entry is dropped like a saturated one from the problems posed on
+    ``phi^-1(y)``; the steps that use phi itself (debiasing) keep it.
+    """
     T = activation.inverse(Y, xp)
     valid = (obs > 0) & ~xp.isnan(T)
+    if not activation.piecewise_linear:
+        d = activation.derivative(finite_or(T, 0.0, xp), xp)
+        valid = valid & (d >= float(xp.finfo(Y.dtype).eps) ** 0.5)
     w = xp.astype(valid, Y.dtype)
     return finite_or(T, 0.0, xp) * w, w
 
@@ -72,7 +83,7 @@ def oracle_end_to_end(
     B = Y.shape[0]
     dt = Y.dtype
     A, c = supported_affine_map(weights, biases, masks, xp, n_samples=B)
-    T, w = _inverse_target(Y, obs, activation, xp)
+    T, w = inverse_target(Y, obs, activation, xp)
     Aw = w[:, :, None] * A
     Z = batched_lstsq(Aw, w * (T - c), xp, ridge=gamma)
 
@@ -83,30 +94,44 @@ def oracle_end_to_end(
     if activation.name == "identity" and not _any_missing_saturated(w, obs, xp):
         return Z, 0, xp.ones((B,), dtype=xp.bool, device=_device(Y))
 
-    def loss_of(Z):
-        R = obs * (Y - activation(matvec(A, Z, xp) + c, xp))
-        return 0.5 * xp.sum(R * R, axis=1) + 0.5 * gamma * xp.sum(Z * Z, axis=1)
+    def loss_of(A_, c_, Y_, obs_, Z_):
+        R = obs_ * (Y_ - activation(matvec(A_, Z_, xp) + c_, xp))
+        return 0.5 * xp.sum(R * R, axis=1) + 0.5 * gamma * xp.sum(Z_ * Z_, axis=1)
 
-    loss = loss_of(Z)
+    loss = loss_of(A, c, Y, obs, Z)
     mu = xp.zeros((B,), dtype=dt, device=_device(Y))
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        U = matvec(A, Z, xp) + c
-        R = obs * (Y - activation(U, xp))
-        J = (obs * activation.derivative(U, xp))[:, :, None] * A
-        dZ = batched_lstsq(J, R, xp, ridge=gamma + mu, z=Z)
-        Znew = Z + dZ
-        new_loss = loss_of(Znew)
-        ok = (new_loss <= loss) & xp.isfinite(new_loss)
-        Z = xp.where(ok[:, None], Znew, Z)
-        loss = xp.where(ok, new_loss, loss)
-        small = row_norm(dZ, xp) <= tol * (1.0 + row_norm(Z, xp))
-        converged = converged | (ok & small) | (loss == 0)
+        live = ~converged
+        n_live = int(xp.sum(xp.astype(live, xp.int32)))
+        if n_live == 0:
+            break
+        # Iterate on the rows still moving only.
+        if n_live < B:
+            sub = compress_rows(live, xp)
+            A_, c_, Y_, o_, Z_, mu_, l_ = (
+                xp.take(a, sub, axis=0) for a in (A, c, Y, obs, Z, mu, loss)
+            )
+        else:
+            A_, c_, Y_, o_, Z_, mu_, l_ = A, c, Y, obs, Z, mu, loss
+        U = matvec(A_, Z_, xp) + c_
+        R = o_ * (Y_ - activation(U, xp))
+        J = (o_ * activation.derivative(U, xp))[:, :, None] * A_
+        dZ = batched_lstsq(J, R, xp, ridge=gamma + mu_, z=Z_)
+        Znew = Z_ + dZ
+        new_loss = loss_of(A_, c_, Y_, o_, Znew)
+        ok = (new_loss <= l_) & xp.isfinite(new_loss)
+        Z_ = xp.where(ok[:, None], Znew, Z_)
+        l_ = xp.where(ok, new_loss, l_)
+        small = row_norm(dZ, xp) <= tol * (1.0 + row_norm(Z_, xp))
+        conv_ = (ok & small) | (l_ == 0)
         # Levenberg-Marquardt damping, relative to the scale of J^T J.
         scale = xp.max(xp.sum(J * J, axis=1), axis=1)
-        mu = xp.where(ok, mu * 0.1, xp.maximum(mu * 10.0, 1e-8 * scale + eps))
-        if bool(xp.all(converged)):
-            break
+        mu_ = xp.where(ok, mu_ * 0.1, xp.maximum(mu_ * 10.0, 1e-8 * scale + eps))
+        Z = scatter_rows(Z, Z_, live, xp)
+        loss = scatter_rows(loss, l_, live, xp)
+        mu = scatter_rows(mu, mu_, live, xp)
+        converged = converged | scatter_rows(converged, conv_, live, xp)
     return Z, n_iter, converged
 
 
@@ -141,7 +166,7 @@ def oracle_layerwise(Y, obs, weights, biases, activation, masks, xp, *, gamma=0.
     solved by :func:`supported_lstsq` (normal equations); its error is
     proportional to the support size ``s_i`` (Theorem 3), not to ``n_i``.
     """
-    T, w = _inverse_target(Y, obs, activation, xp)
+    T, w = inverse_target(Y, obs, activation, xp)
     all_rows = bool(xp.all(w > 0))
     x = supported_lstsq(
         weights[-1],

@@ -17,7 +17,7 @@ from ..generator import ReLUGenerator, make_random_generator
 __all__ = ["BaseInverter"]
 
 #: Working memory one batch may use when ``batch_size=None`` (bytes).
-WORKING_MEMORY = 256 * 2**20
+WORKING_MEMORY = 512 * 2**20
 
 
 def default_generator(n_features, random_state):
@@ -66,8 +66,29 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return tags
 
     # -- validation -----------------------------------------------------------
-    def _validate_X(self, X, *, reset):
+    def _check_same_namespace(self, X, method):
+        """Refuse data from another namespace or device than ``fit``'s (array API).
+
+        Fitted arrays (e.g. ``init_codes_``) live in the namespace and on the
+        device of the fit data, as scikit-learn's array API convention asks.
+        """
+        fitted = getattr(self, "_fit_namespace", None)
+        if fitted is None:
+            return
+        xp_x, dev_x = namespace_of(X)
+        here = (xp_x.__name__, str(dev_x))
+        if here != fitted:
+            raise ValueError(
+                f"Inputs passed to {type(self).__name__}.{method}() must use the same "
+                f"namespace and the same device as those passed to fit(): got "
+                f"{here[0]} on {here[1]}, fitted on {fitted[0]} on {fitted[1]}. Refit, or "
+                "move the estimator with sklearn.utils._array_api.move_estimator_to."
+            )
+
+    def _validate_X(self, X, *, reset, method="transform"):
         xp, _ = get_namespace(X)
+        if not reset:
+            self._check_same_namespace(X, method)
         X = validate_data(
             self,
             X,
@@ -106,6 +127,8 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 )
         self.generator_ = gen
         self.n_components_ = gen.n_latent
+        xp_fit, dev_fit = namespace_of(X)
+        self._fit_namespace = (xp_fit.__name__, str(dev_fit))
         self._fit_extra(X, check_random_state(self.random_state))
         return self
 
@@ -198,6 +221,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         check_is_fitted(self)
         xp, _ = get_namespace(X)
+        self._check_same_namespace(X, "inverse_transform")
         return self.generator_.forward(self._check_codes(X, xp))
 
     def _check_codes(self, Z, xp):
@@ -227,7 +251,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         -------
         score : float
         """
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X, reset=False, method="score")
         xp, _ = get_namespace(X)
         Xhat = self.inverse_transform(self.transform(X))
         missing = xp.isnan(X)

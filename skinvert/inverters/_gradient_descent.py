@@ -45,7 +45,7 @@ class GradientDescentInverter(BaseInverter):
         Ridge weight: ``alpha/2 ||z||^2`` is added to the loss (a Gaussian
         prior on z).
     batch_size : int or None, default=None
-        Rows per batch (None: sized for about 256 MiB of working memory).
+        Rows per batch (None: sized for about 512 MiB of working memory).
     verbose : int, default=0
         Print progress per batch.
     random_state : int, RandomState instance or None, default=None
@@ -117,7 +117,11 @@ class GradientDescentInverter(BaseInverter):
         self.alpha = alpha
 
     def _fit_extra(self, X, rng):
-        self.init_codes_ = rng.standard_normal((self.n_restarts, self.n_components_))
+        # Drawn on the host, kept in X's namespace, device and dtype (the
+        # array API convention for fitted attributes).
+        xp, dev = namespace_of(X)
+        codes = rng.standard_normal((self.n_restarts, self.n_components_))
+        self.init_codes_ = as_namespace(codes, xp, dtype=X.dtype, device=dev)
 
     def _bytes_per_sample(self, generator, itemsize):
         return itemsize * self.n_restarts * 12 * sum(generator.layer_sizes)

@@ -55,13 +55,17 @@ class _PursuitInverter(BaseInverter):
             refine_max_iter=self.refine_max_iter,
             debias=self.debias,
             debias_max_iter=self.debias_max_iter,
+            lipschitz=tuple(self.lipschitz_),
             **extra,
         )
 
     def _bytes_per_sample(self, generator, itemsize):
+        # Per-sample Gram matrices of the middle layers and the masked
+        # systems of the active-set steps (k x k each), the (n, n_0) map of
+        # the debiasing, and vectors.
         sizes = generator.layer_sizes
         square = max(s * s for s in sizes[:-1])
-        return itemsize * (4 * square + 6 * sizes[-1] * sizes[0] + 8 * sum(sizes))
+        return itemsize * (2 * square + 4 * sizes[-1] * sizes[0] + 8 * sum(sizes))
 
     def _transform_batch(self, Y, obs, xp, state):
         opts = self._pursuit_options()
@@ -71,6 +75,8 @@ class _PursuitInverter(BaseInverter):
         return res.z
 
     def _fit_extra(self, X, rng):
+        # Step bounds of the first-order solvers, computed once per generator.
+        self.lipschitz_ = [float(np.linalg.eigvalsh(W.T @ W)[-1]) for W in self.generator_.weights]
         self._pursuit_options()  # validate per-layer parameters in fit
 
 
@@ -120,7 +126,7 @@ class LatentPursuitInverter(_PursuitInverter):
     debias_max_iter : int, default=30
         Gauss-Newton iterations of the debiasing (non-linear phi).
     batch_size : int or None, default=None
-        Rows per batch (None: about 256 MiB of working memory).
+        Rows per batch (None: about 512 MiB of working memory).
     verbose : int, default=0
     random_state : None
         Unused (the algorithm is deterministic); kept for API symmetry.
@@ -130,6 +136,9 @@ class LatentPursuitInverter(_PursuitInverter):
     generator_ : ReLUGenerator
     n_components_ : int
     n_features_in_ : int
+    lipschitz_ : list of float
+        ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
+        first-order solvers.
 
     Notes
     -----
@@ -226,6 +235,9 @@ debias_max_iter, batch_size, verbose, random_state
     generator_ : ReLUGenerator
     n_components_ : int
     n_features_in_ : int
+    lipschitz_ : list of float
+        ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
+        first-order solvers.
 
     Notes
     -----

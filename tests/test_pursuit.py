@@ -1,0 +1,175 @@
+"""Latent-Pursuit (Algorithm 5) and Layered BP (Algorithm 2): recovery properties."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
+
+from skinvert import LatentPursuitInverter, LayeredBPInverter, ReLUGenerator, make_random_generator
+from skinvert.algorithms.sparse_coding import active_set_refine, fista, objective
+
+from .conftest import snr_db
+
+
+def _corollary1(G, Z):
+    s = [S.sum(axis=1) for S in G.supports(Z)]
+    ok = s[-1] < (G.n_output + 1) / 2
+    for i in range(len(s) - 1):
+        ok &= s[i] < (s[i + 1] + 1) / 2
+    return ok & (s[0] >= G.n_latent)
+
+
+@settings(max_examples=15)
+@given(
+    n0=st.integers(2, 6),
+    act=st.sampled_from(["tanh", "identity", "plu", "sigmoid"]),
+    cls=st.sampled_from([LatentPursuitInverter, LayeredBPInverter]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_recovers_z_on_expanding_random_nets(n0, act, cls, seed):
+    """Random Gaussian nets whose supports expand (Corollaries 1-2): z-SNR >= 60 dB."""
+    sizes = [n0, 5 * n0, 15 * n0, 40 * n0]
+    G = make_random_generator(sizes, output_activation=act, random_state=seed)
+    Z = np.random.default_rng(seed).standard_normal((30, n0))
+    keep = _corollary1(G, Z)
+    assume(keep.sum() >= 5)
+    Z = Z[keep]
+    X = G.forward(Z)
+    Zhat = cls(G).fit(X).transform(X)
+    assert np.min(snr_db(Z, Zhat)) >= 60
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2**31 - 1), n0=st.integers(2, 5))
+def test_layered_bp_support_is_subset_of_truth(seed, n0):
+    """Theorem 2: under the coherence condition, BP's supports lie in the true ones.
+
+    Checked without debiasing, on nets whose hidden supports are small
+    against the rows that determine them (tall, well-conditioned layers).
+    """
+    G = make_random_generator([n0, 6 * n0, 40 * n0], output_activation="identity", random_state=seed)
+    Z = np.random.default_rng(seed).standard_normal((20, n0))
+    X = G.forward(Z)
+    est = LayeredBPInverter(G, lam=1e-3, debias=False).fit(X)
+    from skinvert.algorithms.latent_pursuit import PursuitOptions, pursuit
+
+    opts = est._pursuit_options()
+    Ws, bs = G.as_arrays(np, dtype=np.float64)
+    res = pursuit(X, np.ones_like(X), Ws, bs, G.activation, np, opts)
+    true = G.supports(Z)
+    for S_hat, S in zip(res.supports, true):
+        assert not np.any(S_hat & ~S)
+    assert isinstance(opts, PursuitOptions)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("cls", [LatentPursuitInverter, LayeredBPInverter])
+def test_non_unique_segment_is_finite(cls):
+    """s1 < n0 (Figure 4's failure segment): finite output, no crash."""
+    G = make_random_generator([30, 20, 200], random_state=0)
+    Z = np.random.default_rng(0).standard_normal((12, 30))
+    X = G.forward(Z)
+    assert np.all(G.supports(Z)[0].sum(axis=1) < 30)
+    Zhat = cls(G).fit(X).transform(X)
+    assert Zhat.shape == Z.shape and np.all(np.isfinite(Zhat))
+
+
+def test_latent_pursuit_beats_bp_when_underdetermined():
+    """An image layer wider than the image (n_L > n): the non-negativity of
+    Latent-Pursuit recovers what the plain lasso of Layered BP cannot."""
+    G = make_random_generator([20, 140, 120], random_state=1)
+    Z = np.random.default_rng(1).standard_normal((20, 20))
+    X = G.forward(Z)
+    lp = LatentPursuitInverter(G).fit(X).transform(X)
+    bp = LayeredBPInverter(G).fit(X).transform(X)
+    assert np.median(snr_db(Z, lp)) >= 60
+    assert np.median(snr_db(Z, bp)) < np.median(snr_db(Z, lp))
+
+
+def test_missing_entries_and_biases():
+    rng = np.random.default_rng(3)
+    G0 = make_random_generator([6, 40, 120, 300], output_activation="plu", random_state=3)
+    G = ReLUGenerator(G0.weights, [0.1 * rng.standard_normal(W.shape[0]) for W in G0.weights], "plu")
+    Z = rng.standard_normal((25, 6))
+    X = G.forward(Z)
+    Xm = X.copy()
+    Xm[rng.random(X.shape) < 0.45] = np.nan
+    Zhat = LatentPursuitInverter(G).fit(X).transform(Xm)
+    assert np.median(snr_db(Z, Zhat)) >= 60
+
+
+def test_saturated_outputs_keep_the_sample():
+    G0 = make_random_generator([4, 30, 90, 200], random_state=0)
+    G = ReLUGenerator([G0.weights[0], G0.weights[1], 30 * G0.weights[2]], output_activation="tanh")
+    Z = np.random.default_rng(5).standard_normal((10, 4))
+    X = G.forward(Z)
+    assert np.any(np.abs(X) == 1.0)
+    Zhat = LatentPursuitInverter(G).fit(X).transform(X)
+    assert np.all(np.isfinite(Zhat))
+    assert np.median(snr_db(Z, Zhat)) >= 60
+
+
+def test_paper_solver_is_available():
+    G = make_random_generator([5, 30, 80, 160], random_state=0)
+    Z = np.random.default_rng(0).standard_normal((6, 5))
+    X = G.forward(Z)
+    Zhat = LatentPursuitInverter(G, solver="paper", transform_max_iter=3000).fit(X).transform(X)
+    assert np.median(snr_db(Z, Zhat)) >= 60
+
+
+def test_epsilon_rule_sets_per_sample_lambda():
+    G = make_random_generator([5, 30, 150], output_activation="identity", random_state=0)
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((10, 5))
+    X = G.forward(Z)
+    noise = 1e-3 * rng.standard_normal(X.shape)
+    eps = float(np.max(np.linalg.norm(noise, axis=1)))
+    Zhat = LayeredBPInverter(G, epsilon=eps).fit(X).transform(X + noise)
+    assert np.median(snr_db(Z, Zhat)) > 20
+
+
+def test_convergence_warning_counts_rows():
+    G = make_random_generator([20, 140, 120], random_state=1)
+    X = G.forward(np.random.default_rng(1).standard_normal((6, 20)))
+    est = LatentPursuitInverter(G, refine_max_iter=0, transform_max_iter=2).fit(X)
+    with pytest.warns(ConvergenceWarning, match=r"row\(s\) in layer 1"):
+        est.transform(X)
+
+
+def test_per_layer_parameters_validated():
+    G = make_random_generator([5, 30, 80, 160], random_state=0)
+    X = G.forward(np.random.default_rng(0).standard_normal((3, 5)))
+    LatentPursuitInverter(G, lam=[0.0, 1e-6], rho=[1e-2, 1e-2]).fit(X).transform(X)
+    with pytest.raises(ValueError, match="lam must be a scalar or hold 2 values"):
+        LatentPursuitInverter(G, lam=[0.0, 1.0, 2.0]).fit(X)
+    with pytest.raises(ValueError, match="solver"):
+        LatentPursuitInverter(G, solver="cvx").fit(X)
+
+
+@given(seed=st.integers(0, 2**31 - 1), nonneg=st.booleans(), lam=st.sampled_from([0.0, 0.1, 1.0]))
+def test_active_set_refine_reaches_kkt(seed, nonneg, lam):
+    """From a short FISTA start (as the pursuits use it), the refinement reaches a
+    fixed point that satisfies the KKT conditions of (P) and is no worse than a
+    long FISTA run."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((30, 12))
+    G = W.T @ W
+    r = rng.standard_normal((4, 30)) @ W
+    L = np.linalg.eigvalsh(G)[-1]
+    zero = np.zeros((4, 12))
+    x0, _, _ = fista(G, r, lam, zero, np, nonneg=nonneg, lipschitz=L, max_iter=100)
+    xf, _, _ = fista(G, r, lam, zero, np, nonneg=nonneg, lipschitz=L, max_iter=5000)
+    x, conv = active_set_refine(G, r, lam, x0, np, nonneg=nonneg, max_iter=50)
+    assert np.all(conv)
+    g = x @ G - r
+    on = x != 0
+    tol = 1e-9 * np.max(np.abs(r))  # an exact solve: rounding-level KKT residuals
+    if nonneg:
+        assert np.all(x >= 0)
+        np.testing.assert_allclose(g[on], -lam, atol=tol, rtol=0)
+        assert np.all(g[~on] >= -lam - tol)
+    else:
+        np.testing.assert_allclose(g[on], -lam * np.sign(x[on]), atol=tol, rtol=0)
+        assert np.all(np.abs(g[~on]) <= lam + tol)
+    assert np.all(objective(G, r, lam, x, np, nonneg=nonneg) <= objective(G, r, lam, xf, np, nonneg=nonneg) + 1e-9)
