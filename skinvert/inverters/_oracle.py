@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._array_api import get_namespace, namespace_of
 from ..algorithms.oracle import oracle_end_to_end, oracle_layerwise
 from ._base import BaseInverter
-from ._gradient_descent import GradientDescentInverter
+from ._pursuit import LatentPursuitInverter
 
 
 class OracleInverter(BaseInverter):
@@ -38,8 +38,7 @@ class OracleInverter(BaseInverter):
         ``transform`` gives a first estimate ``Z0``; the supports of
         ``G(Z0)`` are then used, which turns the Oracle into the *debiasing*
         step of Algorithm 5 on estimated supports. None uses
-        :class:`GradientDescentInverter` with this estimator's generator
-        and random_state.
+        :class:`LatentPursuitInverter` with this estimator's generator.
     batch_size, verbose, random_state
         See :class:`GradientDescentInverter`.
 
@@ -104,7 +103,7 @@ class OracleInverter(BaseInverter):
 
     def _fit_extra(self, X, rng):
         if self.support_estimator is None:
-            est = GradientDescentInverter(self.generator_, random_state=self.random_state)
+            est = LatentPursuitInverter(self.generator_)
         else:
             est = clone(self.support_estimator)
             if "generator" in est.get_params():
