@@ -77,6 +77,8 @@ def _read_npz(path):
                 "Save the generator with ReLUGenerator.save (plain float arrays)."
             ) from exc
         raise
+    except FileNotFoundError:
+        raise
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ValueError(f"{path!r} is not a readable .npz file: {exc}") from exc
     return header, arrays
