@@ -9,6 +9,7 @@ over signals and written against the array API.
 from .activations import Activation
 from .generator import ReLUGenerator, make_random_generator
 from .inverters import (
+    GeneratorImputer,
     GradientDescentInverter,
     LatentPursuitInverter,
     LayeredBPInverter,
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "GeneratorImputer",
     "GradientDescentInverter",
     "LatentPursuitInverter",
     "LayeredBPInverter",

@@ -11,6 +11,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skinvert import (
+    GeneratorImputer,
     GradientDescentInverter,
     LatentPursuitInverter,
     LayeredBPInverter,
@@ -44,7 +45,7 @@ _WRONG_SIZE = {
 
 
 def _expected_failed(estimator):
-    return _WRONG_SIZE if estimator.generator is FIXED else {}
+    return _WRONG_SIZE if getattr(estimator, "generator", None) is FIXED else {}
 
 
 ESTIMATORS = [
@@ -58,6 +59,7 @@ ESTIMATORS = [
     OracleInverter(FIXED),
     LatentPursuitInverter(FIXED),
     LayeredBPInverter(FIXED),
+    GeneratorImputer(),
 ]
 
 

@@ -2,11 +2,13 @@
 
 from ._base import BaseInverter
 from ._gradient_descent import GradientDescentInverter
+from ._imputer import GeneratorImputer
 from ._oracle import OracleInverter
 from ._pursuit import LatentPursuitInverter, LayeredBPInverter
 
 __all__ = [
     "BaseInverter",
+    "GeneratorImputer",
     "GradientDescentInverter",
     "LatentPursuitInverter",
     "LayeredBPInverter",
