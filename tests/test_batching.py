@@ -93,11 +93,22 @@ def test_float32_in_float32_out(kind, small_generator):
         assert np.max(rel) < 1e-3
 
 
+def _namespace(name):
+    if name == "torch":
+        torch = pytest.importorskip("torch")
+        return torch, lambda a: torch.asarray(np.ascontiguousarray(a)), lambda a: a.numpy()
+    xps = pytest.importorskip("array_api_strict")
+    return xps, xps.asarray, np.asarray
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_array_api_strict_equals_numpy(kind, dtype):
-    xps = pytest.importorskip("array_api_strict")
+@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
+def test_array_api_equals_numpy(kind, dtype, namespace):
+    """The same transform under array_api_dispatch (array-api-strict proves no
+    NumPy-only call hides in a kernel; torch on the CPU) equals NumPy's."""
+    xps, to_xp, to_np = _namespace(namespace)
     G = make_random_generator([4, 24, 60], random_state=0)
     Z = np.random.default_rng(1).standard_normal((9, 4))
     X = G.forward(Z).astype(dtype)
@@ -105,12 +116,12 @@ def test_array_api_strict_equals_numpy(kind, dtype):
     S = G.supports(Z)
     ref = _transform(_make(kind, G).fit(X), X, S)
     with sklearn.config_context(array_api_dispatch=True):
-        Xs = xps.asarray(X)
+        Xs = to_xp(X)
         est = _make(kind, G).fit(Xs)
-        out = _transform(est, Xs, [xps.asarray(s) for s in S])
+        out = _transform(est, Xs, [to_xp(s) for s in S])
         assert isinstance(out, type(Xs))
         assert out.dtype == Xs.dtype
         back = est.inverse_transform(out)
         assert isinstance(back, type(Xs))
     rtol = 1e-10 if dtype == "float64" else 1e-4
-    np.testing.assert_allclose(np.asarray(out), ref, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(to_np(out), ref, rtol=rtol, atol=rtol)
