@@ -125,3 +125,15 @@ def test_array_api_equals_numpy(kind, dtype, namespace):
         assert isinstance(back, type(Xs))
     rtol = 1e-10 if dtype == "float64" else 1e-4
     np.testing.assert_allclose(to_np(out), ref, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["gd", "oracle", "latent-pursuit"])
+def test_n_jobs_gives_identical_results(kind):
+    G = make_random_generator([4, 24, 60], random_state=0)
+    Z = np.random.default_rng(2).standard_normal((13, 4))
+    X = G.forward(Z)
+    S = G.supports(Z)
+    ref = _transform(_make(kind, G).set_params(batch_size=4).fit(X), X, S)
+    par = _transform(_make(kind, G).set_params(batch_size=4, n_jobs=2).fit(X), X, S)
+    np.testing.assert_array_equal(par, ref)

@@ -8,10 +8,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils.parallel import Parallel, delayed
+from joblib import effective_n_jobs
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._array_api import get_namespace, namespace_of
+from .._array_api import _is_numpy, get_namespace, namespace_of
 from ..generator import ReLUGenerator, make_random_generator
 
 __all__ = ["BaseInverter"]
@@ -47,13 +49,17 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     _parameter_constraints: dict = {
         "generator": [ReLUGenerator, None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, generator=None, *, batch_size=None, verbose=0, random_state=None):
+    def __init__(
+        self, generator=None, *, batch_size=None, n_jobs=None, verbose=0, random_state=None
+    ):
         self.generator = generator
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
@@ -140,12 +146,14 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return self.n_components_
 
     # -- transform --------------------------------------------------------------
-    def _batches(self, n_samples, itemsize):
+    def _batches(self, n_samples, itemsize, n_workers=1):
         if self.batch_size is not None:
             size = self.batch_size
         else:
             per = max(1, self._bytes_per_sample(self.generator_, itemsize))
-            size = max(1, WORKING_MEMORY // per)
+            size = max(1, WORKING_MEMORY // (per * n_workers))
+            if n_workers > 1:  # at least one batch per worker
+                size = min(size, max(1, -(-n_samples // n_workers)))
         return list(gen_batches(n_samples, size))
 
     def _bytes_per_sample(self, generator, itemsize):
@@ -188,19 +196,33 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         n = X.shape[0]
         _, dev = namespace_of(X)
         itemsize = 4 if X.dtype == xp.float32 else 8
-        weights, biases = self.generator_.as_arrays(xp, dtype=X.dtype, device=dev)
-        state = _TransformState(weights, biases)
-        out = []
-        batches = self._batches(n, itemsize)
+        n_workers = effective_n_jobs(self.n_jobs) if _is_numpy(xp) else 1
+        batches = self._batches(n, itemsize, n_workers)
         t0 = time.perf_counter()
-        for k, sl in enumerate(batches):
-            sub = {key: _slice(v, sl) for key, v in kwargs.items()}
-            out.append(self._transform_batch(Y[sl, ...], obs[sl, ...], xp, state, **sub))
-            if self.verbose:
-                print(
-                    f"[{type(self).__name__}] batch {k + 1}/{len(batches)} "
-                    f"({sl.stop} of {n} rows, {time.perf_counter() - t0:.2f} s)"
+        if n_workers > 1 and len(batches) > 1:
+            # Rows are independent problems: batches on joblib workers give the
+            # same result as n_jobs=1 (NumPy only; other namespaces run in turn).
+            results = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+                delayed(_run_batch)(
+                    self, Y[sl, ...], obs[sl, ...], {k: _slice(v, sl) for k, v in kwargs.items()}
                 )
+                for sl in batches
+            )
+        else:
+            results = []
+            for k, sl in enumerate(batches):
+                sub = {key: _slice(v, sl) for key, v in kwargs.items()}
+                results.append(_run_batch(self, Y[sl, ...], obs[sl, ...], sub))
+                if self.verbose:
+                    print(
+                        f"[{type(self).__name__}] batch {k + 1}/{len(batches)} "
+                        f"({sl.stop} of {n} rows, {time.perf_counter() - t0:.2f} s)"
+                    )
+        out = [Z for Z, _ in results]
+        state = _TransformState(None, None)
+        for _, counts in results:
+            for stage, n_bad in counts.items():
+                state.count(stage, n_bad)
         if not out:
             return xp.zeros((0, self.n_components_), dtype=X.dtype, device=dev)
         Z = out[0] if len(out) == 1 else xp.concat(out, axis=0)
@@ -283,6 +305,15 @@ class _TransformState:
                 ConvergenceWarning,
                 stacklevel=3,
             )
+
+
+def _run_batch(estimator, Y, obs, kwargs):
+    """Invert one batch; returns (Z, {stage: rows that hit a limit})."""
+    xp, dev = namespace_of(Y)
+    weights, biases = estimator.generator_.as_arrays(xp, dtype=Y.dtype, device=dev)
+    state = _TransformState(weights, biases)
+    Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)
+    return Z, state.not_converged
 
 
 def _slice(value, sl):

@@ -46,6 +46,10 @@ class GradientDescentInverter(BaseInverter):
         prior on z).
     batch_size : int or None, default=None
         Rows per batch (None: sized for about 512 MiB of working memory).
+    n_jobs : int or None, default=None
+        Joblib workers the batches are split across (NumPy input only;
+        ``None`` means 1 unless in a ``joblib.parallel_config`` context, -1
+        all cores). Results equal those of ``n_jobs=1``: rows are independent.
     verbose : int, default=0
         Print progress per batch.
     random_state : int, RandomState instance or None, default=None
@@ -102,11 +106,12 @@ class GradientDescentInverter(BaseInverter):
         n_restarts=1,
         alpha=0.0,
         batch_size=None,
+        n_jobs=None,
         verbose=0,
         random_state=None,
     ):
         super().__init__(
-            generator, batch_size=batch_size, verbose=verbose, random_state=random_state
+            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
         )
         self.learning_rate = learning_rate
         self.momentum = momentum

@@ -39,7 +39,7 @@ class OracleInverter(BaseInverter):
         ``G(Z0)`` are then used, which turns the Oracle into the *debiasing*
         step of Algorithm 5 on estimated supports. None uses
         :class:`LatentPursuitInverter` with this estimator's generator.
-    batch_size, verbose, random_state
+    batch_size, n_jobs, verbose, random_state
         See :class:`GradientDescentInverter`.
 
     Attributes
@@ -89,11 +89,12 @@ class OracleInverter(BaseInverter):
         tol=None,
         support_estimator=None,
         batch_size=None,
+        n_jobs=None,
         verbose=0,
         random_state=None,
     ):
         super().__init__(
-            generator, batch_size=batch_size, verbose=verbose, random_state=random_state
+            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
         )
         self.method = method
         self.gamma = gamma

@@ -127,6 +127,8 @@ class LatentPursuitInverter(_PursuitInverter):
         Gauss-Newton iterations of the debiasing (non-linear phi).
     batch_size : int or None, default=None
         Rows per batch (None: about 512 MiB of working memory).
+    n_jobs : int or None, default=None
+        Joblib workers for the batches; see :class:`GradientDescentInverter`.
     verbose : int, default=0
     random_state : None
         Unused (the algorithm is deterministic); kept for API symmetry.
@@ -184,10 +186,13 @@ class LatentPursuitInverter(_PursuitInverter):
         debias=True,
         debias_max_iter=30,
         batch_size=None,
+        n_jobs=None,
         verbose=0,
         random_state=None,
     ):
-        super().__init__(generator, batch_size=batch_size, verbose=verbose, random_state=random_state)
+        super().__init__(
+            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
+        )
         self.lam = lam
         self.rho = rho
         self.gamma = gamma
@@ -268,10 +273,13 @@ debias_max_iter, batch_size, verbose, random_state
         debias=True,
         debias_max_iter=30,
         batch_size=None,
+        n_jobs=None,
         verbose=0,
         random_state=None,
     ):
-        super().__init__(generator, batch_size=batch_size, verbose=verbose, random_state=random_state)
+        super().__init__(
+            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
+        )
         self.lam = lam
         self.epsilon = epsilon
         self.solver = solver
