@@ -142,7 +142,13 @@ def _find_sequential(module, torch):
 
 
 def _host(t):
-    return t.detach().cpu().numpy()
+    """A tensor as a host NumPy array; half precision (float16, bfloat16) as float32."""
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    return t.numpy()
 
 
 def fold_batchnorm(W, b, running_mean, running_var, eps, gamma=None, beta=None):

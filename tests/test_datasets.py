@@ -1,0 +1,143 @@
+"""The shipped pretrained generators, their provenance, and the IDX reader."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from skinvert import ReLUGenerator
+from skinvert.datasets import (
+    list_pretrained_generators,
+    load_idx,
+    load_idx_images,
+    load_pretrained_generator,
+    pretrained_provenance,
+)
+from skinvert.datasets._stats import support_statistics
+
+EXPECTED = {
+    "fashion-mnist-fc": [20, 128, 392, 784],
+    "digits-fc": [8, 32, 64, 64],
+}
+
+
+def test_list_pretrained_generators():
+    assert list_pretrained_generators() == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_pretrained_generator_loads(name):
+    G = load_pretrained_generator(name)
+    assert isinstance(G, ReLUGenerator)
+    assert G.layer_sizes == EXPECTED[name]
+    assert G.dtype == np.float32
+    assert G.activation.name == "plu"
+    assert G.activation.params() == {"slope": 0.1, "c": 1.0}
+    Z = np.random.default_rng(0).standard_normal((64, G.n_latent)).astype(np.float32)
+    X = G.forward(Z)
+    assert X.shape == (64, G.n_output) and X.dtype == np.float32
+    assert np.all(np.isfinite(X))
+    # Images live in [-1, 1]; PLU's outer slope 0.1 lets the generator overshoot
+    # a little (mostly the background, pushed below -1).
+    assert -2.5 < X.min() and X.max() < 2.5
+    assert np.mean(np.abs(X) <= 1.05) > 0.7
+    assert 0.2 < np.mean(X <= -0.9) < 0.8  # dark background, bright object
+    assert X.std() > 0.3  # not collapsed to a constant image
+    assert np.abs(X - X.mean(axis=0)).mean() > 0.2  # samples differ from each other
+
+
+def test_aliases_and_unknown_name():
+    assert load_pretrained_generator("digits") == load_pretrained_generator("digits-fc")
+    assert load_pretrained_generator("Fashion_MNIST_FC").layer_sizes == [20, 128, 392, 784]
+    with pytest.raises(ValueError, match="available: digits-fc, fashion-mnist-fc"):
+        load_pretrained_generator("mnist-conv")
+    with pytest.raises(TypeError):
+        load_pretrained_generator(3)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_provenance(name):
+    prov = pretrained_provenance(name)
+    for key in ("command", "seed", "epochs", "torch_version", "date", "data",
+                "support_statistics"):
+        assert key in prov
+    assert prov["command"].startswith("python -m skinvert.datasets._train")
+    assert prov["support_statistics"]["layer_sizes"] == EXPECTED[name]
+
+
+def test_digits_supports_expand():
+    G = load_pretrained_generator("digits-fc")
+    stats = support_statistics(G, n_samples=256, random_state=1)
+    n0 = G.n_latent
+    assert stats["frac_s1_ge_n0"] >= 0.9
+    s1, s2 = stats["support_sizes"]
+    assert s1["median"] >= n0 and s2["median"] > s1["median"] and s2["median"] < G.n_output
+    assert stats["restricted"][0]["frac_full_column_rank"] >= 0.9
+    # Direct check against forward(return_hidden=True).
+    Z = np.random.default_rng(2).standard_normal((256, n0))
+    _, (x1, x2) = G.forward(Z, return_hidden=True)
+    assert np.mean((x1 > 0).sum(1) >= n0) >= 0.9
+
+
+def test_fashion_supports_match_provenance():
+    G = load_pretrained_generator("fashion-mnist-fc")
+    Z = np.random.default_rng(0).standard_normal((512, 20))
+    s1, s2 = [m.sum(1) for m in G.supports(Z)]
+    assert np.all(s1 >= 20)
+    assert np.median(s2) > np.median(s1) and np.max(s2) < 784
+    stats = pretrained_provenance("fashion-mnist-fc")["support_statistics"]
+    assert stats["support_sizes"][0]["median"] == pytest.approx(np.median(s1))
+
+
+# -- IDX reader --------------------------------------------------------------
+
+
+def _write_idx(path, array, code=0x08):
+    header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    dt = {0x08: np.uint8, 0x0D: ">f4"}[code]
+    data = header + np.ascontiguousarray(array, dtype=dt).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as fh:
+        fh.write(data)
+
+
+def test_load_idx_roundtrip(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(5, 4, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=5, dtype=np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", imgs)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    floats = rng.standard_normal((2, 3)).astype(np.float32)
+    _write_idx(tmp_path / "f.idx", floats, code=0x0D)
+    np.testing.assert_array_equal(load_idx(tmp_path / "train-images-idx3-ubyte.gz"), imgs)
+    np.testing.assert_array_equal(load_idx(tmp_path / "f.idx"), floats)
+    X, y = load_idx_images(tmp_path, return_labels=True)
+    np.testing.assert_array_equal(X, imgs)
+    np.testing.assert_array_equal(y, labels)
+    with pytest.raises(FileNotFoundError, match="t10k-images"):
+        load_idx_images(tmp_path, kind="test")
+
+
+def test_load_idx_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x01\x02\x03\x04rest")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        load_idx(bad)
+    short = tmp_path / "short"
+    short.write_bytes(bytes([0, 0, 8, 1]) + np.array([10], ">u4").tobytes() + b"abc")
+    with pytest.raises(ValueError, match="header announces shape"):
+        load_idx(short)
+
+
+def test_provenance_files_are_json():
+    from importlib import resources
+
+    data = resources.files("skinvert.datasets").joinpath("data")
+    names = {p.name for p in data.iterdir()}
+    assert {"fashion_mnist_fc.npz", "digits_fc.npz", "PROVENANCE.md"} <= names
+    for p in data.iterdir():
+        if p.name.endswith(".json"):
+            json.loads(p.read_text(encoding="utf-8"))
+        if p.name.endswith(".npz"):
+            assert len(p.read_bytes()) <= 2 * 1024 * 1024
