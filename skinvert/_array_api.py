@@ -66,14 +66,17 @@ def floating_dtype_of(X, xp):
 _CONTROLLER = None
 
 
-def lapack_batch(xp):
-    """Context for a batched LAPACK call: one BLAS thread per small matrix on NumPy.
+def single_threaded_blas(xp):
+    """Context that runs NumPy's BLAS/LAPACK on one thread (a no-op elsewhere).
 
-    NumPy loops over a stack of small matrices and calls LAPACK on each;
-    OpenBLAS then spreads every tiny factorisation over all cores, which on a
-    busy 2-core machine was measured 10-30x slower than one thread (batched SVD
-    of 43 x (625, 100): 8.7 s threaded vs 0.31 s single-threaded). Other
-    namespaces (CuPy, torch) manage their own parallelism: a no-op there.
+    The inverters work on stacks of small matrices and on skinny products;
+    OpenBLAS spreads each of them over all cores, which on a busy 2-core
+    machine was measured 10-30x slower than one thread (batched SVD of
+    43 x (625, 100): 8.7 s threaded vs 0.31 s; 200 gradient-descent steps on
+    32 signals of the shipped generator: 12.1 s vs 0.61 s). Every batch is
+    therefore computed single-threaded; ``n_jobs`` spreads batches over the
+    cores instead. Other namespaces (CuPy, torch) manage their own
+    parallelism.
     """
     import contextlib
 

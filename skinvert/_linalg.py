@@ -6,7 +6,7 @@ masks (1 on the support, 0 off it) applied elementwise, so no kernel loops over
 samples and every kernel runs on NumPy, CuPy, torch or array-api-strict alike.
 """
 
-from ._array_api import lapack_batch
+from ._array_api import single_threaded_blas
 
 __all__ = [
     "batched_lstsq",
@@ -72,7 +72,7 @@ def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None):
         m = k
     if rcond is None:
         rcond = max(m, k) * _eps(A.dtype, xp)
-    with lapack_batch(xp):
+    with single_threaded_blas(xp):
         U, S, Vt = xp.linalg.svd(A, full_matrices=False)
     smax = xp.max(S, axis=1, keepdims=True)
     keep = S > rcond * smax
@@ -156,7 +156,7 @@ def supported_lstsq(W, target, xp, *, row_weight=None, col_mask=None, ridge=0.0)
         rhs = Mc * rhs
     if H.shape[0] != B:
         H = xp.broadcast_to(H, (B, k, k))
-    with lapack_batch(xp):
+    with single_threaded_blas(xp):
         x = xp.linalg.solve(H, rhs[:, :, None])[:, :, 0]
     if col_mask is not None:
         x = col_mask * x

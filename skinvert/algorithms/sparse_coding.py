@@ -26,7 +26,7 @@ Rows that have converged stop: each refinement step solves only the rows still
 changing (gathered with ``xp.take`` and scattered back with a masked select).
 """
 
-from .._array_api import device, lapack_batch
+from .._array_api import device, single_threaded_blas
 
 __all__ = [
     "active_set_refine",
@@ -140,7 +140,7 @@ def masked_gram_solve(G, rhs, mask, xp):
     Gb = G[None, :, :] if G.ndim == 2 else G
     jit = jitter if G.ndim == 2 else jitter[:, None, None]
     H = mask[:, :, None] * Gb * mask[:, None, :] + (1.0 - mask)[:, :, None] * eye + jit * eye
-    with lapack_batch(xp):
+    with single_threaded_blas(xp):
         x = xp.linalg.solve(H, (mask * rhs)[:, :, None])[:, :, 0]
     return mask * x
 

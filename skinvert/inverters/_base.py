@@ -13,7 +13,7 @@ from joblib import effective_n_jobs
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._array_api import _is_numpy, get_namespace, namespace_of
+from .._array_api import _is_numpy, get_namespace, namespace_of, single_threaded_blas
 from ..generator import ReLUGenerator, make_random_generator
 
 __all__ = ["BaseInverter"]
@@ -312,7 +312,8 @@ def _run_batch(estimator, Y, obs, kwargs):
     xp, dev = namespace_of(Y)
     weights, biases = estimator.generator_.as_arrays(xp, dtype=Y.dtype, device=dev)
     state = _TransformState(weights, biases)
-    Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)
+    with single_threaded_blas(xp):
+        Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)
     return Z, state.not_converged
 
 
