@@ -27,6 +27,7 @@ changing (gathered with ``xp.take`` and scattered back with a masked select).
 """
 
 from .._array_api import device, single_threaded_blas
+from .._linalg import matvec
 
 __all__ = [
     "active_set_refine",
@@ -41,9 +42,7 @@ __all__ = [
 
 def gram_matvec(G, x, xp):
     """``G x`` for every row: G (k, k) shared (symmetric) or (B, k, k)."""
-    if G.ndim == 2:
-        return x @ G
-    return (G @ x[:, :, None])[:, :, 0]
+    return matvec(G, x, xp)
 
 
 def _lam_col(lam, x, xp):
