@@ -173,3 +173,16 @@ def test_active_set_refine_reaches_kkt(seed, nonneg, lam):
         np.testing.assert_allclose(g[on], -lam * np.sign(x[on]), atol=tol, rtol=0)
         assert np.all(np.abs(g[~on]) <= lam + tol)
     assert np.all(objective(G, r, lam, x, np, nonneg=nonneg) <= objective(G, r, lam, xf, np, nonneg=nonneg) + 1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_gradient_descent_fallback_fixes_rows_that_do_not_fit():
+    """A hidden layer wider than the signal (Figure 4 past n1 ~ 1.3 n): eq. 8 has
+    many non-negative solutions; the hybrid fallback refits those rows."""
+    G = make_random_generator([10, 90, 60], random_state=0)
+    Z = np.random.default_rng(0).standard_normal((12, 10))
+    X = G.forward(Z)
+    pure = LatentPursuitInverter(G).fit(X).transform(X)
+    hybrid = LatentPursuitInverter(G, fallback_max_iter=3000).fit(X).transform(X)
+    assert np.median(snr_db(Z, pure)) < 60
+    assert np.median(snr_db(Z, hybrid)) >= 60

@@ -66,6 +66,8 @@ class PursuitOptions:
     debias_max_iter: int = 30
     epsilon: float = None  # noise bound ||e||_2 <= epsilon: Algorithm 2's lambda rule
     lipschitz: tuple = None  # lambda_max(W_i^T W_i), i = 0..L (computed when None)
+    fallback_max_iter: int = 0  # gradient-descent steps for rows the pursuit did not fit
+    fallback_tol: float = 1e-6  # relative residual above which a row falls back
 
 
 class PursuitResult:
@@ -324,5 +326,31 @@ def _debias(res, Y, obs, weights, biases, activation, xp, opts):
     res.z = xp.where(ok[:, None], z, res.z)
     if opts.debias_max_iter > 0 and activation.name != "identity":
         res.count("debiasing", conv, xp)
+    if opts.fallback_max_iter > 0:
+        _fallback(res, Y, obs, weights, biases, activation, xp, opts)
     return res
+
+
+def _fallback(res, Y, obs, weights, biases, activation, xp, opts):
+    """Hybrid step (the paper's section 6.1 outlook): rows whose estimate does not
+    fit the signal (relative residual above ``fallback_tol``, e.g. a layer wider
+    than the signal, where eq. 8 alone has many non-negative solutions) continue
+    with gradient descent on eq. 1 from the pursuit's estimate; a row keeps
+    whichever estimate has the lower loss."""
+    from .gradient_descent import loss_and_gradient, momentum_descent
+
+    loss, _ = loss_and_gradient(res.z, Y, obs, weights, biases, activation, xp)
+    energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
+    bad = loss > opts.fallback_tol**2 * xp.where(energy > 0, energy, xp.ones_like(energy))
+    if not bool(xp.any(bad)):
+        return
+    sub = compress_rows(bad, xp)
+    Z0, Ys, Os = (xp.take(a, sub, axis=0) for a in (res.z, Y, obs))
+    Zg, lg, _, conv = momentum_descent(
+        Z0, Ys, Os, weights, biases, activation, xp, max_iter=opts.fallback_max_iter
+    )
+    better = lg < xp.take(loss, sub, axis=0)
+    Zb = xp.where(better[:, None], Zg, Z0)
+    res.z = scatter_rows(res.z, Zb, bad, xp)
+    res.count("the gradient-descent fallback", conv, xp)
 

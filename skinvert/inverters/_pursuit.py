@@ -40,6 +40,7 @@ class _PursuitInverter(BaseInverter):
         "refine_max_iter": [Interval(Integral, 0, None, closed="left")],
         "debias": ["boolean"],
         "debias_max_iter": [Interval(Integral, 0, None, closed="left")],
+        "fallback_max_iter": [Interval(Integral, 0, None, closed="left")],
     }
 
     def _options(self, **extra):
@@ -56,6 +57,7 @@ class _PursuitInverter(BaseInverter):
             debias=self.debias,
             debias_max_iter=self.debias_max_iter,
             lipschitz=tuple(self.lipschitz_),
+            fallback_max_iter=self.fallback_max_iter,
             **extra,
         )
 
@@ -125,6 +127,13 @@ class LatentPursuitInverter(_PursuitInverter):
         step).
     debias_max_iter : int, default=30
         Gauss-Newton iterations of the debiasing (non-linear phi).
+    fallback_max_iter : int, default=0
+        A hybrid (the paper's section 6.1 outlook): rows whose estimate does
+        not reproduce the signal (relative residual above 1e-6) continue with
+        this many gradient-descent steps on eq. 1 from the pursuit's estimate,
+        keeping the lower loss. Needed when a hidden layer is wider than the
+        signal (random nets with ``n_1 > n``), where eq. 8 alone has many
+        non-negative solutions. 0 (default) keeps the pure pursuit.
     batch_size : int or None, default=None
         Rows per batch (None: about 512 MiB of working memory).
     n_jobs : int or None, default=None
@@ -185,6 +194,7 @@ class LatentPursuitInverter(_PursuitInverter):
         refine_max_iter=30,
         debias=True,
         debias_max_iter=30,
+        fallback_max_iter=0,
         batch_size=None,
         n_jobs=None,
         verbose=0,
@@ -203,6 +213,7 @@ class LatentPursuitInverter(_PursuitInverter):
         self.refine_max_iter = refine_max_iter
         self.debias = debias
         self.debias_max_iter = debias_max_iter
+        self.fallback_max_iter = fallback_max_iter
 
     def _pursuit_options(self):
         L = self.generator_.n_layers
@@ -231,7 +242,7 @@ class LayeredBPInverter(_PursuitInverter):
         with ``epsilon_i`` of Theorem 2 (eqs. 29-31) computed per sample from
         the estimated support sizes.
     solver, support_tol, transform_max_iter, tol, refine_max_iter, debias, \
-debias_max_iter, batch_size, verbose, random_state
+debias_max_iter, fallback_max_iter, batch_size, n_jobs, verbose, random_state
         As in :class:`LatentPursuitInverter` (``solver="paper"`` runs FISTA
         for every lasso).
 
@@ -272,6 +283,7 @@ debias_max_iter, batch_size, verbose, random_state
         refine_max_iter=30,
         debias=True,
         debias_max_iter=30,
+        fallback_max_iter=0,
         batch_size=None,
         n_jobs=None,
         verbose=0,
@@ -289,6 +301,7 @@ debias_max_iter, batch_size, verbose, random_state
         self.refine_max_iter = refine_max_iter
         self.debias = debias
         self.debias_max_iter = debias_max_iter
+        self.fallback_max_iter = fallback_max_iter
 
     def _pursuit_options(self):
         eps = None if self.epsilon is None else float(self.epsilon)
