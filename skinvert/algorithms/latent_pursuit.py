@@ -332,16 +332,25 @@ def _debias(res, Y, obs, weights, biases, activation, xp, opts):
 
 
 def _fallback(res, Y, obs, weights, biases, activation, xp, opts):
-    """Hybrid step (the paper's section 6.1 outlook): rows whose estimate does not
-    fit the signal (relative residual above ``fallback_tol``, e.g. a layer wider
-    than the signal, where eq. 8 alone has many non-negative solutions) continue
-    with gradient descent on eq. 1 from the pursuit's estimate; a row keeps
-    whichever estimate has the lower loss."""
+    """Hybrid step (the paper's section 6.1 outlook): rows whose final estimate
+    fits the signal much worse than their image-layer estimate does (loss above
+    10 times the image layer's, and above ``fallback_tol`` relative), e.g. a
+    hidden layer wider than the signal, where eq. 8 alone has many
+    non-negative solutions, continue with gradient descent on eq. 1 from the
+    pursuit's estimate; a row keeps whichever estimate has the lower loss."""
     from .gradient_descent import loss_and_gradient, momentum_descent
 
     loss, _ = loss_and_gradient(res.z, Y, obs, weights, biases, activation, xp)
     energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
-    bad = loss > opts.fallback_tol**2 * xp.where(energy > 0, energy, xp.ones_like(energy))
+    floor = opts.fallback_tol**2 * xp.where(energy > 0, energy, xp.ones_like(energy))
+    if res.hidden:
+        # The image layer alone fits the signal this well; a final estimate
+        # far worse than that means the layers below were not determined
+        # (e.g. eq. 8 with many non-negative solutions). Noise alone does not
+        # trigger the fallback: it limits both fits alike.
+        R = obs * (activation(res.hidden[-1] @ weights[-1].T + biases[-1], xp) - Y)
+        floor = floor + 10.0 * 0.5 * xp.sum(R * R, axis=1)
+    bad = loss > floor
     if not bool(xp.any(bad)):
         return
     sub = compress_rows(bad, xp)
