@@ -159,19 +159,19 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _bytes_per_sample(self, generator, itemsize):
         return itemsize * 8 * sum(generator.layer_sizes)
 
-    def _prepare(self, X):
-        """Split ``X`` into (Y with NaN -> 0, observed mask); reject empty rows."""
+    def _check_rows_observed(self, X, batches):
+        """Reject rows with no observed entry (all NaN), one batch at a time."""
         xp, _ = get_namespace(X)
-        missing = xp.isnan(X)
-        obs = xp.astype(~missing, X.dtype)
-        if X.shape[0] and bool(xp.any(xp.all(missing, axis=1))):
-            rows = np.flatnonzero(np.asarray(_to_host(xp.all(missing, axis=1), xp)))
+        rows = []
+        for sl in batches:
+            empty = xp.all(xp.isnan(X[sl, ...]), axis=1)
+            if bool(xp.any(empty)):
+                rows.extend(sl.start + np.flatnonzero(np.asarray(_to_host(empty, xp))))
+        if rows:
             raise ValueError(
-                f"{rows.size} row(s) of X have no observed entry (all NaN), e.g. row "
+                f"{len(rows)} row(s) of X have no observed entry (all NaN), e.g. row "
                 f"{int(rows[0])}: there is nothing to invert."
             )
-        Y = xp.where(missing, xp.zeros_like(X), X)
-        return Y, obs, xp
 
     def transform(self, X):
         """Recover the latent codes of the signals X.
@@ -192,27 +192,26 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if not validated:
             check_is_fitted(self)
             X = self._validate_X(X, reset=False)
-        Y, obs, xp = self._prepare(X)
+        xp, dev = namespace_of(X)
         n = X.shape[0]
-        _, dev = namespace_of(X)
         itemsize = 4 if X.dtype == xp.float32 else 8
         n_workers = effective_n_jobs(self.n_jobs) if _is_numpy(xp) else 1
         batches = self._batches(n, itemsize, n_workers)
+        # Missing entries are split off per batch (in _run_batch), so the
+        # working memory is bounded by batch_size, not by the size of X.
+        self._check_rows_observed(X, batches)
         t0 = time.perf_counter()
         if n_workers > 1 and len(batches) > 1:
             # Rows are independent problems: batches on joblib workers give the
             # same result as n_jobs=1 (NumPy only; other namespaces run in turn).
             results = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(_run_batch)(
-                    self, Y[sl, ...], obs[sl, ...], {k: _slice(v, sl) for k, v in kwargs.items()}
-                )
+                delayed(_run_batch)(self, X[sl, ...], _slice_all(kwargs, sl))
                 for sl in batches
             )
         else:
             results = []
             for k, sl in enumerate(batches):
-                sub = {key: _slice(v, sl) for key, v in kwargs.items()}
-                results.append(_run_batch(self, Y[sl, ...], obs[sl, ...], sub))
+                results.append(_run_batch(self, X[sl, ...], _slice_all(kwargs, sl)))
                 if self.verbose:
                     print(
                         f"[{type(self).__name__}] batch {k + 1}/{len(batches)} "
@@ -307,14 +306,27 @@ class _TransformState:
             )
 
 
-def _run_batch(estimator, Y, obs, kwargs):
-    """Invert one batch; returns (Z, {stage: rows that hit a limit})."""
-    xp, dev = namespace_of(Y)
+def _split_missing(X, xp):
+    """(Y with NaN -> 0, observed mask: 1.0 on observed entries, 0.0 elsewhere)."""
+    missing = xp.isnan(X)
+    obs = xp.astype(~missing, X.dtype)
+    Y = xp.where(missing, xp.zeros_like(X), X)
+    return Y, obs
+
+
+def _run_batch(estimator, X, kwargs):
+    """Invert one batch of signals (NaN = missing); returns (Z, {stage: rows that hit a limit})."""
+    xp, dev = namespace_of(X)
+    Y, obs = _split_missing(X, xp)
     weights, biases = estimator.generator_.as_arrays(xp, dtype=Y.dtype, device=dev)
     state = _TransformState(weights, biases)
     with single_threaded_blas(xp):
         Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)
     return Z, state.not_converged
+
+
+def _slice_all(kwargs, sl):
+    return {key: _slice(value, sl) for key, value in kwargs.items()}
 
 
 def _slice(value, sl):

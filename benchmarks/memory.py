@@ -1,0 +1,153 @@
+"""Peak memory of ``transform`` against the number of signals, at a fixed batch_size.
+
+    python benchmarks/memory.py [--sizes 10000 100000] [--batch-size 1000]
+                                [--inverters gd,lp] [--gd-iter 20]
+
+Every (inverter, n_signals) runs in a fresh Python subprocess that
+
+1. imports skinvert, loads the shipped ``digits-fc`` generator (8-32-64-64,
+   PLU output) and fits the inverter on 10 signals: the *baseline* peak RSS;
+2. fills a preallocated float32 array of ``n_signals`` noiseless signals
+   ``G(z)``, one batch at a time (so that building the input does not itself
+   hold the hidden layers of every signal): the input array's own size is
+   ``n_signals * 64 * 4`` bytes;
+3. runs ``transform`` with ``batch_size`` rows per batch.
+
+The peak RSS (``VmHWM`` of ``/proc/self/status``, and ``ru_maxrss`` of
+``getrusage(RUSAGE_CHILDREN)`` in the parent as a cross-check) is read after
+each step. ``batch_size`` bounds the working memory: what grows with
+``n_signals`` is the input, the output codes and the per-batch results held
+until they are concatenated, i.e. a few hundred bytes per signal, so peak RSS
+for 100,000 signals should be well under twice that for 10,000. The script
+writes ``benchmarks/results/memory.json`` and prints a table.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CHILD = r"""
+import json, os, sys, time, warnings
+sys.path.insert(0, {root!r})
+
+def hwm():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return -1
+
+import numpy as np
+from skinvert import GradientDescentInverter, LatentPursuitInverter
+from skinvert.datasets import load_pretrained_generator
+
+n, batch, kind, gd_iter = {n}, {batch}, {kind!r}, {gd_iter}
+G = load_pretrained_generator("digits-fc")
+rng = np.random.default_rng(0)
+if kind == "gd":
+    est = GradientDescentInverter(G, transform_max_iter=gd_iter, batch_size=batch, random_state=0)
+else:
+    est = LatentPursuitInverter(G, batch_size=batch)
+fit_X = G.forward(rng.standard_normal((10, G.n_latent)).astype(np.float32))
+est.fit(fit_X)
+out = {{"baseline_hwm": hwm()}}
+X = np.empty((n, G.n_output), dtype=np.float32)
+for start in range(0, n, batch):
+    stop = min(n, start + batch)
+    X[start:stop] = G.forward(rng.standard_normal((stop - start, G.n_latent)).astype(np.float32))
+out["input_bytes"] = int(X.nbytes)
+out["after_input_hwm"] = hwm()
+t = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # ConvergenceWarning of the capped gradient descent
+    Z = est.transform(X)
+out["transform_s"] = time.perf_counter() - t
+out["output_bytes"] = int(Z.nbytes)
+out["output_dtype"] = str(Z.dtype)
+out["peak_hwm"] = hwm()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def run_child(n, batch, kind, gd_iter):
+    code = CHILD.format(root=ROOT, n=n, batch=batch, kind=kind, gd_iter=gd_iter)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    res = json.loads(line[len("RESULT "):])
+    res["wall_s"] = wall
+    # ru_maxrss (KiB on Linux) is the max over all waited-for children so far:
+    # only meaningful when this child raised it, i.e. runs go in increasing size.
+    res["ru_maxrss_children"] = after * 1024 if after > before else None
+    return res
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--inverters", default="gd,lp", help="comma list of gd, lp")
+    p.add_argument("--gd-iter", type=int, default=20)
+    p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "memory.json"))
+    a = p.parse_args()
+    sizes = sorted(a.sizes)
+    names = {"gd": f"GradientDescentInverter(transform_max_iter={a.gd_iter})",
+             "lp": "LatentPursuitInverter()"}
+    out = {
+        "generator": "digits-fc [8, 32, 64, 64], PLU output",
+        "dtype": "float32",
+        "batch_size": a.batch_size,
+        "sizes": sizes,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus (shared), "
+        f"Python {platform.python_version()}",
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "runs": {},
+    }
+    MB = 2**20
+    for kind in a.inverters.split(","):
+        runs = {}
+        for n in sizes:
+            r = run_child(n, a.batch_size, kind, a.gd_iter)
+            runs[str(n)] = r
+            print(
+                f"{names[kind]:45s} n={n:>7d}  baseline {r['baseline_hwm'] / MB:7.1f} MiB  "
+                f"input {r['input_bytes'] / MB:6.1f} MiB  peak {r['peak_hwm'] / MB:7.1f} MiB  "
+                f"transform {r['transform_s']:6.1f} s",
+                flush=True,
+            )
+        entry = {"inverter": names[kind], "runs": runs}
+        if len(sizes) >= 2:
+            lo, hi = runs[str(sizes[0])], runs[str(sizes[-1])]
+            entry["peak_ratio"] = hi["peak_hwm"] / lo["peak_hwm"]
+            entry["bytes_per_signal"] = (hi["peak_hwm"] - lo["peak_hwm"]) / (sizes[-1] - sizes[0])
+            entry["input_bytes_per_signal"] = hi["input_bytes"] / sizes[-1]
+            entry["output_bytes_per_signal"] = hi["output_bytes"] / sizes[-1]
+            entry["ratio_at_most_2"] = entry["peak_ratio"] <= 2.0
+            print(
+                f"  peak ratio {sizes[-1]}/{sizes[0]}: {entry['peak_ratio']:.3f}  "
+                f"growth {entry['bytes_per_signal']:.0f} B/signal (input row "
+                f"{entry['input_bytes_per_signal']:.0f} B, output row "
+                f"{entry['output_bytes_per_signal']:.0f} B)",
+                flush=True,
+            )
+        out["runs"][kind] = entry
+    os.makedirs(os.path.dirname(a.json), exist_ok=True)
+    with open(a.json, "w") as fh:
+        json.dump(out, fh, indent=1)
+    print(f"wrote {a.json}")
+
+
+if __name__ == "__main__":
+    main()
