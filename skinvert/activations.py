@@ -101,6 +101,17 @@ class Activation:
     def __hash__(self):
         return hash((self.name, tuple(self.params().items())))
 
+    def __setstate__(self, state):
+        # Unpickled or skops-loaded state is validated like a new Activation.
+        try:
+            name, slope, c = state["name"], state["slope"], state["c"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(
+                "Cannot restore an Activation: the saved state needs 'name', 'slope' "
+                f"and 'c', got {type(state).__name__}."
+            ) from exc
+        self.__init__(name, slope=slope, c=c)
+
     # -- maps ---------------------------------------------------------------
     def __call__(self, U, xp):
         """phi(U), elementwise."""

@@ -252,6 +252,20 @@ class ReLUGenerator:
 
     __hash__ = None
 
+    # -- pickle / joblib / skops ------------------------------------------------
+    def __setstate__(self, state):
+        # Unpickled (joblib) or skops-loaded state is checked as a new
+        # generator is: shapes chain, values finite, arrays read-only copies.
+        try:
+            weights, biases = state["weights"], state["biases"]
+            activation = state["activation"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(
+                "Cannot restore a ReLUGenerator: the saved state needs 'weights', "
+                f"'biases' and 'activation', got {type(state).__name__}."
+            ) from exc
+        self.__init__(weights, biases, output_activation=activation)
+
 
 def make_random_generator(layer_sizes, *, output_activation="tanh", random_state=None):
     """A generator with iid Gaussian weights, as in the paper's section 6.1.
