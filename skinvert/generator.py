@@ -42,6 +42,16 @@ def _check_matrix(W, i):
         )
     if W.dtype not in (np.float32, np.float64):
         W = W.astype(np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        sq = float(np.sum(np.square(W.astype(np.float64))))
+    if not (0.0 < sq < np.inf):
+        # ||W||_F^2 out of float64 range: W^T W (the step bounds, the normal
+        # equations of every inverter) would be inf or 0.
+        raise ValueError(
+            f"weights[{i}] is badly scaled (largest |entry| {float(np.max(np.abs(W))):.3g}): "
+            "the sum of its squared entries overflows or underflows float64, so the "
+            "generator cannot be inverted in floating point. Rescale the weights."
+        )
     W = np.array(W, copy=True)
     W.setflags(write=False)
     return W

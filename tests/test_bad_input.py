@@ -1,27 +1,50 @@
 """Bad input gets a clear error naming what was expected; inputs are never modified."""
 
+import os
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
 
-from skinvert import GradientDescentInverter, OracleInverter, make_random_generator
+from skinvert import (
+    GeneratorImputer,
+    GradientDescentInverter,
+    LatentPursuitInverter,
+    LayeredBPInverter,
+    OracleInverter,
+    ReLUGenerator,
+    load_generator,
+    make_random_generator,
+)
+from skinvert.activations import ACTIVATIONS, Activation
 
 G = make_random_generator([3, 12, 30], random_state=0)
 ESTIMATORS = [
     lambda: GradientDescentInverter(G, transform_max_iter=50, random_state=0),
     lambda: OracleInverter(G, transform_max_iter=5),
+    lambda: LatentPursuitInverter(G),
+    lambda: LayeredBPInverter(G),
 ]
+ALL = ESTIMATORS + [lambda: GeneratorImputer(LatentPursuitInverter(G))]
+IDS = ["gd", "oracle", "latent_pursuit", "layered_bp"]
 
 
 def _X(n=5, seed=0):
     return G.forward(np.random.default_rng(seed).standard_normal((n, 3)))
 
 
-@pytest.mark.parametrize("make", ESTIMATORS)
+@pytest.mark.parametrize("make", ALL, ids=IDS + ["imputer"])
 @pytest.mark.parametrize(
     "X, match",
     [
         (np.full((2, 30), np.inf), "infinity|inf"),
+        (np.full((2, 30), -np.inf), "infinity|inf"),
         (np.ones((2, 29)), "29 features.*30"),
+        (np.ones((2, 31)), "31 features.*30"),
+        (np.ones((2, 3, 30)), "3|dim"),
         (np.ones(30), "2D array"),
         (np.ones((0, 30)), "0 sample"),
         (np.array([["a"] * 30], dtype=object), "could not convert|Unable to convert|float"),
@@ -33,25 +56,35 @@ def test_fit_rejects(make, X, match):
         make().fit(X)
 
 
-@pytest.mark.parametrize("make", ESTIMATORS)
+@pytest.mark.parametrize("make", ESTIMATORS, ids=IDS)
 def test_transform_rejects(make):
     est = make().fit(_X())
     with pytest.raises(ValueError, match="inf"):
         est.transform(np.where(np.eye(2, 30) > 0, np.inf, 0.1))
+    with pytest.raises(ValueError, match="inf"):
+        est.transform(np.where(np.eye(2, 30) > 0, -np.inf, np.nan))
     with pytest.raises(ValueError, match="29 features"):
         est.transform(np.ones((2, 29)))
     with pytest.raises(ValueError, match="2D array"):
         est.transform(np.ones(30))
+    with pytest.raises(ValueError, match="0 sample"):
+        est.transform(np.ones((0, 30)))
+    with pytest.raises(ValueError, match="could not convert|Unable to convert|float"):
+        est.transform(np.array([["a"] * 30], dtype=object))
+    with pytest.raises(ValueError, match="[Cc]omplex"):
+        est.transform(np.ones((2, 30), dtype=complex))
     Xn = _X(3)
     Xn[1] = np.nan
     with pytest.raises(ValueError, match=r"1 row\(s\) of X have no observed entry.*row 1"):
         est.transform(Xn)
+    with pytest.raises(ValueError, match="no observed entry"):
+        est.score(Xn)
     with pytest.raises(ValueError, match="latent components|features"):
         est.inverse_transform(np.ones((2, 4)))
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("make", ESTIMATORS)
+@pytest.mark.parametrize("make", ALL, ids=IDS + ["imputer"])
 def test_inputs_not_modified_and_repeatable(make):
     X = _X(6)
     X[0, :5] = np.nan
@@ -62,7 +95,9 @@ def test_inputs_not_modified_and_repeatable(make):
     b = est.transform(X)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(X, Xc)
-    est.score(X)
+    if hasattr(est, "score"):
+        est.score(X)
+    np.testing.assert_array_equal(X, Xc)
 
 
 def test_unfitted_errors():
@@ -91,3 +126,336 @@ def test_score_uses_observed_entries_only():
     assert est.score(X) == pytest.approx(-np.mean(R**2), rel=1e-12)
     Rm = (Xm - est.inverse_transform(est.transform(Xm)))[:, 10:]
     assert est.score(Xm) == pytest.approx(-np.mean(Rm**2), rel=1e-12)
+
+
+# -- generators that cannot be inverted ----------------------------------------------
+W0 = np.random.default_rng(0).standard_normal((12, 3))
+W1 = np.random.default_rng(1).standard_normal((30, 12))
+
+
+@pytest.mark.parametrize(
+    "weights, biases, match",
+    [
+        ([W0, W1.T], None, r"do not chain: weights\[1\] has shape \(12, 30\)"),
+        ([W0, W1[:, :11]], None, "do not chain"),
+        ([W0, np.where(W1 > 1, np.nan, W1)], None, r"weights\[1\] holds non-finite"),
+        ([W0 * np.inf, W1], None, r"weights\[0\] holds non-finite"),
+        ([W0, W1], [None, np.full(30, np.inf)], r"biases\[1\] holds non-finite"),
+        ([np.zeros((12, 3)), W1], None, r"weights\[0\] is all zeros"),
+        ([W0 * 1e300, W1], None, r"weights\[0\] is badly scaled.*overflows or underflows"),
+        ([W0, W1 * 1e-300], None, r"weights\[1\] is badly scaled"),
+        ([W0, np.zeros((30, 12))], None, r"weights\[1\] is all zeros"),
+        ([W0, W1], [None, np.zeros(29)], r"biases\[1\] must have shape \(30,\)"),
+        ([W0, W1], [None], "biases must be a sequence of 2"),
+        ([W0, W1.ravel()], None, r"weights\[1\] must be a 2-D array"),
+        ([W0, np.ones((0, 12))], None, "empty dimension"),
+        ([], None, "at least one matrix"),
+    ],
+)
+def test_generator_rejects_bad_layers(weights, biases, match):
+    with pytest.raises(ValueError, match=match):
+        ReLUGenerator(weights, biases)
+
+
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        ([W0, W1.astype(complex)], r"weights\[1\] must hold real numbers"),
+        ([W0, np.full((30, 12), "a", dtype=object)], r"weights\[1\] must hold real numbers"),
+        ([W0 > 0, W1], r"weights\[0\] must hold real numbers"),
+        (W0, "sequence of 2-D arrays"),
+    ],
+)
+def test_generator_rejects_bad_types(weights, match):
+    with pytest.raises(TypeError, match=match):
+        ReLUGenerator(weights)
+
+
+def test_weights_not_modified_by_generator():
+    W = W1.copy()
+    W.setflags(write=False)
+    g = ReLUGenerator([W0, W], output_activation="identity")
+    np.testing.assert_array_equal(W, W1)
+    assert g.weights[1] is not W and not g.weights[1].flags.writeable
+
+
+# -- output activations and phi^-1 -----------------------------------------------------
+def test_every_activation_is_invertible():
+    """No activation lacks phi^-1: non-invertible parameters are refused up front."""
+    xp = np
+    U = np.linspace(-3, 3, 61)
+    for name in ACTIVATIONS:
+        act = Activation(name)
+        np.testing.assert_allclose(act.inverse(act(U, xp), xp), U, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="finite slope > 0 to be invertible"):
+        Activation("leaky_relu", slope=0.0)
+    with pytest.raises(ValueError, match="finite slope > 0 to be invertible"):
+        Activation("plu", slope=-1.0)
+    with pytest.raises(ValueError, match="finite c > 0"):
+        Activation("plu", c=0.0)
+    with pytest.raises(ValueError, match="must be one of"):
+        make_random_generator([3, 12, 30], output_activation="relu")
+    with pytest.raises(TypeError, match="output_activation must be"):
+        make_random_generator([3, 12, 30], output_activation=3)
+
+
+def _saturated(act):
+    """Signals of a tanh / sigmoid generator with saturated and out-of-range entries."""
+    g = make_random_generator([3, 12, 30], output_activation=act, random_state=0)
+    Z = np.random.default_rng(0).standard_normal((5, 3))
+    X = g.forward(Z)
+    lo, hi = (-1.0, 1.0) if act == "tanh" else (0.0, 1.0)
+    Xs, Xn = X.copy(), X.copy()
+    for rows, cols, v in [(slice(None), slice(0, 4), hi), (1, slice(4, 8), lo), (2, slice(8, 10), 7.0)]:
+        Xs[rows, cols] = v
+        Xn[rows, cols] = np.nan
+    return g, Z, X, Xs, Xn
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_saturated_outputs_are_missing_for_phi_inverse_methods(act):
+    """|tanh| == 1 (sigmoid 0 or 1) and out-of-range values have no finite phi^-1:
+    the methods that use phi^-1 drop them as missing entries, exactly."""
+    g, Z, X, Xs, Xn = _saturated(act)
+    Xs.setflags(write=False)
+    for est in [
+        LatentPursuitInverter(g, debias=False),
+        LayeredBPInverter(g, debias=False),
+    ]:
+        est.fit(X)
+        np.testing.assert_array_equal(est.transform(Xs), est.transform(Xn))
+    S = g.supports(Z)
+    oracle = OracleInverter(g, method="layerwise").fit(X)
+    np.testing.assert_array_equal(oracle.transform(Xs, supports=S), oracle.transform(Xn, supports=S))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("make", [
+    lambda g: GradientDescentInverter(g, transform_max_iter=50, random_state=0),
+    lambda g: OracleInverter(g, transform_max_iter=5),
+    lambda g: LatentPursuitInverter(g),
+    lambda g: LayeredBPInverter(g),
+], ids=IDS)
+def test_saturated_outputs_give_finite_codes(make, act):
+    """Every inverter returns finite codes on saturated / out-of-range entries
+    (methods using phi itself keep them as observations), repeatably, without
+    touching the input."""
+    g, Z, X, Xs, _ = _saturated(act)
+    Xs.setflags(write=False)
+    Xc = Xs.copy()
+    est = make(g).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = est.transform(Xs)
+    assert a.shape == (5, 3) and np.all(np.isfinite(a))
+    np.testing.assert_array_equal(est.transform(Xs), a)
+    np.testing.assert_array_equal(Xs, Xc)
+
+
+# -- weight files ----------------------------------------------------------------------
+_UNPICKLED = []
+
+
+class _Trap:
+    """Unpickling this would call _spring: a loader that unpickles is caught."""
+
+    def __reduce__(self):
+        return (_spring, ())
+
+
+def _spring():
+    _UNPICKLED.append(True)
+    return "sprung"
+
+
+def test_weight_file_with_pickles_is_refused_unread(tmp_path):
+    path = tmp_path / "evil.npz"
+    G.save(path)
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["weight_1"] = np.array([_Trap()], dtype=object)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(ValueError, match="pickled objects; skinvert never unpickles"):
+        load_generator(path)
+    assert _UNPICKLED == []
+    # A header that is itself a pickle is refused too.
+    arrays = {k: v for k, v in arrays.items() if k != "weight_1"}
+    arrays["__header__"] = np.array([_Trap()], dtype=object)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(ValueError, match="pickled objects"):
+        load_generator(path)
+    assert _UNPICKLED == []
+
+
+def test_weight_file_bad_content(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"not a readable .npz file \(not a zip archive\)"):
+        load_generator(bad)
+    import pickle
+
+    bad.write_bytes(pickle.dumps(_Trap()))  # a pickle renamed .npz
+    with pytest.raises(ValueError, match=r"not a readable .npz file \(a pickle\)"):
+        load_generator(bad)
+    assert _UNPICKLED == []
+    with pytest.raises(FileNotFoundError):
+        load_generator(tmp_path / "missing.npz")
+    g = tmp_path / "g.npz"
+    G.save(g)
+    with np.load(g) as data:
+        arrays = dict(data)
+    arrays["weight_1"] = np.full_like(arrays["weight_1"], np.nan)
+    np.savez(tmp_path / "nan.npz", **arrays)
+    with pytest.raises(ValueError, match=r"weights\[1\] holds non-finite"):
+        load_generator(tmp_path / "nan.npz")
+    with pytest.raises(ValueError, match="suffix"):
+        load_generator(tmp_path / "g.pkl")
+
+
+# -- noise larger than the signal -------------------------------------------------------
+@pytest.mark.parametrize("act", ["tanh", "identity"])
+@pytest.mark.parametrize("make", [
+    lambda g: GradientDescentInverter(g, transform_max_iter=50, random_state=0),
+    lambda g: OracleInverter(g, transform_max_iter=5),
+    lambda g: LatentPursuitInverter(g),
+    lambda g: LayeredBPInverter(g, epsilon=10.0),
+], ids=IDS)
+def test_noise_larger_than_signal(make, act):
+    """Documented behaviour: finite codes, no error; at most a ConvergenceWarning
+    (with tanh most noisy entries leave (-1, 1) and count as missing for phi^-1)."""
+    g = make_random_generator([3, 12, 30], output_activation=act, random_state=0)
+    rng = np.random.default_rng(0)
+    X = g.forward(rng.standard_normal((6, 3)))
+    Xnoisy = X + 10 * np.std(X) * rng.standard_normal(X.shape)
+    Xnoisy.setflags(write=False)
+    est = make(g).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Z = est.transform(Xnoisy)
+        assert np.isfinite(est.score(Xnoisy))
+    assert Z.shape == (6, 3) and np.all(np.isfinite(Z))
+    np.testing.assert_array_equal(est.transform(Xnoisy), Z)
+
+
+# -- fuzzing: only ValueError / TypeError, never anything else ---------------------------
+_FITTED = None
+
+
+def _fitted():
+    global _FITTED
+    if _FITTED is None:
+        X = _X(6)
+        _FITTED = [make().fit(X) for make in ALL]
+    return _FITTED
+
+
+_VALUES = [np.nan, np.inf, -np.inf, 1e300, -1e300, 3e38, 1e-300, -1e-300, 0.0, -0.0,
+           -1.0, 1.0, 0.5, -0.999, 2.0, -7.0]
+_HUGE = 1e15  # above this, squares overflow float32 (and 1e300 float64): NumPy RuntimeWarnings
+
+
+def _max_abs(A):
+    """Largest finite |value| of A as numbers (0 when A does not convert)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            F = np.abs(np.asarray(A, dtype=np.complex128))
+    except (ValueError, TypeError):
+        return 0.0
+    F = F[np.isfinite(F)]
+    return float(F.max()) if F.size else 0.0
+
+
+@st.composite
+def _arrays(draw):
+    kind = draw(st.sampled_from(["float64", "float32", "float16", "int64", "bool",
+                                 "complex128", "object", "str"]))
+    ndim = draw(st.sampled_from([2, 2, 2, 1, 3, 0]))
+    n_rows = draw(st.integers(0, 4))
+    n_cols = draw(st.sampled_from([30, 30, 30, 29, 31, 0, 1]))
+    shape = {0: (), 1: (n_cols,), 2: (n_rows, n_cols), 3: (n_rows, 2, n_cols)}[ndim]
+    size = int(np.prod(shape))
+    vals = draw(st.lists(st.one_of(st.sampled_from(_VALUES),
+                                   st.floats(-5, 5, allow_nan=False)),
+                         min_size=size, max_size=size))
+    A = np.array(vals, dtype=np.float64).reshape(shape)
+    with np.errstate(all="ignore"):
+        if kind in ("int64", "bool"):
+            A = np.nan_to_num(A, posinf=9, neginf=-9).clip(-9, 9).astype(kind)
+        elif kind == "str":
+            A = A.astype(str)
+        else:
+            A = A.astype(kind)
+    return A
+
+
+@settings(max_examples=50)
+@given(A=_arrays())
+def test_fuzz_only_value_or_type_errors(A):
+    """Any shape, dtype and value: a finite result of the right shape or a
+    ValueError / TypeError. A call that succeeds warns with ConvergenceWarning
+    only, or NumPy's overflow RuntimeWarning when values are so large their
+    squares overflow (see docs/scaling.md); the input is never modified."""
+    A.setflags(write=False)
+    A_copy = A.copy()
+    huge = _max_abs(A) > _HUGE
+    for est in _fitted():
+        for method in ("transform", "score", "inverse_transform"):
+            fn = getattr(est, method, None)
+            if fn is None:  # GeneratorImputer has no score / inverse_transform
+                continue
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    out = fn(A)
+                except (ValueError, TypeError):
+                    continue  # (sklearn's check may warn on inf - inf first)
+            if method == "score":
+                assert isinstance(out, float) and np.isfinite(out)
+            else:
+                imputed = method == "inverse_transform" or isinstance(est, GeneratorImputer)
+                assert out.shape == (A.shape[0], 30 if imputed else 3)
+                if method == "transform" or not huge:
+                    assert np.all(np.isfinite(out))
+            for w in caught:
+                assert issubclass(w.category, ConvergenceWarning) or (
+                    huge and issubclass(w.category, RuntimeWarning)
+                ), f"{type(est).__name__}.{method}: unexpected {w.category.__name__}: {w.message}"
+    if A.dtype != object:
+        np.testing.assert_array_equal(A, A_copy)
+
+
+@settings(max_examples=25)
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    scale=st.sampled_from([0.0, 1e-300, 1.0, 1e300, np.inf, np.nan]),
+    act=st.sampled_from(list(ACTIVATIONS)),
+)
+def test_fuzz_generator_construction(sizes, scale, act):
+    """Generators from any weights: valid ones invert without error, others are refused."""
+    rng = np.random.default_rng(0)
+    with np.errstate(all="ignore"):
+        weights = [scale * rng.standard_normal((o, i)) for i, o in zip(sizes[:-1], sizes[1:])]
+    try:
+        g = ReLUGenerator(weights, output_activation=act)
+    except ValueError as exc:
+        assert scale != 1.0
+        assert any(m in str(exc) for m in ("non-finite", "all zeros", "badly scaled")), exc
+        return
+    assert scale == 1.0
+    Z = rng.standard_normal((3, sizes[0]))
+    with np.errstate(over="ignore"):
+        X = g.forward(Z)
+    if not np.all(np.isfinite(X)):
+        return  # e.g. scale 1e300: the signals themselves overflow
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for est in [LatentPursuitInverter(g), GradientDescentInverter(g, transform_max_iter=20)]:
+            Zhat = est.fit(X).transform(X)
+            assert Zhat.shape == Z.shape and np.all(np.isfinite(Zhat))

@@ -61,6 +61,14 @@ def save_generator(generator, path):
 
 
 def _read_npz(path):
+    with open(path, "rb") as fh:  # FileNotFoundError propagates
+        magic = fh.read(4)
+    if magic[:2] != b"PK":
+        # np.load would call any non-zip content "pickled data": say what it is.
+        what = "a pickle" if magic[:1] == b"\x80" else "not a zip archive"
+        raise ValueError(
+            f"{path!r} is not a readable .npz file ({what}); skinvert never unpickles files."
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             files = list(data.files)
