@@ -36,11 +36,13 @@ from dataclasses import dataclass
 from .._array_api import device
 from .._linalg import row_weighted_gram
 from .oracle import inverse_target, oracle_end_to_end
+from .nnls import nnls_lawson_hanson
 from .sparse_coding import (
     active_set_refine,
     compress_rows,
     fista,
     masked_gram_solve,
+    objective,
     scatter_rows,
 )
 
@@ -107,12 +109,16 @@ def _support(x, tol, xp, nonneg):
 
 
 def _solve_layer(W, t, w, lam, opts, xp, res, stage, *, lipschitz):
-    """Solve ``min 1/2 ||sqrt(w) (W x - t)||^2 + lam pen(x)`` exactly (active set).
+    """Solve ``min 1/2 ||sqrt(w) (W x - t)||^2 + lam pen(x)`` exactly.
 
     ``w`` (B, m) are 0/1 row weights (None: all rows). Rows with at least as
-    many equations as unknowns start from the least-squares solution (one
-    shared solve when the Gram matrix is shared); the others from FISTA,
-    run on those rows only. Returns x (B, k).
+    many equations as unknowns ("tall") start from the least-squares solution
+    (one shared solve when the Gram matrix is shared) and are refined by the
+    primal-dual active-set iteration. The other rows: for the non-negative
+    problems of eqs. 8-9, the Lawson-Hanson method (exact and finite where
+    ``G`` is singular), which also takes over the tall rows the active-set
+    iteration did not settle; for the signed lasso of Algorithm 2, FISTA
+    then the active-set iteration. Returns x (B, k).
     """
     B = t.shape[0]
     k = W.shape[1]
@@ -124,26 +130,82 @@ def _solve_layer(W, t, w, lam, opts, xp, res, stage, *, lipschitz):
         tall = xp.full((B,), W.shape[0] >= k, dtype=xp.bool, device=device(t))
     else:
         tall = xp.sum(w, axis=1) >= k
-    x_start = xp.zeros((B, k), dtype=dt, device=device(t))
+    x = xp.zeros((B, k), dtype=dt, device=device(t))
     if bool(xp.any(tall)):
         shift = lam_c if opts.nonneg else 0.0
         ones = xp.ones((B, k), dtype=dt, device=device(t))
-        x_start = xp.where(tall[:, None], masked_gram_solve(G, r - shift, ones, xp), x_start)
+        x = xp.where(tall[:, None], masked_gram_solve(G, r - shift, ones, xp), x)
+    if opts.nonneg:
+        conv = xp.zeros((B,), dtype=xp.bool, device=device(t))
+        if bool(xp.any(tall)):
+            conv = _refine_rows(G, r, lam, x, tall, opts, xp)
+            x = conv[1]
+            conv = conv[0]
+        if not bool(xp.all(conv)):
+            # Wide rows and tall rows the active-set iteration did not settle
+            # (G singular or badly conditioned): Lawson-Hanson.
+            x, conv = _lawson_hanson_rows(
+                G, r, lam, w, W.shape[0], x, conv, xp, max_iter=10 * opts.refine_max_iter
+            )
+        res.count(stage, conv, xp)
+        return x
     if not bool(xp.all(tall)):
         sub = compress_rows(~tall, xp)
         Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
         lam_s = lam if isinstance(lam, (int, float)) else xp.take(lam, sub, axis=0)
         rs = xp.take(r, sub, axis=0)
         xf, _, _ = fista(
-            Gs, rs, lam_s, xp.zeros_like(rs), xp, nonneg=opts.nonneg, lipschitz=lipschitz,
+            Gs, rs, lam_s, xp.zeros_like(rs), xp, nonneg=False, lipschitz=lipschitz,
             max_iter=opts.max_iter, tol=opts.tol,
         )
-        x_start = scatter_rows(x_start, xf, ~tall, xp)
-    x, conv = active_set_refine(
-        G, r, lam, x_start, xp, nonneg=opts.nonneg, max_iter=opts.refine_max_iter
-    )
+        x = scatter_rows(x, xf, ~tall, xp)
+    x, conv = active_set_refine(G, r, lam, x, xp, nonneg=False, max_iter=opts.refine_max_iter)
     res.count(stage, conv, xp)
     return x
+
+
+def _refine_rows(G, r, lam, x, rows, opts, xp):
+    """Active-set refinement (non-negative) of the ``rows`` of ``x``; returns
+    ``(converged, x)``, converged False off ``rows``."""
+    if bool(xp.all(rows)):
+        x_new, conv = active_set_refine(G, r, lam, x, xp, nonneg=True, max_iter=opts.refine_max_iter)
+        return conv, x_new
+    sub = compress_rows(rows, xp)
+    Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
+    lam_s = lam if isinstance(lam, (int, float)) else xp.take(lam, sub, axis=0)
+    xs, cs = active_set_refine(
+        Gs, xp.take(r, sub, axis=0), lam_s, xp.take(x, sub, axis=0), xp, nonneg=True,
+        max_iter=opts.refine_max_iter,
+    )
+    conv = scatter_rows(xp.zeros_like(rows), cs, rows, xp)
+    return conv, scatter_rows(x, xs, rows, xp)
+
+
+def _lawson_hanson_rows(G, r, lam, w, m, x, conv, xp, *, max_iter):
+    """Re-solve the rows not ``conv`` by :func:`nnls_lawson_hanson`; a row
+    keeps the new solution when it converged or lowered the objective."""
+    bad = ~conv
+    sub = compress_rows(bad, xp)
+    Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
+    rs = xp.take(r, sub, axis=0)
+    lam_s = lam if isinstance(lam, (int, float)) else xp.take(lam, sub, axis=0)
+    rank = m if w is None else xp.take(xp.sum(w, axis=1), sub, axis=0)
+    x_lh, conv_lh = nnls_lawson_hanson(Gs, rs, lam_s, xp, rank=rank, max_iter=max_iter)
+    x_old = xp.take(x, sub, axis=0)
+    f_old = objective(Gs, rs, lam_s, x_old, xp, nonneg=True)
+    f_new = objective(Gs, rs, lam_s, x_lh, xp, nonneg=True)
+    if not bool(xp.all(conv_lh)) and max_iter > 0:
+        # lam > 0 with a rank-deficient G (see nnls_lawson_hanson): finish
+        # from the Lawson-Hanson point with the active-set refinement.
+        x_ref, conv_ref = active_set_refine(Gs, rs, lam_s, x_lh, xp, nonneg=True, max_iter=max_iter)
+        f_ref = objective(Gs, rs, lam_s, x_ref, xp, nonneg=True)
+        use = ~conv_lh & (conv_ref | (f_ref < f_new))
+        x_lh = xp.where(use[:, None], x_ref, x_lh)
+        f_new = xp.where(use, f_ref, f_new)
+        conv_lh = conv_lh | (use & conv_ref)
+    take = conv_lh | (f_new < f_old)
+    x_s = xp.where(take[:, None], x_lh, x_old)
+    return scatter_rows(x, x_s, bad, xp), scatter_rows(conv, conv_lh, bad, xp)
 
 
 def _violations(W, b, x, rows, xp):

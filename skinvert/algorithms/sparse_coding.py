@@ -269,10 +269,10 @@ def _compress(idx, mask, xp):
 
 def _scatter(full, part, mask, xp):
     """Rows of ``full`` with the rows where ``mask`` holds replaced by ``part``."""
+    m = xp.reshape(mask, (mask.shape[0],) + (1,) * (full.ndim - 1))
     if part.shape[0] == full.shape[0]:
-        return xp.where(mask[:, None] if full.ndim == 2 else mask, part, full)
+        return xp.where(m, part, full)
     pos = xp.cumulative_sum(xp.astype(mask, xp.int64)) - 1
     pos = xp.clip(pos, 0, max(part.shape[0] - 1, 0))
     expanded = xp.take(part, pos, axis=0)
-    m = mask[:, None] if full.ndim == 2 else mask
     return xp.where(m, expanded, full)

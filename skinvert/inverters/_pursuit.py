@@ -106,9 +106,11 @@ class LatentPursuitInverter(_PursuitInverter):
     gamma : float, default=0.0
         Ridge weight of the z-step, eq. 16 (the MAP prior of z ~ N(0, I)).
     solver : {"active_set", "paper"}, default="active_set"
-        ``"active_set"`` solves every layer problem exactly (least squares /
-        FISTA start, then a primal-dual active-set refinement whose fixed
-        point satisfies the KKT conditions exactly); ``"paper"`` runs the
+        ``"active_set"`` solves every layer problem exactly: a least-squares
+        start and a primal-dual active-set refinement whose fixed point
+        satisfies the KKT conditions exactly, and the Lawson-Hanson method
+        for the layers wider than their number of equations (and any row
+        the refinement did not settle); ``"paper"`` runs the
         paper's FISTA (Algorithm 3) and linearized ADMM (Algorithm 4,
         eq. 18) for ``transform_max_iter`` iterations per layer. See
         :mod:`skinvert.algorithms.latent_pursuit`.
@@ -121,7 +123,8 @@ class LatentPursuitInverter(_PursuitInverter):
     tol : float, default=1e-10
         Relative step size at which a row's first-order iterations stop.
     refine_max_iter : int, default=30
-        Active-set refinement steps per layer.
+        Active-set refinement steps per layer; the Lawson-Hanson stage gets
+        ``10 * refine_max_iter`` block steps (0 disables both).
     debias : bool, default=True
         Finish with Algorithm 1 on the estimated supports (Algorithm 5, last
         step).
