@@ -31,7 +31,7 @@ Two solver families (``solver``):
     z-step eq. 18; supports are then decided with ``support_tol``.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .._array_api import device
 from .._linalg import row_weighted_gram
@@ -46,7 +46,7 @@ from .sparse_coding import (
     scatter_rows,
 )
 
-__all__ = ["PursuitOptions", "pursuit"]
+__all__ = ["NoiseRule", "PursuitOptions", "noise_gains", "pursuit"]
 
 
 @dataclass
@@ -67,6 +67,10 @@ class PursuitOptions:
     debias: bool = True
     debias_max_iter: int = 30
     epsilon: float = None  # noise bound ||e||_2 <= epsilon: Algorithm 2's lambda rule
+    noise_std: float = None  # std of iid noise on y: NoiseRule's thresholds and lambdas
+    noise_gain: tuple = None  # NoiseRule's per-layer gains g_i (noise_gains), i = 0..L
+    noise_c: float = 1.0  # support threshold in error standard deviations
+    refresh_max_iter: int = 0  # support refreshes of the debiasing (supports of G(z_hat))
     lipschitz: tuple = None  # lambda_max(W_i^T W_i), i = 0..L (computed when None)
     fallback_max_iter: int = 0  # gradient-descent steps for rows the pursuit did not fit
     fallback_tol: float = 1e-6  # relative residual above which a row falls back
@@ -99,13 +103,17 @@ def _row_gram(W, w, xp):
     return row_weighted_gram(W, w, xp)
 
 
-def _support(x, tol, xp, nonneg):
+def _support(x, tol, xp, nonneg, floor=None):
     """Entries above ``tol`` times the row's largest entry (``tol`` is raised to
-    ``10 sqrt(eps)`` in single precision, where rounding alone reaches 1e-6)."""
+    ``10 sqrt(eps)`` in single precision, where rounding alone reaches 1e-6),
+    and above ``floor`` (B,) when given (the noise rule's threshold)."""
     tol = max(tol, 10.0 * float(xp.finfo(x.dtype).eps) ** 0.5) if x.dtype == xp.float32 else tol
     mag = x if nonneg else xp.abs(x)
     top = xp.max(mag, axis=1, keepdims=True)
-    return mag > tol * xp.where(top > 0, top, xp.ones_like(top))
+    S = mag > tol * xp.where(top > 0, top, xp.ones_like(top))
+    if floor is not None:
+        S = S & (mag > floor[:, None])
+    return S
 
 
 def _solve_layer(W, t, w, lam, opts, xp, res, stage, *, lipschitz):
@@ -286,6 +294,69 @@ class EpsilonRule:
         self.eps = self.C * xp.sqrt(s) / xp.clip(min_norm, min=tiny) * self.eps
 
 
+def noise_gains(weights):
+    """Per-layer noise gains ``g_i`` of :class:`NoiseRule`, i = 0..L.
+
+    ``g_i = sqrt(mean_j 1 / lambda_j)`` over the ``k = min(n_i, ceil(n_{i+1}/2))``
+    largest eigenvalues of ``W_i^T W_i / 2``: the root-mean-square error gain of
+    the least squares of ``x_i`` from a target with unit iid noise on the
+    rows of a support holding about half of the ``n_{i+1}`` entries (Theorem 3,
+    eq. 21, with ``trace((Wbar^T Wbar)^-1) / s`` in place of its bounds; half
+    the rows halve the Gram matrix). Computed once per generator.
+    """
+    import numpy as np
+
+    from .._array_api import to_numpy
+
+    gains = []
+    for W in weights:
+        W = np.asarray(to_numpy(W), dtype=np.float64)
+        ev = np.sort(np.linalg.eigvalsh(W.T @ W))[::-1]
+        k = max(1, min(W.shape[1], -(-W.shape[0] // 2)))
+        top = np.clip(ev[:k] / 2.0, np.finfo(np.float64).tiny, None)
+        gains.append(float(np.sqrt(np.mean(1.0 / top))))
+    return tuple(gains)
+
+
+class NoiseRule:
+    """Support thresholds from the noise level ``noise_std`` of ``y``.
+
+    ``y = G(z) + e`` with ``e ~ N(0, noise_std^2 I)`` on the observed entries.
+    The image-layer target ``u = phi^-1(y)`` then carries noise of standard
+    deviation ``noise_std / phi'(u_k)`` on entry ``k``, of per-sample RMS
+    ``delta_{L+1} = noise_std * sqrt(mean_k phi'(u_k)^-2)`` (``ell`` of
+    eq. 7 in RMS rather than worst case). Each layer estimate multiplies the
+    error by its gain (:func:`noise_gains`): ``delta_i = g_i delta_{i+1}``,
+    the RMS error of ``x_i`` on its support expected from Theorem 3
+    (eq. 21). The support of ``x_i`` is then
+    ``S_i = {k : x_i[k] > noise_c * delta_i}``: an entry within the error
+    level of 0 is not trusted as an equation for the layer below. It becomes
+    one of eq. 9's ReLU inequalities instead, which is right for a spurious
+    entry (its true pre-activation is negative, often far below 0, so the
+    equation ``W_k x + b_k = x_hat_k ~ 0`` would pull the layer below far
+    off) and costs about the threshold for a small true one, which the
+    support refresh of the debiasing (:func:`_refresh`) then recovers.
+    """
+
+    def __init__(self, noise_std, U, w, activation, opts, xp):
+        d = activation.derivative(U, xp)
+        ok = w > 0
+        inv2 = xp.where(ok, 1.0 / xp.where(d > 0, d * d, xp.ones_like(d)), xp.zeros_like(d))
+        # Median over the usable entries (missing ones sort last): robust to
+        # the few nearly saturated entries of tanh / sigmoid.
+        n_ok = xp.sum(xp.astype(ok, xp.int64), axis=1)
+        srt = xp.sort(xp.where(ok, inv2, xp.full_like(inv2, float("inf"))), axis=1)
+        mid = xp.take_along_axis(srt, xp.clip(n_ok // 2, max=U.shape[1] - 1)[:, None], axis=1)[:, 0]
+        self.delta = noise_std * xp.sqrt(mid)  # delta_{L+1}, (B,)
+        self.gains = opts.noise_gain
+        self.c = opts.noise_c
+
+    def floor(self, i):
+        """Advance to x_i's error level and return its support threshold (B,)."""
+        self.delta = self.gains[i] * self.delta
+        return self.c * self.delta
+
+
 def _lam(opts, i):
     """lambda of the hidden layer x_{i+1}."""
     return opts.lam[min(i, len(opts.lam) - 1)]
@@ -328,16 +399,21 @@ def pursuit(Y, obs, weights, biases, activation, xp, opts):
         res.z = z
         return _debias(res, Y, obs, weights, biases, activation, xp, opts)
     all_rows = bool(xp.all(valid))
-    rule = None
+    rule = noise = None
     if opts.epsilon is not None:
         rule = EpsilonRule(opts.epsilon, Y, obs, activation, xp)
+    elif opts.noise_std is not None:
+        if opts.noise_gain is None:
+            opts = replace(opts, noise_gain=noise_gains(weights))
+        noise = NoiseRule(opts.noise_std, U, w, activation, opts, xp)
     lam = rule.lam() if rule is not None else _lam(opts, L - 1)
     x = _solve_layer(
         weights[L], U - biases[L], None if all_rows else w, lam,
         opts, xp, res, f"layer {L}", lipschitz=lips[L],
     )
     hidden = [x]
-    S = _support(x, opts.support_tol, xp, opts.nonneg)
+    floor = noise.floor(L) if noise is not None else None
+    S = _support(x, opts.support_tol, xp, opts.nonneg, floor)
     supports = [S]
     if rule is not None:
         rule.update(weights[L], None if all_rows else w, S)
@@ -349,7 +425,8 @@ def pursuit(Y, obs, weights, biases, activation, xp, opts):
             xp, res, f"layer {i}", lipschitz=lips[i],
         )
         hidden.insert(0, x)
-        S = _support(x, opts.support_tol, xp, opts.nonneg)
+        floor = noise.floor(i) if noise is not None else None
+        S = _support(x, opts.support_tol, xp, opts.nonneg, floor)
         supports.insert(0, S)
         if rule is not None:
             rule.update(weights[i], rows, S)
@@ -388,6 +465,8 @@ def _debias(res, Y, obs, weights, biases, activation, xp, opts):
     res.z = xp.where(ok[:, None], z, res.z)
     if opts.debias_max_iter > 0 and activation.name != "identity":
         res.count("debiasing", conv, xp)
+    if opts.refresh_max_iter > 0:
+        _refresh(res, Y, obs, weights, biases, activation, xp, opts)
     if opts.fallback_max_iter > 0:
         _fallback(res, Y, obs, weights, biases, activation, xp, opts)
     return res
@@ -425,3 +504,54 @@ def _fallback(res, Y, obs, weights, biases, activation, xp, opts):
     res.z = scatter_rows(res.z, Zb, bad, xp)
     res.count("the gradient-descent fallback", conv, xp)
 
+
+
+def _forward_masks(Z, weights, biases, xp):
+    """Supports ``1[W_i x_i + b_i > 0]`` of the hidden layers of ``G(Z)`` (float masks)."""
+    masks = []
+    x = Z
+    for W, b in zip(weights[:-1], biases[:-1]):
+        u = x @ W.T + b
+        masks.append(xp.astype(u > 0, Z.dtype))
+        x = xp.clip(u, min=0.0)
+    return masks
+
+
+def _refresh(res, Y, obs, weights, biases, activation, xp, opts):
+    """Support refresh after the debiasing: re-run Algorithm 1 on the supports
+    of ``G(z_hat)`` itself, up to ``refresh_max_iter`` times, on the rows whose
+    forward supports differ from those the last Oracle step used; a row keeps
+    the new estimate only when it lowers the loss of eq. 1. A fixed point is a
+    ``z`` whose own supports give it back: a stationary point of eq. 1 on that
+    linear region, i.e. the Oracle's estimate (Theorem 3) once the supports
+    are right. Noiseless rows the pursuit recovered are fixed points already."""
+    from .gradient_descent import loss_and_gradient
+
+    masks = [xp.astype(S, Y.dtype) for S in res.supports]
+    loss, _ = loss_and_gradient(res.z, Y, obs, weights, biases, activation, xp, alpha=opts.gamma)
+    z = res.z
+    active = xp.ones((z.shape[0],), dtype=xp.bool, device=device(z))
+    for _ in range(opts.refresh_max_iter):
+        new = _forward_masks(z, weights, biases, xp)
+        changed = xp.zeros_like(active)
+        for m, m_new in zip(masks, new):
+            changed = changed | xp.any(m != m_new, axis=1)
+        changed = changed & active
+        if not bool(xp.any(changed)):
+            break
+        sub = compress_rows(changed, xp)
+        Ys, Os = xp.take(Y, sub, axis=0), xp.take(obs, sub, axis=0)
+        ms = [xp.take(m, sub, axis=0) for m in new]
+        zs, _, _ = oracle_end_to_end(
+            Ys, Os, weights, biases, activation, ms, xp,
+            gamma=opts.gamma, max_iter=opts.debias_max_iter,
+        )
+        ls, _ = loss_and_gradient(zs, Ys, Os, weights, biases, activation, xp, alpha=opts.gamma)
+        old = xp.take(loss, sub, axis=0)
+        better = xp.isfinite(ls) & (ls < old)
+        z = scatter_rows(z, xp.where(better[:, None], zs, xp.take(z, sub, axis=0)), changed, xp)
+        loss = scatter_rows(loss, xp.where(better, ls, old), changed, xp)
+        masks = [xp.where(changed[:, None], m_new, m) for m, m_new in zip(masks, new)]
+        # Rows already at a fixed point, or that did not improve, stop.
+        active = scatter_rows(xp.zeros_like(active), better, changed, xp)
+    res.z = z

@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..algorithms.latent_pursuit import PursuitOptions, pursuit
+from ..algorithms.latent_pursuit import PursuitOptions, noise_gains, pursuit
 from ._base import BaseInverter
 
 _POS = Interval(Real, 0, None, closed="left")
@@ -41,6 +41,8 @@ class _PursuitInverter(BaseInverter):
         "debias": ["boolean"],
         "debias_max_iter": [Interval(Integral, 0, None, closed="left")],
         "fallback_max_iter": [Interval(Integral, 0, None, closed="left")],
+        "noise_std": [_POS, None],
+        "refresh_max_iter": [Interval(Integral, 0, None, closed="left")],
     }
 
     def _options(self, **extra):
@@ -58,6 +60,9 @@ class _PursuitInverter(BaseInverter):
             debias_max_iter=self.debias_max_iter,
             lipschitz=tuple(self.lipschitz_),
             fallback_max_iter=self.fallback_max_iter,
+            noise_std=None if self.noise_std is None else float(self.noise_std),
+            noise_gain=self.noise_gains_,
+            refresh_max_iter=self.refresh_max_iter,
             **extra,
         )
 
@@ -79,6 +84,7 @@ class _PursuitInverter(BaseInverter):
     def _fit_extra(self, X, rng):
         # Step bounds of the first-order solvers, computed once per generator.
         self.lipschitz_ = [float(np.linalg.eigvalsh(W.T @ W)[-1]) for W in self.generator_.weights]
+        self.noise_gains_ = noise_gains(self.generator_.weights)
         self._pursuit_options()  # validate per-layer parameters in fit
 
 
@@ -142,6 +148,31 @@ class LatentPursuitInverter(_PursuitInverter):
         with ``lam=0`` may: measured 4x slower on noisy signals, hence off by
         default). 0 (default) gives the pure pursuit; the paper's Figure 4
         past ``n_1 ~ 1.3 n`` needs e.g. 2000.
+    noise_std : float or None, default=None
+        Standard deviation ``sigma`` of iid Gaussian noise on the observed
+        entries of X (``y = G(z) + e``, ``e ~ N(0, sigma^2 I)``; Theorem 3's
+        model), in X's units. Sets each layer's support threshold
+        (:class:`~skinvert.algorithms.latent_pursuit.NoiseRule`): an entry
+        of ``x_i`` is in the support only above ``delta_i``, the RMS error
+        the noise is expected to leave in that layer
+        (``delta_{L+1} = sigma * RMS_k 1/phi'(u_k)``,
+        ``delta_i = g_i delta_{i+1}`` with ``g_i`` from Theorem 3, eq. 21;
+        see ``noise_gains_``). Entries below it become ReLU inequalities of
+        eq. 9 rather than equations (``solver="active_set"`` only; the
+        paper's solvers keep ``support_tol``). ``lam`` is left as given: on the
+        shipped generator ``lam > 0`` was measured to *raise* the error once
+        the supports are thresholded and debiased (the l1 bias moves the
+        supports; see docs/inverters.md). None: no threshold beyond
+        ``support_tol`` (right for noiseless signals, where it changes
+        nothing: every true entry is far above the noise-free 0).
+    refresh_max_iter : int, default=10
+        Support refreshes after the debiasing: re-run the Oracle
+        (Algorithm 1) on the supports of ``G(z_hat)`` itself, keeping the
+        new estimate only when it lowers the loss of eq. 1, until the
+        supports stop changing. A row the pursuit recovered exactly is a
+        fixed point already (one forward pass); on noisy signals this is
+        what brings the estimate to the Oracle's error (Theorem 3). Needs
+        ``debias=True``; 0 disables it.
     batch_size : int or None, default=None
         Rows per batch (None: about 512 MiB of working memory).
     n_jobs : int or None, default=None
@@ -158,6 +189,11 @@ class LatentPursuitInverter(_PursuitInverter):
     lipschitz_ : list of float
         ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
         first-order solvers.
+    noise_gains_ : tuple of float
+        ``g_i``, i = 0..L: the RMS error gain of the least squares of layer
+        ``x_i`` from ``x_{i+1}`` on a support of about half the rows
+        (:func:`~skinvert.algorithms.latent_pursuit.noise_gains`), used with
+        ``noise_std``.
 
     Notes
     -----
@@ -203,6 +239,8 @@ class LatentPursuitInverter(_PursuitInverter):
         debias=True,
         debias_max_iter=30,
         fallback_max_iter=0,
+        noise_std=None,
+        refresh_max_iter=10,
         batch_size=None,
         n_jobs=None,
         verbose=0,
@@ -222,6 +260,8 @@ class LatentPursuitInverter(_PursuitInverter):
         self.debias = debias
         self.debias_max_iter = debias_max_iter
         self.fallback_max_iter = fallback_max_iter
+        self.noise_std = noise_std
+        self.refresh_max_iter = refresh_max_iter
 
     def _pursuit_options(self):
         L = self.generator_.n_layers
@@ -248,9 +288,16 @@ class LayeredBPInverter(_PursuitInverter):
         A bound on the noise, ``||e||_2 <= epsilon``: sets Algorithm 2's
         schedule ``lambda_L = 2 ell epsilon``, ``lambda_i = 2 epsilon_{i+1}``
         with ``epsilon_i`` of Theorem 2 (eqs. 29-31) computed per sample from
-        the estimated support sizes.
+        the estimated support sizes. This worst-case schedule grows by
+        ``(3 + sqrt(1.5)) sqrt(s_i) / min_j ||w_{i,j}||`` per layer and
+        empties the supports of trained nets at moderate noise; prefer
+        ``noise_std`` for Gaussian noise. At most one of ``epsilon`` and
+        ``noise_std``.
+    noise_std : float or None, default=None
+        Standard deviation of iid Gaussian noise on X: sets the support
+        thresholds as in :class:`LatentPursuitInverter` (on ``|x_i|``).
     solver, support_tol, transform_max_iter, tol, refine_max_iter, debias, \
-debias_max_iter, fallback_max_iter, batch_size, n_jobs, verbose, random_state
+debias_max_iter, fallback_max_iter, refresh_max_iter, batch_size, n_jobs, verbose, random_state
         As in :class:`LatentPursuitInverter` (``solver="paper"`` runs FISTA
         for every lasso).
 
@@ -262,6 +309,11 @@ debias_max_iter, fallback_max_iter, batch_size, n_jobs, verbose, random_state
     lipschitz_ : list of float
         ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
         first-order solvers.
+    noise_gains_ : tuple of float
+        ``g_i``, i = 0..L: the RMS error gain of the least squares of layer
+        ``x_i`` from ``x_{i+1}`` on a support of about half the rows
+        (:func:`~skinvert.algorithms.latent_pursuit.noise_gains`), used with
+        ``noise_std``.
 
     Notes
     -----
@@ -292,6 +344,8 @@ debias_max_iter, fallback_max_iter, batch_size, n_jobs, verbose, random_state
         debias=True,
         debias_max_iter=30,
         fallback_max_iter=0,
+        noise_std=None,
+        refresh_max_iter=10,
         batch_size=None,
         n_jobs=None,
         verbose=0,
@@ -310,7 +364,15 @@ debias_max_iter, fallback_max_iter, batch_size, n_jobs, verbose, random_state
         self.debias = debias
         self.debias_max_iter = debias_max_iter
         self.fallback_max_iter = fallback_max_iter
+        self.noise_std = noise_std
+        self.refresh_max_iter = refresh_max_iter
 
     def _pursuit_options(self):
+        if self.epsilon is not None and self.noise_std is not None:
+            raise ValueError(
+                "Give at most one of epsilon (a bound on ||e||_2, Algorithm 2's schedule) "
+                f"and noise_std (iid Gaussian noise), got epsilon={self.epsilon!r} and "
+                f"noise_std={self.noise_std!r}."
+            )
         eps = None if self.epsilon is None else float(self.epsilon)
         return self._options(epsilon=eps)
