@@ -191,9 +191,13 @@ class LatentPursuitInverter(_PursuitInverter):
     generator_ : ReLUGenerator
     n_components_ : int
     n_features_in_ : int
+        The number of features of X (m with a ``measurement``).
+    measurement_ : array, LinearOperator or None
+        The validated measurement (a dense one in X's namespace and device).
     lipschitz_ : list of float
         ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
-        first-order solvers.
+        first-order solvers (with a measurement, the folded ``A W_L`` is
+        bounded per batch).
 
     Notes
     -----
@@ -303,9 +307,13 @@ debias_max_iter, fallback_max_iter, batch_size, n_jobs, verbose, random_state
     generator_ : ReLUGenerator
     n_components_ : int
     n_features_in_ : int
+        The number of features of X (m with a ``measurement``).
+    measurement_ : array, LinearOperator or None
+        The validated measurement (a dense one in X's namespace and device).
     lipschitz_ : list of float
         ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
-        first-order solvers.
+        first-order solvers (with a measurement, the folded ``A W_L`` is
+        bounded per batch).
 
     Notes
     -----
