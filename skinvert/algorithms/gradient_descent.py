@@ -5,12 +5,16 @@ from .._linalg import row_norm
 __all__ = ["loss_and_gradient", "momentum_descent"]
 
 
-def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0):
+def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0, measurement=None):
     """Per-row loss ``1/2 ||obs * (G(z) - y)||^2 + alpha/2 ||z||^2`` and its gradient.
 
     Back-propagation through eq. 3, batched over rows:
     ``delta_L = obs * (phi(u_L) - y) * phi'(u_L)``,
     ``g_i = delta_{i+1} W_i`` and ``delta_i = g_i * 1[u_i > 0]``.
+
+    With a ``measurement`` (a :class:`~skinvert.algorithms.measurement.Measurement`
+    ``A``) the loss is ``1/2 ||obs * (A G(z) - y)||^2`` (linear measurements,
+    ``y`` of size m) and ``delta_L = A^T (obs * (A phi(u_L) - y)) * phi'(u_L)``.
 
     Returns
     -------
@@ -24,8 +28,13 @@ def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0):
         pre.append(u)
         x = xp.clip(u, min=0.0)
     u = x @ weights[-1].T + biases[-1]
-    R = obs * (activation(u, xp) - Y)
+    out = activation(u, xp)
+    if measurement is not None:
+        out = measurement.forward(out)
+    R = obs * (out - Y)
     loss = 0.5 * xp.sum(R * R, axis=1)
+    if measurement is not None:
+        R = measurement.adjoint(R)
     delta = R * activation.derivative(u, xp)
     for W, u in zip(weights[:0:-1], pre[::-1]):
         delta = (delta @ W) * xp.astype(u > 0, delta.dtype)
@@ -52,6 +61,7 @@ def momentum_descent(
     max_iter=1000,
     tol=1e-8,
     callback=None,
+    measurement=None,
 ):
     """Heavy-ball gradient descent with a decaying step, batched over rows.
 
@@ -64,7 +74,9 @@ def momentum_descent(
     a row stops once its gradient norm is below ``tol`` (converged) or its
     learning rate has been halved below ``1e-12 * learning_rate`` (stalled).
     Stopped rows are frozen, so a row's iterates do not depend on the other
-    rows of the batch.
+    rows of the batch. With a ``measurement`` ``A`` the loss is that of
+    linear measurements, ``1/2 ||obs * (A G(z) - y)||^2`` (see
+    :func:`loss_and_gradient`).
 
     Returns
     -------
@@ -74,7 +86,9 @@ def momentum_descent(
     converged : bool array of shape (B,)
     """
     Z = Z0
-    loss, grad = loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, alpha=alpha)
+    loss, grad = loss_and_gradient(
+        Z, Y, obs, weights, biases, activation, xp, alpha=alpha, measurement=measurement
+    )
     V = xp.zeros_like(Z)
     lr = xp.full_like(loss, learning_rate)
     converged = row_norm(grad, xp) <= tol
@@ -84,7 +98,9 @@ def momentum_descent(
         step = lr / (1.0 + decay * (n_iter - 1))
         Vn = momentum * V - step[:, None] * grad
         Zn = Z + Vn
-        ln, gn = loss_and_gradient(Zn, Y, obs, weights, biases, activation, xp, alpha=alpha)
+        ln, gn = loss_and_gradient(
+            Zn, Y, obs, weights, biases, activation, xp, alpha=alpha, measurement=measurement
+        )
         ok = (ln <= loss) & xp.isfinite(ln) & ~done
         okc = ok[:, None]
         Z = xp.where(okc, Zn, Z)

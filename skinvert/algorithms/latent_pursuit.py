@@ -364,28 +364,54 @@ def _lam(opts, i):
     return opts.lam[min(i, len(opts.lam) - 1)]
 
 
-def pursuit(Y, obs, weights, biases, activation, xp, opts):
+def pursuit(Y, obs, weights, biases, activation, xp, opts, measurement=None):
     """Run Latent-Pursuit / Layered BP on a batch.
 
     Parameters
     ----------
     Y : array (B, n)
-        Signals with missing entries set to 0.
+        Signals with missing entries set to 0 (with a ``measurement``: the
+        measurements, (B, m)).
     obs : array (B, n)
         1.0 on observed entries.
     weights, biases : lists of arrays in ``xp``
     activation : Activation
     opts : PursuitOptions
+    measurement : Measurement or None
+        Linear measurements ``y = A G(z)``. With an identity phi, A is folded
+        into the last layer (``W_L <- A W_L``, ``b_L <- A b_L``) and the
+        pursuit runs unchanged on the folded generator. With a
+        piecewise-linear phi the image layer is solved by
+        :func:`_measured_image_layer` (an active set on phi's regions) and the
+        debiasing minimises ``||obs * (y - A phi(.))||`` by Gauss-Newton.
 
     Returns
     -------
     PursuitResult
     """
+    if measurement is not None and activation.name == "identity":
+        weights, biases, opts = _fold_measurement(weights, biases, measurement, opts, xp)
+        measurement = None
+    if measurement is not None and not activation.piecewise_linear:
+        raise ValueError(
+            f"A measurement with a {activation.name} output is not supported by the "
+            "pursuits (phi is not piecewise linear); use GradientDescentInverter."
+        )
+    if measurement is not None and opts.solver == "paper":
+        raise ValueError(
+            "solver='paper' supports a measurement with an identity output only; use "
+            "solver='active_set'."
+        )
     if opts.solver == "paper":
         from .first_order import paper_pursuit
 
         return paper_pursuit(Y, obs, weights, biases, activation, xp, opts)
-    res = _pursuit_once(Y, obs, weights, biases, activation, xp, opts)
+    if measurement is not None and opts.noise_std is not None:
+        raise ValueError(
+            "noise_std (support thresholds from the noise level) is not supported with a "
+            "measurement and a non-identity output; set lam instead."
+        )
+    res = _pursuit_once(Y, obs, weights, biases, activation, xp, opts, measurement)
     if opts.noise_std is not None and opts.debias and opts.noise_retries:
         _retry_thresholds(res, Y, obs, weights, biases, activation, xp, opts)
     return res
@@ -429,36 +455,49 @@ def _retry_thresholds(res, Y, obs, weights, biases, activation, xp, opts):
         loss = scatter_rows(loss, xp.where(better, lt, old), bad, xp)
 
 
-def _pursuit_once(Y, obs, weights, biases, activation, xp, opts):
+def _pursuit_once(Y, obs, weights, biases, activation, xp, opts, measurement=None):
     """One pass of the layer-wise pursuit (see :func:`pursuit`)."""
     res = PursuitResult()
     L = len(weights) - 1
     B = Y.shape[0]
     dt = Y.dtype
-    # Image layer: eq. 8 in the domain u = phi^-1(y) (see the module notes).
-    U, w = inverse_target(Y, obs, activation, xp)
-    valid = w > 0
     lips = list(opts.lipschitz) if opts.lipschitz else [_lipschitz(W, xp) for W in weights]
-    if L == 0:
-        z = _constrained_layer(
-            weights[0], biases[0], U, w, 0.0, _no_constraints(opts), xp, res, "z",
-            lipschitz=lips[0], ridge=opts.gamma,
-        )
-        res.z = z
-        return _debias(res, Y, obs, weights, biases, activation, xp, opts)
-    all_rows = bool(xp.all(valid))
     rule = noise = None
-    if opts.epsilon is not None:
-        rule = EpsilonRule(opts.epsilon, Y, obs, activation, xp)
-    elif opts.noise_std is not None:
-        if opts.noise_gain is None:
-            opts = replace(opts, noise_gain=noise_gains(weights))
-        noise = NoiseRule(opts.noise_std, U, w, activation, opts, xp)
-    lam = rule.lam() if rule is not None else _lam(opts, L - 1)
-    x = _solve_layer(
-        weights[L], U - biases[L], None if all_rows else w, lam,
-        opts, xp, res, f"layer {L}", lipschitz=lips[L],
-    )
+    if measurement is not None:
+        # Image layer of eq. 8 seen through A: an active set on phi's regions.
+        if opts.epsilon is not None:
+            raise ValueError("epsilon (Algorithm 2's rule) is not supported with a measurement.")
+        x = _measured_image_layer(
+            Y, obs, weights[L], biases[L], activation, measurement,
+            _lam(opts, L - 1) if L else 0.0, opts if L else _no_constraints(opts),
+            xp, res, f"layer {L}" if L else "z",
+        )
+        if L == 0:
+            res.z = x
+            return _debias(res, Y, obs, weights, biases, activation, xp, opts, measurement)
+    else:
+        # Image layer: eq. 8 in the domain u = phi^-1(y) (see the module notes).
+        U, w = inverse_target(Y, obs, activation, xp)
+        valid = w > 0
+        if L == 0:
+            z = _constrained_layer(
+                weights[0], biases[0], U, w, 0.0, _no_constraints(opts), xp, res, "z",
+                lipschitz=lips[0], ridge=opts.gamma,
+            )
+            res.z = z
+            return _debias(res, Y, obs, weights, biases, activation, xp, opts)
+        all_rows = bool(xp.all(valid))
+        if opts.epsilon is not None:
+            rule = EpsilonRule(opts.epsilon, Y, obs, activation, xp)
+        elif opts.noise_std is not None:
+            if opts.noise_gain is None:
+                opts = replace(opts, noise_gain=noise_gains(weights))
+            noise = NoiseRule(opts.noise_std, U, w, activation, opts, xp)
+        lam = rule.lam() if rule is not None else _lam(opts, L - 1)
+        x = _solve_layer(
+            weights[L], U - biases[L], None if all_rows else w, lam,
+            opts, xp, res, f"layer {L}", lipschitz=lips[L],
+        )
     hidden = [x]
     floor = noise.floor(L) if noise is not None else None
     S = _support(x, opts.support_tol, xp, opts.nonneg, floor)
@@ -484,7 +523,7 @@ def _pursuit_once(Y, obs, weights, biases, activation, xp, opts):
         lipschitz=lips[0], ridge=opts.gamma,
     )
     res.z, res.hidden, res.supports = z, hidden, supports
-    return _debias(res, Y, obs, weights, biases, activation, xp, opts)
+    return _debias(res, Y, obs, weights, biases, activation, xp, opts, measurement)
 
 
 def _signed(opts):
@@ -500,27 +539,32 @@ def _no_constraints(opts):
     return replace(opts, nonneg=False, constraints=False)
 
 
-def _debias(res, Y, obs, weights, biases, activation, xp, opts):
-    """Algorithm 5's optional last step: the Oracle (Algorithm 1) on estimated supports."""
+def _debias(res, Y, obs, weights, biases, activation, xp, opts, measurement=None):
+    """Algorithm 5's optional last step: the Oracle (Algorithm 1) on estimated supports.
+
+    With a ``measurement`` (non-identity phi; an identity phi arrives folded)
+    the Oracle's Gauss-Newton starts from the pursuit's own z.
+    """
     if not opts.debias:
         return res
     masks = [xp.astype(S, Y.dtype) for S in res.supports]
     z, _, conv = oracle_end_to_end(
         Y, obs, weights, biases, activation, masks, xp,
         gamma=opts.gamma, max_iter=opts.debias_max_iter,
+        measurement=measurement, z0=res.z if measurement is not None else None,
     )
     ok = xp.all(xp.isfinite(z), axis=1)
     res.z = xp.where(ok[:, None], z, res.z)
     if opts.debias_max_iter > 0 and activation.name != "identity":
         res.count("debiasing", conv, xp)
     if opts.refresh_max_iter > 0:
-        _refresh(res, Y, obs, weights, biases, activation, xp, opts)
+        _refresh(res, Y, obs, weights, biases, activation, xp, opts, measurement)
     if opts.fallback_max_iter > 0:
-        _fallback(res, Y, obs, weights, biases, activation, xp, opts)
+        _fallback(res, Y, obs, weights, biases, activation, xp, opts, measurement)
     return res
 
 
-def _fallback(res, Y, obs, weights, biases, activation, xp, opts):
+def _fallback(res, Y, obs, weights, biases, activation, xp, opts, measurement=None):
     """Hybrid step (the paper's section 6.1 outlook): rows whose final estimate
     fits the signal much worse than their image-layer estimate does (loss above
     10 times the image layer's, and above ``fallback_tol`` relative), e.g. a
@@ -529,7 +573,9 @@ def _fallback(res, Y, obs, weights, biases, activation, xp, opts):
     pursuit's estimate; a row keeps whichever estimate has the lower loss."""
     from .gradient_descent import loss_and_gradient, momentum_descent
 
-    loss, _ = loss_and_gradient(res.z, Y, obs, weights, biases, activation, xp)
+    loss, _ = loss_and_gradient(
+        res.z, Y, obs, weights, biases, activation, xp, measurement=measurement
+    )
     energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
     floor = opts.fallback_tol**2 * xp.where(energy > 0, energy, xp.ones_like(energy))
     if res.hidden:
@@ -537,7 +583,8 @@ def _fallback(res, Y, obs, weights, biases, activation, xp, opts):
         # far worse than that means the layers below were not determined
         # (e.g. eq. 8 with many non-negative solutions). Noise alone does not
         # trigger the fallback: it limits both fits alike.
-        R = obs * (activation(res.hidden[-1] @ weights[-1].T + biases[-1], xp) - Y)
+        out = activation(res.hidden[-1] @ weights[-1].T + biases[-1], xp)
+        R = obs * ((out if measurement is None else measurement.forward(out)) - Y)
         floor = floor + 10.0 * 0.5 * xp.sum(R * R, axis=1)
     bad = loss > floor
     if not bool(xp.any(bad)):
@@ -545,7 +592,8 @@ def _fallback(res, Y, obs, weights, biases, activation, xp, opts):
     sub = compress_rows(bad, xp)
     Z0, Ys, Os = (xp.take(a, sub, axis=0) for a in (res.z, Y, obs))
     Zg, lg, _, conv = momentum_descent(
-        Z0, Ys, Os, weights, biases, activation, xp, max_iter=opts.fallback_max_iter
+        Z0, Ys, Os, weights, biases, activation, xp, max_iter=opts.fallback_max_iter,
+        measurement=measurement,
     )
     better = lg < xp.take(loss, sub, axis=0)
     Zb = xp.where(better[:, None], Zg, Z0)
@@ -565,7 +613,7 @@ def _forward_masks(Z, weights, biases, xp):
     return masks
 
 
-def _refresh(res, Y, obs, weights, biases, activation, xp, opts):
+def _refresh(res, Y, obs, weights, biases, activation, xp, opts, measurement=None):
     """Support refresh after the debiasing: re-run Algorithm 1 on the supports
     of ``G(z_hat)`` itself, up to ``refresh_max_iter`` times, on the rows whose
     forward supports differ from those the last Oracle step used; a row keeps
@@ -576,7 +624,9 @@ def _refresh(res, Y, obs, weights, biases, activation, xp, opts):
     from .gradient_descent import loss_and_gradient
 
     masks = [xp.astype(S, Y.dtype) for S in res.supports]
-    loss, _ = loss_and_gradient(res.z, Y, obs, weights, biases, activation, xp, alpha=opts.gamma)
+    loss, _ = loss_and_gradient(
+        res.z, Y, obs, weights, biases, activation, xp, alpha=opts.gamma, measurement=measurement
+    )
     z = res.z
     active = xp.ones((z.shape[0],), dtype=xp.bool, device=device(z))
     for _ in range(opts.refresh_max_iter):
@@ -592,9 +642,12 @@ def _refresh(res, Y, obs, weights, biases, activation, xp, opts):
         ms = [xp.take(m, sub, axis=0) for m in new]
         zs, _, _ = oracle_end_to_end(
             Ys, Os, weights, biases, activation, ms, xp,
-            gamma=opts.gamma, max_iter=opts.debias_max_iter,
+            gamma=opts.gamma, max_iter=opts.debias_max_iter, measurement=measurement,
+            z0=None if measurement is None else xp.take(z, sub, axis=0),
         )
-        ls, _ = loss_and_gradient(zs, Ys, Os, weights, biases, activation, xp, alpha=opts.gamma)
+        ls, _ = loss_and_gradient(
+            zs, Ys, Os, weights, biases, activation, xp, alpha=opts.gamma, measurement=measurement
+        )
         old = xp.take(loss, sub, axis=0)
         better = xp.isfinite(ls) & (ls < old)
         z = scatter_rows(z, xp.where(better[:, None], zs, xp.take(z, sub, axis=0)), changed, xp)
@@ -603,3 +656,136 @@ def _refresh(res, Y, obs, weights, biases, activation, xp, opts):
         # Rows already at a fixed point, or that did not improve, stop.
         active = scatter_rows(xp.zeros_like(active), better, changed, xp)
     res.z = z
+
+
+# -- linear measurements y = A G(z) + e ------------------------------------------
+
+
+def _fold_measurement(weights, biases, measurement, opts, xp):
+    """An identity-output generator seen through A: ``W_L <- A W_L``, ``b_L <- A b_L``.
+
+    ``A phi(W_L x + b_L) = (A W_L) x + A b_L`` when phi is the identity, so
+    eqs. 8, 9 and 16 and the debiasing keep their form with the folded last
+    layer (``lambda_max`` of the folded matrix replaces the stored one).
+    """
+    from dataclasses import replace
+
+    P = measurement.fold(weights[-1])
+    q = measurement.forward(biases[-1][None, :])[0, :]
+    lips = list(opts.lipschitz) if opts.lipschitz else [_lipschitz(W, xp) for W in weights]
+    lips[-1] = _lipschitz(P, xp)
+    return (
+        list(weights[:-1]) + [P],
+        list(biases[:-1]) + [q],
+        replace(opts, lipschitz=tuple(lips)),
+    )
+
+
+def _phi_regions(activation, U, xp):
+    """The linear piece of a piecewise-linear phi at every entry of ``U``.
+
+    Returns ``(code, D, d)`` with ``phi(u) = D u + d`` on the piece of ``u``:
+    ``code`` is 0 on the unit-slope piece, -1 below it and +1 above it (PLU),
+    ``D`` the slope and ``d`` the offset.
+    """
+    zero = xp.zeros_like(U)
+    one = xp.ones_like(U)
+    if activation.name == "identity":
+        return zero, one, zero
+    a = activation.slope
+    if activation.name == "leaky_relu":
+        lo = U < 0
+        return xp.where(lo, -one, zero), xp.where(lo, a * one, one), zero
+    c = activation.c
+    hi = U > c
+    lo = U < -c
+    code = xp.where(hi, one, xp.where(lo, -one, zero))
+    D = xp.where(hi | lo, a * one, one)
+    d = xp.where(hi, (c * (1.0 - a)) * one, xp.where(lo, (-c * (1.0 - a)) * one, zero))
+    return code, D, d
+
+
+def _measured_image_layer(Y, obs, W, b, activation, meas, lam, opts, xp, res, stage):
+    """Eq. 8 through linear measurements, for a piecewise-linear phi.
+
+    ``min_x f(x) = 1/2 ||obs * (A phi(W x + b) - y)||^2 + lam ||x||_1``
+    (``x >= 0`` when ``opts.nonneg``). On a fixed piece of phi,
+    ``phi(u) = D u + d`` (:func:`_phi_regions`) and f is the lasso of eq. 8
+    with the per-sample matrix ``A D W`` and target ``y - A (D b + d)``: f is
+    piecewise quadratic. A Gauss-Newton iteration on the pieces (exact on
+    each piece, since phi is linear there):
+
+    1. start with every entry on phi's unit-slope piece: the folded problem
+       ``A W``, shared by the batch, solved by :func:`_solve_layer`;
+    2. fix ``D``, ``d`` at the pieces of ``u = W x + b`` and solve that
+       per-sample problem exactly (active-set refinement warm-started at x):
+       ``x_new``;
+    3. if ``x_new`` lies on the pieces it was solved for, it is a stationary
+       point of f: the row stops. Otherwise ``x_new - x`` is a descent
+       direction of f (the model equals f around x), and the row moves to
+       the first of ``x + t (x_new - x)``, ``t = 1, 1/2, ..., 2^-10``, that
+       lowers f, then repeats 2, up to ``opts.refine_max_iter`` times.
+
+    f decreases monotonically; rows that neither reach a fixed point nor find
+    a lower f are counted in the ConvergenceWarning.
+    """
+    dt = Y.dtype
+    all_obs = bool(xp.all(obs > 0))
+    P = meas.fold(W)
+    q = meas.forward(b[None, :])
+    x = _solve_layer(
+        P, Y - q, None if all_obs else obs, lam, opts, xp, res, stage,
+        lipschitz=_lipschitz(P, xp),
+    )
+    if activation.name == "identity":
+        return x
+
+    def objective(x_, Y_, O_, lam_):
+        R = O_ * (meas.forward(activation(x_ @ W.T + b, xp)) - Y_)
+        pen = xp.sum(x_ if opts.nonneg else xp.abs(x_), axis=1)
+        return 0.5 * xp.sum(R * R, axis=1) + lam_ * pen
+
+    f = objective(x, Y, obs, lam)
+    code, _, _ = _phi_regions(activation, x @ W.T + b, xp)
+    live = xp.any(code != 0, axis=1)  # step 1 assumed the unit-slope piece everywhere
+    stalled = xp.zeros_like(live)
+    for _ in range(opts.refine_max_iter):
+        if not bool(xp.any(live)):
+            break
+        sub = compress_rows(live, xp)
+        xs, Ys, Os, cs, fs = (xp.take(a, sub, axis=0) for a in (x, Y, obs, code, f))
+        lam_s = lam if isinstance(lam, (int, float)) else xp.take(lam, sub, axis=0)
+        _, D, d = _phi_regions(activation, xs @ W.T + b, xp)
+        M = meas.columns(D[:, :, None] * W[None, :, :])  # (b, m, k): A D W
+        t = Ys - meas.forward(D * b + d)
+        G = xp.permute_dims(M, (0, 2, 1)) @ (Os[:, :, None] * M)
+        r = ((Os * t)[:, None, :] @ M)[:, 0, :]
+        xn, _ = active_set_refine(
+            G, r, lam_s, xs, xp, nonneg=opts.nonneg, max_iter=opts.refine_max_iter
+        )
+        cn, _, _ = _phi_regions(activation, xn @ W.T + b, xp)
+        fixed = xp.all(cn == cs, axis=1)
+        fn = objective(xn, Ys, Os, lam_s)
+        # Backtracking along x_new - x for the rows whose pieces moved.
+        ok = fixed | (fn < fs)
+        step = 1.0
+        for _ in range(10):
+            if bool(xp.all(ok)):
+                break
+            step *= 0.5
+            xt = xs + step * (xn - xs)
+            ft = objective(xt, Ys, Os, lam_s)
+            take = ~ok & (ft < fs)
+            xn = xp.where(take[:, None], xt, xn)
+            fn = xp.where(take, ft, fn)
+            ok = ok | take
+        xn = xp.where(ok[:, None], xn, xs)
+        fn = xp.where(ok, fn, fs)
+        cn, _, _ = _phi_regions(activation, xn @ W.T + b, xp)
+        x = scatter_rows(x, xn, live, xp)
+        f = scatter_rows(f, fn, live, xp)
+        code = scatter_rows(code, cn, live, xp)
+        stalled = scatter_rows(stalled, ~ok, live, xp)
+        live = scatter_rows(live, ok & ~fixed, live, xp)
+    res.count(f"{stage} (pieces of phi)", ~(live | stalled), xp)
+    return xp.astype(x, dt)

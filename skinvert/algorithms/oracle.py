@@ -37,7 +37,8 @@ def inverse_target(Y, obs, activation, xp):
 
 
 def oracle_end_to_end(
-    Y, obs, weights, biases, activation, masks, xp, *, gamma=0.0, max_iter=30, tol=None
+    Y, obs, weights, biases, activation, masks, xp, *, gamma=0.0, max_iter=30, tol=None,
+    measurement=None, z0=None,
 ):
     """Algorithm 1: ``min_z 1/2 ||y - phi((prod_i W_i^{S_{i+1}}) z + c)||^2`` on known supports.
 
@@ -60,6 +61,14 @@ def oracle_end_to_end(
     tol : float or None
         Stop a row when its step is below ``tol * (1 + ||z||)``; default
         ``sqrt(eps)`` of the dtype.
+    measurement : Measurement or None
+        Linear measurements ``y = A G(z)`` (Y then has m columns): the loss
+        is ``1/2 ||obs * (y - A phi(A_S z + c))||^2``. phi^-1 cannot be
+        applied to measurements, so the iterations start from ``z0``; for a
+        piecewise-linear phi the first (undamped) Gauss-Newton step is the
+        least squares with phi's regions at ``z0`` fixed.
+    z0 : array of shape (B, n_0) or None
+        Starting point; required with a ``measurement``.
 
     Returns
     -------
@@ -83,19 +92,28 @@ def oracle_end_to_end(
     B = Y.shape[0]
     dt = Y.dtype
     A, c = supported_affine_map(weights, biases, masks, xp, n_samples=B)
-    T, w = inverse_target(Y, obs, activation, xp)
-    Aw = w[:, :, None] * A
-    Z = batched_lstsq(Aw, w * (T - c), xp, ridge=gamma)
-
     eps = float(xp.finfo(dt).eps)
     if tol is None:
         tol = eps**0.5
     converged = xp.zeros((B,), dtype=xp.bool, device=_device(Y))
-    if activation.name == "identity" and not _any_missing_saturated(w, obs, xp):
-        return Z, 0, xp.ones((B,), dtype=xp.bool, device=_device(Y))
+    meas = measurement
+    if meas is not None:
+        if z0 is None:
+            raise ValueError("oracle_end_to_end with a measurement needs a starting point z0.")
+        Z = z0
+    else:
+        T, w = inverse_target(Y, obs, activation, xp)
+        Aw = w[:, :, None] * A
+        Z = batched_lstsq(Aw, w * (T - c), xp, ridge=gamma)
+        if activation.name == "identity" and not _any_missing_saturated(w, obs, xp):
+            return Z, 0, xp.ones((B,), dtype=xp.bool, device=_device(Y))
+
+    def out(U):
+        V = activation(U, xp)
+        return V if meas is None else meas.forward(V)
 
     def loss_of(A_, c_, Y_, obs_, Z_):
-        R = obs_ * (Y_ - activation(matvec(A_, Z_, xp) + c_, xp))
+        R = obs_ * (Y_ - out(matvec(A_, Z_, xp) + c_))
         return 0.5 * xp.sum(R * R, axis=1) + 0.5 * gamma * xp.sum(Z_ * Z_, axis=1)
 
     loss = loss_of(A, c, Y, obs, Z)
@@ -115,8 +133,11 @@ def oracle_end_to_end(
         else:
             A_, c_, Y_, o_, Z_, mu_, l_ = A, c, Y, obs, Z, mu, loss
         U = matvec(A_, Z_, xp) + c_
-        R = o_ * (Y_ - activation(U, xp))
-        J = (o_ * activation.derivative(U, xp))[:, :, None] * A_
+        R = o_ * (Y_ - out(U))
+        if meas is None:
+            J = (o_ * activation.derivative(U, xp))[:, :, None] * A_
+        else:
+            J = o_[:, :, None] * meas.columns(activation.derivative(U, xp)[:, :, None] * A_)
         dZ = batched_lstsq(J, R, xp, ridge=gamma + mu_, z=Z_)
         Znew = Z_ + dZ
         new_loss = loss_of(A_, c_, Y_, o_, Znew)

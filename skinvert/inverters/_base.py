@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._array_api import _is_numpy, get_namespace, namespace_of, single_threaded_blas
+from ..algorithms.measurement import Measurement, check_measurement, measurement_shape
 from ..generator import ReLUGenerator, make_random_generator
 
 __all__ = ["BaseInverter"]
@@ -122,15 +123,27 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         self._validate_params()
         X = self._validate_X(X, reset=True)
+        measurement = getattr(self, "measurement", None)
+        if measurement is not None:
+            # X holds y = A G(z): the generator acts on A's columns.
+            n_signal = measurement_shape(measurement)[1]
+        else:
+            n_signal = X.shape[1]
         if self.generator is None:
-            gen = default_generator(X.shape[1], self.random_state)
+            gen = default_generator(n_signal, self.random_state)
         else:
             gen = self.generator
-            if X.shape[1] != gen.n_output:
+            if measurement is None and X.shape[1] != gen.n_output:
                 raise ValueError(
                     f"X has {X.shape[1]} features, but the generator produces signals "
                     f"of size {gen.n_output} (generator.n_output)."
                 )
+        if hasattr(self, "measurement"):
+            self.measurement_ = (
+                None if measurement is None else check_measurement(measurement, X, gen.n_output)
+            )
+            if measurement is not None:
+                self._check_measurement_supported(gen)
         self.generator_ = gen
         self.n_components_ = gen.n_latent
         xp_fit, dev_fit = namespace_of(X)
@@ -140,6 +153,14 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def _fit_extra(self, X, rng):
         """Hook for subclasses: fitted state beyond the generator."""
+
+    def _check_measurement_supported(self, generator):
+        """Hook for subclasses: raise where a measurement is not supported."""
+
+    def _measurement(self, xp, dtype, device):
+        """The fitted measurement in a batch's namespace and dtype (None without one)."""
+        A = getattr(self, "measurement_", None)
+        return None if A is None else Measurement(A, xp, dtype, device)
 
     @property
     def _n_features_out(self):
@@ -231,6 +252,9 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def inverse_transform(self, X):
         """Map latent codes back to signals: ``G(Z)``.
 
+        With a ``measurement`` this is still the signal ``G(Z)`` (n features,
+        the generator's output), not its measurements ``A G(Z)``.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_components)
@@ -260,7 +284,9 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """Negative mean squared reconstruction error on the observed entries.
 
         ``-mean((X - G(transform(X)))^2)`` over the non-NaN entries of X;
-        higher is better, as GridSearchCV expects.
+        higher is better, as GridSearchCV expects. With a ``measurement`` A,
+        ``-mean((X - A G(transform(X)))^2)``: the fit in the measurement
+        domain.
 
         Parameters
         ----------
@@ -275,6 +301,9 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X = self._validate_X(X, reset=False, method="score")
         xp, _ = get_namespace(X)
         Xhat = self.inverse_transform(self.transform(X))
+        meas = self._measurement(xp, X.dtype, namespace_of(X)[1])
+        if meas is not None:
+            Xhat = meas.forward(Xhat)
         missing = xp.isnan(X)
         err = xp.where(missing, xp.zeros_like(X), X - Xhat)
         n_obs = X.shape[0] * X.shape[1] - int(xp.sum(xp.astype(missing, xp.int64)))
@@ -285,9 +314,10 @@ class _TransformState:
     """Per-call state of a transform: the weights in the data's namespace and
     the counts of rows that hit an iteration limit."""
 
-    def __init__(self, weights, biases):
+    def __init__(self, weights, biases, measurement=None):
         self.weights = weights
         self.biases = biases
+        self.measurement = measurement
         self.not_converged = {}
 
     def count(self, stage, n_bad):
@@ -319,7 +349,7 @@ def _run_batch(estimator, X, kwargs):
     xp, dev = namespace_of(X)
     Y, obs = _split_missing(X, xp)
     weights, biases = estimator.generator_.as_arrays(xp, dtype=Y.dtype, device=dev)
-    state = _TransformState(weights, biases)
+    state = _TransformState(weights, biases, estimator._measurement(xp, Y.dtype, dev))
     with single_threaded_blas(xp):
         Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)
     return Z, state.not_converged

@@ -21,6 +21,16 @@ class GradientDescentInverter(BaseInverter):
     generator : ReLUGenerator or None, default=None
         The generator to invert. None builds a random one in ``fit`` (see
         :func:`skinvert.inverters._base.default_generator`).
+    measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
+        Linear measurements ``y = A G(z) + e``: X then holds the m
+        measurements of each signal (NaN: a missing measurement) and the loss
+        is ``1/2 ||obs * (A G(z) - y)||^2``, whose gradient back-propagates
+        through ``A^T``. A dense matrix may live in any array API namespace
+        (it is converted to X's namespace and dtype); a SciPy sparse matrix,
+        a ``LinearOperator`` or any object with ``shape``, ``@`` and ``.T``
+        works with NumPy data. ``n`` is the generator's output size;
+        ``inverse_transform`` still returns the signals ``G(Z)`` (n features)
+        and ``score`` compares ``A G(Z)`` with X. Any output activation.
     learning_rate : float, default=0.1
         Initial step size ``eta_0`` (the paper's 1e-1). Each row halves its own
         step whenever a step would increase its loss.
@@ -61,6 +71,9 @@ class GradientDescentInverter(BaseInverter):
     n_components_ : int
         ``n_0``, the latent size.
     n_features_in_ : int
+        The number of features of X (m with a ``measurement``).
+    measurement_ : array, LinearOperator or None
+        The validated measurement (a dense one in X's namespace and device).
     init_codes_ : ndarray of shape (n_restarts, n_components)
         The starting points, drawn from N(0, I) once in ``fit`` and shared by
         every row, so a row's result does not depend on the batch it is in.
@@ -85,6 +98,7 @@ class GradientDescentInverter(BaseInverter):
 
     _parameter_constraints = {
         **BaseInverter._parameter_constraints,
+        "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "decay": [Interval(Real, 0, None, closed="left")],
@@ -98,6 +112,7 @@ class GradientDescentInverter(BaseInverter):
         self,
         generator=None,
         *,
+        measurement=None,
         learning_rate=0.1,
         momentum=0.9,
         decay=1e-3,
@@ -113,6 +128,7 @@ class GradientDescentInverter(BaseInverter):
         super().__init__(
             generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
         )
+        self.measurement = measurement
         self.learning_rate = learning_rate
         self.momentum = momentum
         self.decay = decay
@@ -129,7 +145,9 @@ class GradientDescentInverter(BaseInverter):
         self.init_codes_ = as_namespace(codes, xp, dtype=X.dtype, device=dev)
 
     def _bytes_per_sample(self, generator, itemsize):
-        return itemsize * self.n_restarts * 12 * sum(generator.layer_sizes)
+        per = itemsize * self.n_restarts * 12 * sum(generator.layer_sizes)
+        A = getattr(self, "measurement_", None)
+        return per if A is None else per + itemsize * self.n_restarts * 4 * A.shape[0]
 
     def _transform_batch(self, Y, obs, xp, state):
         B = Y.shape[0]
@@ -153,6 +171,7 @@ class GradientDescentInverter(BaseInverter):
             alpha=self.alpha,
             max_iter=self.transform_max_iter,
             tol=self.tol,
+            measurement=state.measurement,
         )
         best_Z, best_loss, best_conv = Z[:B, ...], loss[:B], converged[:B]
         for r in range(1, R):

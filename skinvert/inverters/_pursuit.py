@@ -32,6 +32,7 @@ class _PursuitInverter(BaseInverter):
 
     _parameter_constraints = {
         **BaseInverter._parameter_constraints,
+        "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
         "lam": [_POS, "array-like"],
         "solver": [StrOptions({"active_set", "paper"})],
         "support_tol": [Interval(Real, 0, 1, closed="left")],
@@ -72,14 +73,39 @@ class _PursuitInverter(BaseInverter):
         # the debiasing, and vectors.
         sizes = generator.layer_sizes
         square = max(s * s for s in sizes[:-1])
-        return itemsize * (2 * square + 4 * sizes[-1] * sizes[0] + 8 * sum(sizes))
+        per = itemsize * (2 * square + 4 * sizes[-1] * sizes[0] + 8 * sum(sizes))
+        A = getattr(self, "measurement_", None)
+        if A is not None and generator.activation.name != "identity":
+            # The per-sample image-layer problems A D W_L of the pieces of phi.
+            m, n, k = A.shape[0], sizes[-1], sizes[-2]
+            per += itemsize * (n * k + 3 * m * k + 2 * k * k + 4 * n * sizes[0])
+        return per
 
     def _transform_batch(self, Y, obs, xp, state):
         opts = self._pursuit_options()
-        res = pursuit(Y, obs, state.weights, state.biases, self.generator_.activation, xp, opts)
+        res = pursuit(
+            Y, obs, state.weights, state.biases, self.generator_.activation, xp, opts,
+            measurement=state.measurement,
+        )
         for stage, n_bad in res.not_converged.items():
             state.count(stage, n_bad)
         return res.z
+
+    def _check_measurement_supported(self, generator):
+        act = generator.activation
+        if not act.piecewise_linear:
+            raise ValueError(
+                f"A measurement with a {act.name} output is only supported by "
+                f"GradientDescentInverter: {type(self).__name__} needs an identity or "
+                "piecewise-linear (leaky_relu, plu) output activation."
+            )
+        if act.name != "identity" and (self.solver == "paper" or not self._nonneg):
+            what = "solver='paper'" if self.solver == "paper" else type(self).__name__
+            raise ValueError(
+                f"{what} supports a measurement with an identity output only (this "
+                f"generator's output is {act.name}); use LatentPursuitInverter with "
+                "solver='active_set' or GradientDescentInverter."
+            )
 
     def _fit_extra(self, X, rng):
         # Step bounds of the first-order solvers, computed once per generator.
@@ -102,6 +128,19 @@ class LatentPursuitInverter(_PursuitInverter):
     ----------
     generator : ReLUGenerator or None, default=None
         The generator to invert (None: a random one built in ``fit``).
+    measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
+        Linear measurements ``y = A G(z) + e``: X holds the m measurements of
+        each signal (see :class:`GradientDescentInverter`). With an identity
+        phi, A is folded into the last layer (``A W_L``, ``A b_L``) and every
+        step is unchanged. With a piecewise-linear phi (``leaky_relu``,
+        ``plu``) the image layer of eq. 8 is solved by an active set on phi's
+        linear pieces (per-sample problems ``A D W_L``, at most
+        ``refine_max_iter`` rounds; see
+        :func:`skinvert.algorithms.latent_pursuit._measured_image_layer`) and
+        the debiasing minimises ``||y - A phi(.)||`` by Gauss-Newton. tanh and
+        sigmoid outputs raise a ValueError (use GradientDescentInverter), as
+        does ``solver="paper"`` with a non-identity phi.
+
     lam : float or array-like of shape (n_layers,), default=0.0
         lambda_i of eqs. 8-9, one per hidden layer ``x_1..x_L`` or one for
         all. 0 is right for noiseless signals (the paper's choice on random
@@ -186,9 +225,13 @@ class LatentPursuitInverter(_PursuitInverter):
     generator_ : ReLUGenerator
     n_components_ : int
     n_features_in_ : int
+        The number of features of X (m with a ``measurement``).
+    measurement_ : array, LinearOperator or None
+        The validated measurement (a dense one in X's namespace and device).
     lipschitz_ : list of float
         ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
-        first-order solvers.
+        first-order solvers (with a measurement, the folded ``A W_L`` is
+        bounded per batch).
     noise_gains_ : tuple of float
         ``g_i``, i = 0..L: the RMS error gain of the least squares of layer
         ``x_i`` from ``x_{i+1}`` on a support of about half the rows
@@ -228,6 +271,7 @@ class LatentPursuitInverter(_PursuitInverter):
         self,
         generator=None,
         *,
+        measurement=None,
         lam=0.0,
         rho=1e-2,
         gamma=0.0,
@@ -249,6 +293,7 @@ class LatentPursuitInverter(_PursuitInverter):
         super().__init__(
             generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
         )
+        self.measurement = measurement
         self.lam = lam
         self.rho = rho
         self.gamma = gamma
@@ -281,6 +326,12 @@ class LayeredBPInverter(_PursuitInverter):
     Parameters
     ----------
     generator : ReLUGenerator or None, default=None
+    measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
+        Linear measurements ``y = A G(z) + e``: X holds the m measurements of
+        each signal (see :class:`GradientDescentInverter`). Identity output
+        only (A is folded into the last layer); other outputs raise a
+        ValueError.
+
     lam : float or array-like of shape (n_layers,), default=0.0
         lambda_i, one per hidden layer or one for all. Ignored when
         ``epsilon`` is given.
@@ -306,9 +357,13 @@ debias_max_iter, fallback_max_iter, refresh_max_iter, batch_size, n_jobs, verbos
     generator_ : ReLUGenerator
     n_components_ : int
     n_features_in_ : int
+        The number of features of X (m with a ``measurement``).
+    measurement_ : array, LinearOperator or None
+        The validated measurement (a dense one in X's namespace and device).
     lipschitz_ : list of float
         ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
-        first-order solvers.
+        first-order solvers (with a measurement, the folded ``A W_L`` is
+        bounded per batch).
     noise_gains_ : tuple of float
         ``g_i``, i = 0..L: the RMS error gain of the least squares of layer
         ``x_i`` from ``x_{i+1}`` on a support of about half the rows
@@ -334,6 +389,7 @@ debias_max_iter, fallback_max_iter, refresh_max_iter, batch_size, n_jobs, verbos
         self,
         generator=None,
         *,
+        measurement=None,
         lam=0.0,
         epsilon=None,
         solver="active_set",
@@ -354,6 +410,7 @@ debias_max_iter, fallback_max_iter, refresh_max_iter, batch_size, n_jobs, verbos
         super().__init__(
             generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
         )
+        self.measurement = measurement
         self.lam = lam
         self.epsilon = epsilon
         self.solver = solver

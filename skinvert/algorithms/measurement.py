@@ -1,0 +1,199 @@
+"""Linear measurements ``y = A G(z) + e``: validation and the batched operator.
+
+Rows are signals, so a measurement matrix ``A`` of shape (m, n) acts on a batch
+``X`` (B, n) as ``X @ A.T`` (B, m) and its adjoint on residuals ``R`` (B, m) as
+``R @ A`` (B, n). Two kinds of ``A`` are accepted:
+
+- a dense matrix in any array API namespace (NumPy, array-api-strict, torch,
+  ...), converted to the data's namespace, device and float dtype per batch;
+- a SciPy sparse matrix, a :class:`scipy.sparse.linalg.LinearOperator`, any
+  object :func:`scipy.sparse.linalg.aslinearoperator` accepts (``shape`` and
+  ``matvec``, plus ``rmatvec`` for the adjoint), or any object with ``shape``,
+  ``@`` and ``.T``: NumPy data only.
+"""
+
+import numpy as np
+
+from .._array_api import _is_numpy, as_namespace, namespace_of, to_numpy
+from .._linalg import shared_left_matmul
+
+__all__ = ["Measurement", "check_measurement", "measurement_shape"]
+
+
+def _is_dense(A):
+    from sklearn.externals.array_api_compat import is_array_api_obj
+
+    return isinstance(A, (np.ndarray, list, tuple)) or is_array_api_obj(A)
+
+
+def _as_operator(A):
+    """``A`` as a SciPy LinearOperator, or None when it is a dense array."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import LinearOperator, aslinearoperator
+
+    if isinstance(A, LinearOperator):
+        return A
+    if sp.issparse(A) or (hasattr(A, "shape") and hasattr(A, "matvec")):
+        return aslinearoperator(A)
+    if _is_dense(A):
+        return None
+    shape = getattr(A, "shape", None)
+    if shape is not None and hasattr(A, "__matmul__") and hasattr(A, "T"):
+        return LinearOperator(
+            shape=tuple(shape),
+            matvec=lambda v: A @ v,
+            rmatvec=lambda v: A.T @ v,
+            matmat=lambda M: A @ M,
+            rmatmat=lambda M: A.T @ M,
+            dtype=np.dtype(getattr(A, "dtype", np.float64)),
+        )
+    raise TypeError(
+        "measurement must be a 2-D array of shape (n_measurements, n_signal), a SciPy "
+        "sparse matrix or LinearOperator, or an object with .shape, @ and .T; got "
+        f"{type(A).__name__}."
+    )
+
+
+def measurement_shape(A):
+    """``(m, n)`` of a measurement given as a parameter (before validation)."""
+    op = _as_operator(A)
+    if op is not None:
+        shape = tuple(op.shape)
+    else:
+        shape = tuple(getattr(A, "shape", np.shape(A)))
+    if len(shape) != 2:
+        raise ValueError(
+            f"measurement must be 2-D, of shape (n_measurements, n_signal); got shape {shape}."
+        )
+    return int(shape[0]), int(shape[1])
+
+
+def check_measurement(A, X, n_signal):
+    """Validate a ``measurement`` parameter in ``fit`` against X and the generator.
+
+    Parameters
+    ----------
+    A : array-like, sparse matrix or linear operator of shape (m, n_signal)
+    X : array of shape (n_samples, m)
+        The validated fit data (its namespace and device receive a dense A).
+    n_signal : int
+        The generator's output size ``n``.
+
+    Returns
+    -------
+    A_checked : array in X's namespace and on its device (float64, or
+        float32 if A is float32), or a LinearOperator.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape (naming both sizes), non-finite entries.
+    TypeError
+        An operator with non-NumPy data, an operator without an adjoint,
+        a non-real dtype.
+    """
+    m, n = measurement_shape(A)
+    if n != n_signal:
+        raise ValueError(
+            f"measurement has shape ({m}, {n}): it must act on the generator's signals of "
+            f"size {n_signal} (generator.n_output), i.e. have {n_signal} columns."
+        )
+    if X.shape[1] != m:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but the measurement produces {m} measurements "
+            f"(measurement.shape[0] = {m}); with a measurement, X holds y = A G(z)."
+        )
+    xp, dev = namespace_of(X)
+    op = _as_operator(A)
+    if op is not None:
+        if not _is_numpy(xp):
+            raise TypeError(
+                "A sparse or LinearOperator measurement needs NumPy data; convert the "
+                f"measurement to a dense {xp.__name__} array to use that namespace."
+            )
+        if np.issubdtype(op.dtype, np.complexfloating):
+            raise TypeError(f"measurement must be real, got dtype {op.dtype}.")
+        try:
+            op.rmatvec(np.zeros(m))
+        except NotImplementedError as exc:
+            raise TypeError(
+                "measurement needs an adjoint (rmatvec, or .T) for the gradient and the "
+                "least-squares steps."
+            ) from exc
+        import scipy.sparse as sp
+
+        if sp.issparse(A) and not np.all(np.isfinite(A.data)):
+            raise ValueError("measurement contains NaN or infinity.")
+        return op
+    same = False
+    if not _is_numpy(xp) and not isinstance(A, (list, tuple, np.ndarray)):
+        xp_a, _ = namespace_of(A)
+        same = xp_a.__name__ == xp.__name__
+    if same:
+        if not xp.isdtype(A.dtype, "real floating"):
+            if not xp.isdtype(A.dtype, ("integral", "bool")):
+                raise TypeError(f"measurement must hold real numbers, got dtype {A.dtype}.")
+            A = xp.astype(A, xp.float64)
+        A = as_namespace(A, xp, device=dev)
+    else:
+        A = np.asarray(A) if _is_numpy(xp) or isinstance(A, (list, tuple)) else to_numpy(A)
+        if A.dtype.kind in "biu":
+            A = A.astype(np.float64)
+        if A.dtype.kind != "f":
+            raise TypeError(f"measurement must hold real numbers, got dtype {A.dtype}.")
+        A = as_namespace(A, xp, device=dev)
+    if not bool(xp.all(xp.isfinite(A))):
+        raise ValueError("measurement contains NaN or infinity.")
+    return A
+
+
+class Measurement:
+    """The measurement of one batch, in the batch's namespace and dtype.
+
+    Parameters
+    ----------
+    A : array (m, n) in ``xp``, or a LinearOperator (NumPy only)
+    xp : namespace
+    dtype : float dtype of the batch
+    """
+
+    def __init__(self, A, xp, dtype, device=None):
+        self.xp = xp
+        self.dtype = dtype
+        if hasattr(A, "matvec") and not _is_dense(A):
+            self.op, self.A = A, None
+        else:
+            self.op, self.A = None, as_namespace(A, xp, dtype=dtype, device=device)
+        self.shape = tuple(A.shape)
+
+    def _cast(self, M):
+        M = np.asarray(M)
+        return M if M.dtype == self.dtype else M.astype(self.dtype)
+
+    def forward(self, X):
+        """``A x`` for every row: (B, n) -> (B, m)."""
+        if self.A is not None:
+            return X @ self.A.T
+        return self._cast(self.op.matmat(X.T).T)
+
+    def adjoint(self, R):
+        """``A^T r`` for every row: (B, m) -> (B, n)."""
+        if self.A is not None:
+            return R @ self.A
+        return self._cast(self.op.rmatmat(R.T).T)
+
+    def fold(self, W):
+        """``A @ W``: (n, k) -> (m, k), e.g. the last layer seen through A."""
+        if self.A is not None:
+            return self.A @ W
+        return self._cast(self.op.matmat(W))
+
+    def columns(self, J):
+        """``A @ J[b]`` for every b: (B, n, p) -> (B, m, p)."""
+        if self.A is not None:
+            return shared_left_matmul(self.A, J, self.xp)
+        xp = self.xp
+        B, n, p = J.shape
+        flat = xp.reshape(xp.permute_dims(J, (1, 0, 2)), (n, B * p))
+        out = xp.reshape(self._cast(self.op.matmat(flat)), (self.shape[0], B, p))
+        return xp.permute_dims(out, (1, 0, 2))
