@@ -222,12 +222,16 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
             order = xp.argsort(xp.where(cs, -gs, xp.full_like(gs, xp.inf)), axis=1, stable=True)
             J = order[:, :q]
             valid = xp.astype(xp.arange(q, device=dev)[None, :], dt) < q_row[:, None]
-            Ms, Ps_new, _ = _add_block(Ms, Gs, Ps, J, valid, xp)
+            M_new, Ps_new, _ = _add_block(Ms, Gs, Ps, J, valid, xp)
             f_old = _objective(Gs, rs, xs, xp)
-            x_new, Ms, Ps_new = _feasible_ls(Ms, Gs, rs, xs, Ps_new, xp, ~pick(single))
-            # A step that did not lower the objective switches the row to the
-            # classical one-column step (always a descent in exact arithmetic).
+            x_new, M_new, Ps_new = _feasible_ls(M_new, Gs, rs, xs, Ps_new, xp, ~pick(single))
+            # A step that did not lower the objective is undone, and the row
+            # takes the classical one-column step next (a descent in exact
+            # arithmetic); after a successful one it returns to blocks.
             progress = _objective(Gs, rs, x_new, xp) < f_old - eps * xp.abs(f_old)
+            Ms = xp.where(progress[:, None, None], M_new, Ms)
+            Ps_new = xp.where(progress[:, None], Ps_new, Ps)
+            x_new = xp.where(progress[:, None], x_new, xs)
             s_new = ~progress
             done_s = pick(single) & ~progress  # no progress even with one column: stop
             if sub is None:
