@@ -141,11 +141,16 @@ def oracle_end_to_end(
         dZ = batched_lstsq(J, R, xp, ridge=gamma + mu_, z=Z_)
         Znew = Z_ + dZ
         new_loss = loss_of(A_, c_, Y_, o_, Znew)
+        l_old = l_
         ok = (new_loss <= l_) & xp.isfinite(new_loss)
         Z_ = xp.where(ok[:, None], Znew, Z_)
         l_ = xp.where(ok, new_loss, l_)
+        # A row stops when its step is below tol (accepted or not: a rejected
+        # step that small only shrinks further with more damping), or when an
+        # accepted step no longer lowers the loss beyond rounding.
         small = row_norm(dZ, xp) <= tol * (1.0 + row_norm(Z_, xp))
-        conv_ = (ok & small) | (l_ == 0)
+        stalled = ok & (l_old - new_loss <= 4.0 * eps * l_old)
+        conv_ = small | stalled | (l_ == 0)
         # Levenberg-Marquardt damping, relative to the scale of J^T J.
         scale = xp.max(xp.sum(J * J, axis=1), axis=1)
         mu_ = xp.where(ok, mu_ * 0.1, xp.maximum(mu_ * 10.0, 1e-8 * scale + eps))
