@@ -4,7 +4,14 @@ import numpy as np
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-from skinvert import GeneratorImputer, LatentPursuitInverter, OracleInverter, make_random_generator
+import pytest
+from skinvert import (
+    GeneratorImputer,
+    GradientDescentInverter,
+    LatentPursuitInverter,
+    OracleInverter,
+    make_random_generator,
+)
 
 from skinvert.metrics import snr_db
 
@@ -38,3 +45,11 @@ def test_imputer_accepts_any_inverter():
     X = G.forward(np.random.default_rng(2).standard_normal((5, 4)))
     imp = GeneratorImputer(OracleInverter(G)).fit(X)
     np.testing.assert_array_equal(imp.transform(X), X)
+
+
+def test_imputer_refuses_an_inverter_with_a_measurement():
+    G = make_random_generator([3, 12, 20], output_activation="identity", random_state=0)
+    A = np.random.default_rng(0).standard_normal((15, 20))
+    X = G.forward(np.random.default_rng(1).standard_normal((4, 3))) @ A.T
+    with pytest.raises(ValueError, match="measurement"):
+        GeneratorImputer(GradientDescentInverter(G, measurement=A)).fit(X)

@@ -69,6 +69,12 @@ class GeneratorImputer(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         inv = LatentPursuitInverter() if self.inverter is None else self.inverter
+        if getattr(inv, "measurement", None) is not None:
+            raise ValueError(
+                "GeneratorImputer fills missing pixels of signals y = G(z); an inverter with "
+                "a measurement sees A G(z), whose missing entries G(z_hat) cannot fill. "
+                "Use an inverter without measurement."
+            )
         self.inverter_ = clone(inv).fit(X)
         self.n_features_in_ = self.inverter_.n_features_in_
         return self
