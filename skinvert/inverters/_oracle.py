@@ -7,8 +7,10 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._array_api import get_namespace, namespace_of
+from .._linalg import batched_lstsq, supported_affine_map
 from ..algorithms.oracle import oracle_end_to_end, oracle_layerwise
 from ._base import BaseInverter
+from ._gradient_descent import GradientDescentInverter
 from ._pursuit import LatentPursuitInverter
 
 
@@ -33,12 +35,21 @@ class OracleInverter(BaseInverter):
         phi only; identity needs none).
     tol : float or None, default=None
         Relative step size at which a row stops (default sqrt(eps)).
+    measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
+        Linear measurements ``y = A G(z) + e`` (X holds the m measurements;
+        NaN: a missing one). Algorithm 1 then minimises
+        ``1/2 ||y - A phi(A_S z + c_S)||^2``: started from the least squares
+        with phi taken as the identity (exact for an identity output), then
+        Levenberg-Marquardt through A and phi. ``method="end_to_end"`` only
+        (Algorithm 6 needs phi^-1 of the signal itself).
     support_estimator : estimator or None, default=None
         Used only when ``transform`` gets no ``supports``: an inverter whose
         ``transform`` gives a first estimate ``Z0``; the supports of
         ``G(Z0)`` are then used, which turns the Oracle into the *debiasing*
         step of Algorithm 5 on estimated supports. None uses
-        :class:`LatentPursuitInverter` with this estimator's generator.
+        :class:`LatentPursuitInverter` with this estimator's generator (and
+        measurement; :class:`GradientDescentInverter` for a measurement with a
+        tanh or sigmoid output, which the pursuits do not support).
     batch_size, n_jobs, verbose, random_state
         See :class:`GradientDescentInverter`.
 
@@ -77,6 +88,7 @@ class OracleInverter(BaseInverter):
         "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left"), None],
         "support_estimator": [HasMethods(["fit", "transform"]), None],
+        "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
     }
 
     def __init__(
@@ -88,6 +100,7 @@ class OracleInverter(BaseInverter):
         transform_max_iter=30,
         tol=None,
         support_estimator=None,
+        measurement=None,
         batch_size=None,
         n_jobs=None,
         verbose=0,
@@ -101,10 +114,25 @@ class OracleInverter(BaseInverter):
         self.transform_max_iter = transform_max_iter
         self.tol = tol
         self.support_estimator = support_estimator
+        self.measurement = measurement
+
+    def _check_measurement_supported(self, generator):
+        if self.method != "end_to_end":
+            raise ValueError(
+                "OracleInverter(method='layerwise') needs phi^-1 of the signal itself and does "
+                "not support a measurement; use method='end_to_end'."
+            )
 
     def _fit_extra(self, X, rng):
         if self.support_estimator is None:
-            est = LatentPursuitInverter(self.generator_)
+            act = self.generator_.activation
+            if self.measurement is not None and not act.piecewise_linear:
+                # The pursuits see through A only for piecewise-linear outputs.
+                est = GradientDescentInverter(
+                    self.generator_, measurement=self.measurement, random_state=self.random_state
+                )
+            else:
+                est = LatentPursuitInverter(self.generator_, measurement=self.measurement)
         else:
             est = clone(self.support_estimator)
             if "generator" in est.get_params():
@@ -180,6 +208,7 @@ class OracleInverter(BaseInverter):
                 Y, obs, state.weights, state.biases, act, masks, xp, gamma=self.gamma
             )
             return Z
+        meas = state.measurement
         Z, _, converged = oracle_end_to_end(
             Y,
             obs,
@@ -191,6 +220,8 @@ class OracleInverter(BaseInverter):
             gamma=self.gamma,
             max_iter=self.transform_max_iter,
             tol=self.tol,
+            measurement=meas,
+            z0=None if meas is None else _identity_start(Y, obs, state, masks, meas, self.gamma, xp),
         )
         if self.transform_max_iter > 0:
             n_bad = Y.shape[0] - int(xp.sum(xp.astype(converged, xp.int32)))
@@ -203,3 +234,13 @@ def _as_mask(S, dtype, xp):
     if S.dtype != xp.bool:
         S = S != 0
     return xp.astype(S, dtype)
+
+
+def _identity_start(Y, obs, state, masks, meas, gamma, xp):
+    """Algorithm 1's start through a measurement: the least squares of
+    ``obs * (y - A (A_S z + c_S))`` (phi taken as the identity; exact for an
+    identity output, and right on the unit-slope piece of a PLU)."""
+    B = Y.shape[0]
+    A_S, c = supported_affine_map(state.weights, state.biases, masks, xp, n_samples=B)
+    M = obs[:, :, None] * meas.columns(A_S)
+    return batched_lstsq(M, obs * (Y - meas.forward(c)), xp, ridge=gamma)
