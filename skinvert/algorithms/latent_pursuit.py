@@ -459,7 +459,6 @@ def _pursuit_once(Y, obs, weights, biases, activation, xp, opts, measurement=Non
     """One pass of the layer-wise pursuit (see :func:`pursuit`)."""
     res = PursuitResult()
     L = len(weights) - 1
-    B = Y.shape[0]
     dt = Y.dtype
     lips = list(opts.lipschitz) if opts.lipschitz else [_lipschitz(W, xp) for W in weights]
     rule = noise = None
@@ -528,14 +527,10 @@ def _pursuit_once(Y, obs, weights, biases, activation, xp, opts, measurement=Non
 
 def _signed(opts):
     """The z-step: z is not sparse and has no sign."""
-    from dataclasses import replace
-
     return replace(opts, nonneg=False)
 
 
 def _no_constraints(opts):
-    from dataclasses import replace
-
     return replace(opts, nonneg=False, constraints=False)
 
 
@@ -668,8 +663,6 @@ def _fold_measurement(weights, biases, measurement, opts, xp):
     eqs. 8, 9 and 16 and the debiasing keep their form with the folded last
     layer (``lambda_max`` of the folded matrix replaces the stored one).
     """
-    from dataclasses import replace
-
     P = measurement.fold(weights[-1])
     q = measurement.forward(biases[-1][None, :])[0, :]
     lips = list(opts.lipschitz) if opts.lipschitz else [_lipschitz(W, xp) for W in weights]

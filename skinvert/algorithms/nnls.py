@@ -32,7 +32,14 @@ Batched form used here:
 """
 
 from .._array_api import device, single_threaded_blas
-from .sparse_coding import compress_rows, masked_gram_solve, scatter_rows
+from .._linalg import matvec
+from .sparse_coding import (
+    compress_rows,
+    gram_matvec,
+    masked_gram_solve,
+    objective,
+    scatter_rows,
+)
 
 __all__ = ["nnls_lawson_hanson"]
 
@@ -47,14 +54,6 @@ def _one_hot(J, valid, k, dt, xp):
 def _bmm(G, E, xp):
     """``G @ E`` for G (k, k) shared or (B, k, k), E (B, k, q)."""
     return G @ E if G.ndim == 3 else xp.matmul(G[None, :, :], E)
-
-
-def _matvec(M, v, xp):
-    return (M @ v[:, :, None])[:, :, 0]
-
-
-def _gram_matvec(G, x):
-    return x @ G if G.ndim == 2 else (G @ x[:, :, None])[:, :, 0]
 
 
 def _add_block(M, G, P, J, valid, xp):
@@ -134,9 +133,9 @@ def _ls_on_passive(M, G, r, P, xp, *, refine=False):
     """``x_P = (G_PP)^-1 r_P`` from the maintained inverse (zero off ``P``),
     optionally with one step of iterative refinement."""
     Pf = xp.astype(P, r.dtype)
-    x = Pf * _matvec(M, Pf * r, xp)
+    x = Pf * matvec(M, Pf * r, xp)
     if refine:
-        x = x + Pf * _matvec(M, Pf * (r - _gram_matvec(G, x)), xp)
+        x = x + Pf * matvec(M, Pf * (r - gram_matvec(G, x, xp)), xp)
     return x
 
 
@@ -202,7 +201,7 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
     done = xp.zeros((B,), dtype=xp.bool, device=dev)
     with single_threaded_blas(xp):
         for _ in range(max_iter):
-            g = rp - _gram_matvec(G, x)  # negative gradient
+            g = rp - gram_matvec(G, x, xp)  # negative gradient
             cand = ~P & (g > tau[:, None])
             n_p = xp.sum(xp.astype(P, dt), axis=1)
             done = done | ~xp.any(cand, axis=1) | (n_p >= cap)
@@ -223,12 +222,13 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
             J = order[:, :q]
             valid = xp.astype(xp.arange(q, device=dev)[None, :], dt) < q_row[:, None]
             M_new, Ps_new, _ = _add_block(Ms, Gs, Ps, J, valid, xp)
-            f_old = _objective(Gs, rs, xs, xp)
+            f_old = objective(Gs, rs, 0.0, xs, xp, nonneg=True)
             x_new, M_new, Ps_new = _feasible_ls(M_new, Gs, rs, xs, Ps_new, xp, ~pick(single))
             # A step that did not lower the objective is undone, and the row
             # takes the classical one-column step next (a descent in exact
             # arithmetic); after a successful one it returns to blocks.
-            progress = _objective(Gs, rs, x_new, xp) < f_old - eps * xp.abs(f_old)
+            f_new = objective(Gs, rs, 0.0, x_new, xp, nonneg=True)
+            progress = f_new < f_old - eps * xp.abs(f_old)
             Ms = xp.where(progress[:, None, None], M_new, Ms)
             Ps_new = xp.where(progress[:, None], Ps_new, Ps)
             x_new = xp.where(progress[:, None], x_new, xs)
@@ -246,13 +246,9 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
         # Exact least squares on the final passive sets, then the KKT check.
         x_ls = masked_gram_solve(G, rp, xp.astype(P, dt), xp)
         x = xp.clip(xp.where(xp.all(x_ls >= 0, axis=1)[:, None], x_ls, x), min=0.0)
-        g = rp - _gram_matvec(G, x)
+        g = rp - gram_matvec(G, x, xp)
         ok = xp.where(P, xp.abs(g) <= tau[:, None], g <= tau[:, None]) & (x >= 0)
     return x, xp.all(ok, axis=1)
-
-
-def _objective(G, r, x, xp):
-    return 0.5 * xp.sum(x * _gram_matvec(G, x), axis=1) - xp.sum(r * x, axis=1)
 
 
 def _feasible_ls(M, G, r, x, P, xp, aggressive, max_inner=None):

@@ -64,11 +64,10 @@ def oracle_end_to_end(
     measurement : Measurement or None
         Linear measurements ``y = A G(z)`` (Y then has m columns): the loss
         is ``1/2 ||obs * (y - A phi(A_S z + c))||^2``. phi^-1 cannot be
-        applied to measurements, so the iterations start from ``z0``; for a
-        piecewise-linear phi the first (undamped) Gauss-Newton step is the
-        least squares with phi's regions at ``z0`` fixed.
+        applied to measurements, so the iterations start from ``z0``, or
+        without one from the least squares with phi taken as the identity.
     z0 : array of shape (B, n_0) or None
-        Starting point; required with a ``measurement``.
+        Starting point (used with a ``measurement`` only).
 
     Returns
     -------
@@ -98,8 +97,12 @@ def oracle_end_to_end(
     converged = xp.zeros((B,), dtype=xp.bool, device=_device(Y))
     meas = measurement
     if meas is not None:
+        # phi^-1 cannot be applied to measurements: start from z0, or from the
+        # least squares of obs * (y - A (A_S z + c)) with phi taken as the
+        # identity (exact for an identity phi, right on PLU's unit-slope piece).
         if z0 is None:
-            raise ValueError("oracle_end_to_end with a measurement needs a starting point z0.")
+            M = obs[:, :, None] * meas.columns(A)
+            z0 = batched_lstsq(M, obs * (Y - meas.forward(c)), xp, ridge=gamma)
         Z = z0
     else:
         T, w = inverse_target(Y, obs, activation, xp)

@@ -7,7 +7,6 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._array_api import get_namespace, namespace_of
-from .._linalg import batched_lstsq, supported_affine_map
 from ..algorithms.oracle import oracle_end_to_end, oracle_layerwise
 from ._base import BaseInverter
 from ._gradient_descent import GradientDescentInverter
@@ -208,7 +207,6 @@ class OracleInverter(BaseInverter):
                 Y, obs, state.weights, state.biases, act, masks, xp, gamma=self.gamma
             )
             return Z
-        meas = state.measurement
         Z, _, converged = oracle_end_to_end(
             Y,
             obs,
@@ -220,8 +218,7 @@ class OracleInverter(BaseInverter):
             gamma=self.gamma,
             max_iter=self.transform_max_iter,
             tol=self.tol,
-            measurement=meas,
-            z0=None if meas is None else _identity_start(Y, obs, state, masks, meas, self.gamma, xp),
+            measurement=state.measurement,
         )
         if self.transform_max_iter > 0:
             n_bad = Y.shape[0] - int(xp.sum(xp.astype(converged, xp.int32)))
@@ -234,13 +231,3 @@ def _as_mask(S, dtype, xp):
     if S.dtype != xp.bool:
         S = S != 0
     return xp.astype(S, dtype)
-
-
-def _identity_start(Y, obs, state, masks, meas, gamma, xp):
-    """Algorithm 1's start through a measurement: the least squares of
-    ``obs * (y - A (A_S z + c_S))`` (phi taken as the identity; exact for an
-    identity output, and right on the unit-slope piece of a PLU)."""
-    B = Y.shape[0]
-    A_S, c = supported_affine_map(state.weights, state.biases, masks, xp, n_samples=B)
-    M = obs[:, :, None] * meas.columns(A_S)
-    return batched_lstsq(M, obs * (Y - meas.forward(c)), xp, ridge=gamma)
