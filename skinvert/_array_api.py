@@ -7,6 +7,9 @@ set, in which case the namespace of the inputs (CuPy, torch, array-api-strict,
 ...) through ``array-api-compat``.
 """
 
+import contextlib
+import threading
+
 import numpy as np
 from sklearn.utils._array_api import _convert_to_numpy as _sk_convert_to_numpy
 from sklearn.utils._array_api import device, get_namespace
@@ -63,9 +66,6 @@ def floating_dtype_of(X, xp):
     return xp.float64
 
 
-_CONTROLLER = None
-
-
 def single_threaded_blas(xp):
     """Context that runs NumPy's BLAS/LAPACK on one thread (a no-op elsewhere).
 
@@ -77,17 +77,75 @@ def single_threaded_blas(xp):
     therefore computed single-threaded; ``n_jobs`` spreads batches over the
     cores instead. Other namespaces (CuPy, torch) manage their own
     parallelism.
-    """
-    import contextlib
 
+    The BLAS thread count is a process-wide setting, so the contexts of all
+    threads share one limit, counted under a lock: the first context to enter
+    sets it, the last to leave restores the count found by the first. Nested
+    and concurrent contexts (``transform`` called from several threads on one
+    estimator) therefore compute on one thread and leave the process as they
+    found it. threadpoolctl lets only one "controlling" thread change
+    OpenBLAS's (pthreads) limit and silently ignores the others; the two
+    transitions take that control for their own call and give it back, so
+    whichever thread enters first or leaves last can set and restore.
+    """
     if not _is_numpy(xp):
         return contextlib.nullcontext()
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
+    return _SingleThreadedBLAS()
 
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+class _SingleThreadedBLAS:
+    """One user of the shared one-thread BLAS limit (see `single_threaded_blas`)."""
+
+    _lock = threading.Lock()
+    _users = 0
+    _limiter = None
+    _controller = None
+
+    def __enter__(self):
+        cls = type(self)
+        with cls._lock:
+            if cls._users == 0:
+                if cls._controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    cls._controller = ThreadpoolController()
+                with _blas_control():
+                    cls._limiter = cls._controller.limit(limits=1, user_api="blas")
+            cls._users += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        cls = type(self)
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0:
+                limiter, cls._limiter = cls._limiter, None
+                with _blas_control():
+                    limiter.restore_original_limits()
+        return False
+
+
+@contextlib.contextmanager
+def _blas_control():
+    """Make the calling thread the one threadpoolctl lets set OpenBLAS's limit.
+
+    threadpoolctl >= 3.6 ignores OpenBLAS (pthreads) limits set from any thread
+    but the first one to set them; control is taken here for one set/restore
+    and released after it, so no thread keeps it.
+    """
+    import threadpoolctl
+
+    clear = getattr(
+        getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None
+    )
+    if clear is None:  # older threadpoolctl: any thread may set the limit
+        yield
+        return
+    clear(force=True)
+    try:
+        yield
+    finally:
+        clear()
 
 
 def _is_numpy(xp):
