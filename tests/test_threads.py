@@ -41,7 +41,7 @@ def _run_concurrently(func, n_threads=N_THREADS):
         try:
             barrier.wait()
             results[i] = func(i)
-        except BaseException as exc:  # re-raised in the main thread
+        except Exception as exc:  # noqa: BLE001 (re-raised in the main thread)
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
