@@ -5,7 +5,6 @@ import os
 # imports scipy.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -27,22 +26,3 @@ def small_generator():
     from skinvert import make_random_generator
 
     return make_random_generator([20, 80, 200, 400], random_state=0)
-
-
-def snr_db(ref, est):
-    ref = np.asarray(ref, dtype=np.float64)
-    est = np.asarray(est, dtype=np.float64)
-    num = np.sum(ref**2, axis=1)
-    den = np.sum((ref - est) ** 2, axis=1)
-    with np.errstate(divide="ignore"):
-        return 10 * np.log10(num / den)
-
-
-def corollary1_met(generator, Z):
-    """Per sample: the sparsity conditions of Corollary 1 (random weights)."""
-    s = [S.sum(axis=1) for S in generator.supports(Z)]
-    n, n0 = generator.n_output, generator.n_latent
-    ok = s[-1] < (n + 1) / 2
-    for i in range(len(s) - 1):
-        ok &= s[i] < (s[i + 1] + 1) / 2
-    return ok & (s[0] >= n0)

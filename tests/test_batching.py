@@ -6,7 +6,7 @@ import sklearn
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from .conftest import corollary1_met
+from ._helpers import corollary1_met
 from skinvert import (
     GradientDescentInverter,
     LatentPursuitInverter,

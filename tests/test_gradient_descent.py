@@ -7,7 +7,7 @@ from sklearn.exceptions import ConvergenceWarning
 from skinvert import GradientDescentInverter, make_random_generator
 from skinvert.algorithms.gradient_descent import loss_and_gradient
 
-from .conftest import snr_db
+from ._helpers import snr_db
 
 
 def test_gradient_matches_finite_differences(small_generator):

@@ -17,7 +17,7 @@ from skinvert import (
 from skinvert.algorithms.gradient_descent import loss_and_gradient
 from skinvert.algorithms.measurement import Measurement
 
-from .conftest import snr_db
+from ._helpers import snr_db
 
 PLU = ("plu", {"slope": 0.1, "c": 1.0})
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import nnls
 
-from .conftest import snr_db
+from ._helpers import snr_db
 from skinvert import LatentPursuitInverter, make_random_generator
 from skinvert.algorithms.nnls import nnls_lawson_hanson
 

@@ -10,7 +10,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from skinvert import OracleInverter, make_random_generator
 
-from .conftest import corollary1_met, snr_db
+from ._helpers import corollary1_met, snr_db
 
 
 @given(

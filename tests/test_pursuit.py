@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from skinvert import LatentPursuitInverter, LayeredBPInverter, ReLUGenerator, make_random_generator
 from skinvert.algorithms.sparse_coding import active_set_refine, fista, objective
 
-from .conftest import snr_db
+from ._helpers import snr_db
 
 
 def _corollary1(G, Z):

@@ -1,0 +1,23 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py)."""
+
+import numpy as np
+
+
+def snr_db(ref, est):
+    """Per-row SNR in dB of ``est`` against ``ref`` (inf for an exact row)."""
+    ref = np.asarray(ref, dtype=np.float64)
+    est = np.asarray(est, dtype=np.float64)
+    num = np.sum(ref**2, axis=1)
+    den = np.sum((ref - est) ** 2, axis=1)
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(num / den)
+
+
+def corollary1_met(generator, Z):
+    """Per sample: the sparsity conditions of Corollary 1 (random weights)."""
+    s = [S.sum(axis=1) for S in generator.supports(Z)]
+    n, n0 = generator.n_output, generator.n_latent
+    ok = s[-1] < (n + 1) / 2
+    for i in range(len(s) - 1):
+        ok &= s[i] < (s[i + 1] + 1) / 2
+    return ok & (s[0] >= n0)
