@@ -21,10 +21,10 @@ Examples
 --------
 ::
 
-    python benchmarks/figure4_random_nets.py --quick
-    python benchmarks/figure4_random_nets.py                  # n0 in {100, 200}, full grid, 64 signals
-    python benchmarks/figure4_random_nets.py --n-signals 512 --gd-iter 10000   # the paper's setting
-    python benchmarks/figure4_random_nets.py --plot-only      # redraw the PNG from the JSON
+    python -m benchmarks.figure4_random_nets --quick
+    python -m benchmarks.figure4_random_nets                  # n0 in {100, 200}, full grid, 64 signals
+    python -m benchmarks.figure4_random_nets --n-signals 512 --gd-iter 10000   # the paper's setting
+    python -m benchmarks.figure4_random_nets --plot-only      # redraw the PNG from the JSON
 
 Results (JSON, PNG) go to ``benchmarks/results/``; the JSON is rewritten after
 every (n0, n1) so an interrupted run keeps what it finished.
@@ -41,24 +41,28 @@ import warnings
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
-
-import skinvert  # noqa: E402
-from skinvert import (  # noqa: E402
+import skinvert
+from skinvert import (
     GradientDescentInverter,
     LatentPursuitInverter,
     LayeredBPInverter,
     OracleInverter,
     make_random_generator,
 )
-from skinvert.metrics import layer_snr, support_errors  # noqa: E402
+from skinvert.metrics import layer_snr, support_errors
 
-CAP = 300.0  # dB; an exact recovery has infinite SNR
+from ._common import CAP, git_rev, result_path, snr_stats
+
 QUANTILES = (10, 25, 75, 90)
 DEFAULT_GRID = (50, 100, 200, 300, 500, 700, 850, 1000, 1250, 1500)
 QUICK_GRID = (100, 300, 500, 700, 850)
-METHODS = ("Oracle", "Latent-Pursuit", "Latent-Pursuit (no debias)", "Layered BP", "Gradient descent")
+METHODS = (
+    "Oracle",
+    "Latent-Pursuit",
+    "Latent-Pursuit (no debias)",
+    "Layered BP",
+    "Gradient descent",
+)
 KEYS = {
     "oracle": "Oracle",
     "lp": "Latent-Pursuit",
@@ -84,19 +88,8 @@ def _floats(text):
 
 
 def stats(values):
-    """Median, quantiles and the fraction >= 60 dB of a per-sample SNR array.
-
-    NaN (a non-finite estimate) counts as -inf; values are clipped to
-    [-CAP, CAP] dB.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    v = np.clip(np.where(np.isnan(v), -np.inf, v), -CAP, CAP)
-    out = {"median": float(np.median(v))}
-    for q in QUANTILES:
-        out[f"p{q}"] = float(np.percentile(v, q))
-    out["mean"] = float(np.mean(v))
-    out["frac_ge_60db"] = float(np.mean(v >= 60.0))
-    return out
+    """Median, quantiles, mean and fraction >= 60 dB of a per-sample SNR array (clipped)."""
+    return snr_stats(values, quantiles=QUANTILES, mean=True, frac_good=True)
 
 
 def _seed(*parts):
@@ -157,7 +150,9 @@ def run_method(label, G, X, Z, S, args):
 
 
 def run_config(n0, n1, args, stream):
-    G = make_random_generator([n0, n1, args.n], output_activation="tanh", random_state=_seed(args.seed, n0, n1, 0))
+    G = make_random_generator(
+        [n0, n1, args.n], output_activation="tanh", random_state=_seed(args.seed, n0, n1, 0)
+    )
     rng = np.random.default_rng(_seed(args.seed, n0, n1, 1))
     Z = rng.standard_normal((args.n_signals, n0))
     X = G.forward(Z)
@@ -174,7 +169,9 @@ def run_config(n0, n1, args, stream):
     for label in args.methods:
         if label == "Gradient descent" and args.gd_max_n1 is not None and n1 > args.gd_max_n1:
             res["methods"][label] = {"skipped": f"n1 > --gd-max-n1 {args.gd_max_n1}"}
-            stream(f"{n0:>5} {n1:>5} {int(np.median(s1)):>5}  {label:<17} skipped (n1 > {args.gd_max_n1})")
+            stream(
+                f"{n0:>5} {n1:>5} {int(np.median(s1)):>5}  {label:<17} skipped (n1 > {args.gd_max_n1})"
+            )
             continue
         Zh, dt, caught, extra = run_method(label, G, X, Z, S, args)
         snr = layer_snr(G, Z, Zh)
@@ -214,17 +211,30 @@ def plot(data, path):
     results = data["results"]
     n0s = sorted({r["n0"] for r in results})
     layers = ["z", "x1", "image"]
-    fig, axes = plt.subplots(len(n0s), len(layers), figsize=(4.2 * len(layers), 3.2 * len(n0s)), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(n0s),
+        len(layers),
+        figsize=(4.2 * len(layers), 3.2 * len(n0s)),
+        squeeze=False,
+        sharey=True,
+    )
     for r_i, n0 in enumerate(n0s):
         rows = sorted((r for r in results if r["n0"] == n0), key=lambda r: r["n1"])
         for c_i, layer in enumerate(layers):
             ax = axes[r_i, c_i]
             for label in METHODS:
-                pts = [(r["n1"], r["methods"][label]["snr"][layer]) for r in rows if "snr" in r["methods"].get(label, {})]
+                pts = [
+                    (r["n1"], r["methods"][label]["snr"][layer])
+                    for r in rows
+                    if "snr" in r["methods"].get(label, {})
+                ]
                 if not pts:
                     continue
                 x = np.array([p[0] for p in pts])
-                q = {k: np.array([p[1][k] for p in pts]) for k in ("median", "p10", "p25", "p75", "p90")}
+                q = {
+                    k: np.array([p[1][k] for p in pts])
+                    for k in ("median", "p10", "p25", "p75", "p90")
+                }
                 st = STYLE[label]
                 ax.fill_between(x, q["p10"], q["p90"], color=st["color"], alpha=0.12, lw=0)
                 ax.fill_between(x, q["p25"], q["p75"], color=st["color"], alpha=0.25, lw=0)
@@ -249,29 +259,43 @@ def plot(data, path):
     plt.close(fig)
 
 
-def _git_rev():
-    try:
-        with open(os.path.join(os.path.dirname(HERE), ".git", "HEAD")) as f:
-            head = f.read().strip()
-        if head.startswith("ref: "):
-            with open(os.path.join(os.path.dirname(HERE), ".git", head[5:])) as f:
-                return f.read().strip()
-        return head
-    except OSError:
-        return None
-
-
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n0", type=_ints, default=[100, 200], help="latent sizes, comma-separated (default 100,200)")
-    p.add_argument("--n1", type=_ints, default=list(DEFAULT_GRID), help="hidden sizes, comma-separated (default 50,100,200,300,500,700,850,1000,1250,1500)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--n0",
+        type=_ints,
+        default=[100, 200],
+        help="latent sizes, comma-separated (default 100,200)",
+    )
+    p.add_argument(
+        "--n1",
+        type=_ints,
+        default=list(DEFAULT_GRID),
+        help="hidden sizes, comma-separated (default 50,100,200,300,500,700,850,1000,1250,1500)",
+    )
     p.add_argument("--n", type=int, default=625, help="signal size (default 625)")
-    p.add_argument("--n-signals", type=int, default=None, help="signals per (n0, n1) (default 64; the paper: 512)")
+    p.add_argument(
+        "--n-signals",
+        type=int,
+        default=None,
+        help="signals per (n0, n1) (default 64; the paper: 512)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gd-iter", type=int, default=2000, help="gradient-descent iterations (paper: 10000)")
+    p.add_argument(
+        "--gd-iter", type=int, default=2000, help="gradient-descent iterations (paper: 10000)"
+    )
     p.add_argument("--gd-lr", type=float, default=0.1, help="initial GD step (default 0.1)")
-    p.add_argument("--gd-decay", type=float, default=1e-3, help="GD step decay: lr / (1 + decay k)")
-    p.add_argument("--gd-max-n1", type=int, default=None, help="skip gradient descent for n1 above this (time)")
+    p.add_argument(
+        "--gd-decay", type=float, default=1e-3, help="GD step decay: lr / (1 + decay k)"
+    )
+    p.add_argument(
+        "--gd-max-n1",
+        type=int,
+        default=None,
+        help="skip gradient descent for n1 above this (time)",
+    )
     p.add_argument(
         "--lbp-lams",
         type=_floats,
@@ -279,18 +303,34 @@ def main(argv=None):
         help="Layered BP lambda(s); with several, the best median z-SNR is kept "
         "(the paper's grid: 1e-5,7e-6,3e-6,1e-6,0). Default 0",
     )
-    p.add_argument("--methods", default="oracle,lp,lbp,gd", help="subset of oracle,lp,lbp,gd (default) and lpnd: Latent-Pursuit with debias=False")
-    p.add_argument("--quick", action="store_true", help="n0=100, n1 in {100,300,500,700,850}, 32 signals")
-    p.add_argument("--out", default=None, help="PNG (default benchmarks/results/figure4.png; figure4_quick.png with --quick)")
-    p.add_argument("--json", default=None, help="JSON (default benchmarks/results/figure4.json; figure4_quick.json with --quick)")
-    p.add_argument("--plot-only", action="store_true", help="redraw --out from --json, run nothing")
+    p.add_argument(
+        "--methods",
+        default="oracle,lp,lbp,gd",
+        help="subset of oracle,lp,lbp,gd (default) and lpnd: Latent-Pursuit with debias=False",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="n0=100, n1 in {100,300,500,700,850}, 32 signals"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="PNG (default benchmarks/results/figure4.png; figure4_quick.png with --quick)",
+    )
+    p.add_argument(
+        "--json",
+        default=None,
+        help="JSON (default benchmarks/results/figure4.json; figure4_quick.json with --quick)",
+    )
+    p.add_argument(
+        "--plot-only", action="store_true", help="redraw --out from --json, run nothing"
+    )
     args = p.parse_args(argv)
 
     stem = "figure4_quick" if args.quick else "figure4"
     if args.out is None:
-        args.out = os.path.join(HERE, "results", stem + ".png")
+        args.out = result_path(stem + ".png")
     if args.json is None:
-        args.json = os.path.join(HERE, "results", stem + ".json")
+        args.json = result_path(stem + ".json")
     if args.plot_only:
         with open(args.json) as f:
             plot(json.load(f), args.out)
@@ -317,7 +357,7 @@ def main(argv=None):
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "skinvert": skinvert.__version__,
-        "git_head": _git_rev(),
+        "git_head": git_rev(),
         "numpy": np.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} logical cores (shared with other jobs)",
@@ -342,7 +382,9 @@ def main(argv=None):
         f"Figure 4: n = {args.n}, n0 in {args.n0}, n1 in {args.n1}, {args.n_signals} signals, "
         f"GD {args.gd_iter} iterations, LBP lambda in {args.lbp_lams}"
     )
-    stream("SNR in dB (capped at 300); z>=60: fraction of samples with z-SNR >= 60 dB; supE: samples with a support error in x1; W: warnings")
+    stream(
+        "SNR in dB (capped at 300); z>=60: fraction of samples with z-SNR >= 60 dB; supE: samples with a support error in x1; W: warnings"
+    )
     stream(HEADER)
     t_all = time.perf_counter()
     for n0 in args.n0:

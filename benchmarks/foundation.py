@@ -1,6 +1,6 @@
 """Foundation acceptance: Oracle and gradient descent on a random [20, 80, 200, 400] tanh net.
 
-    python benchmarks/foundation.py [--n-signals 512] [--gd-iter 2000] [--n-jobs 1]
+    python -m benchmarks.foundation [--n-signals 512] [--gd-iter 2000] [--n-jobs 1]
 
 Prints, for 512 noiseless signals G(z), z ~ N(0, I): the Oracle's minimum and
 median z-SNR (true supports given), gradient descent's median and 10th
@@ -32,20 +32,28 @@ def main():
     out = {"n_signals": a.n_signals, "layer_sizes": G.layer_sizes}
     t = time.perf_counter()
     Zo = OracleInverter(G).fit(X).transform(X, supports=G.supports(Z))
-    out["oracle"] = {"time_s": time.perf_counter() - t, "z_snr_min": float(np.min(snr_db(Z, Zo))),
-                     "z_snr_median": float(np.median(snr_db(Z, Zo)))}
+    out["oracle"] = {
+        "time_s": time.perf_counter() - t,
+        "z_snr_min": float(np.min(snr_db(Z, Zo))),
+        "z_snr_median": float(np.median(snr_db(Z, Zo))),
+    }
     for n_jobs in sorted({1, a.n_jobs}):
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             t = time.perf_counter()
-            gd = GradientDescentInverter(G, transform_max_iter=a.gd_iter, n_jobs=n_jobs, random_state=0)
+            gd = GradientDescentInverter(
+                G, transform_max_iter=a.gd_iter, n_jobs=n_jobs, random_state=0
+            )
             Zg = gd.fit(X).transform(X)
             elapsed = time.perf_counter() - t
         ys, zs = snr_db(X, G.forward(Zg)), snr_db(Z, Zg)
         out[f"gradient_descent_n_jobs_{n_jobs}"] = {
-            "time_s": elapsed, "iterations": a.gd_iter,
-            "y_snr_median": float(np.median(ys)), "y_snr_p10": float(np.percentile(ys, 10)),
-            "z_snr_median": float(np.median(zs)), "z_snr_p10": float(np.percentile(zs, 10)),
+            "time_s": elapsed,
+            "iterations": a.gd_iter,
+            "y_snr_median": float(np.median(ys)),
+            "y_snr_p10": float(np.percentile(ys, 10)),
+            "z_snr_median": float(np.median(zs)),
+            "z_snr_p10": float(np.percentile(zs, 10)),
             "warnings": [str(x.message) for x in w],
         }
     print(json.dumps(out, indent=1))

@@ -3,7 +3,7 @@
 One prepared script for a machine with a GPU (it also runs on the CPU with
 ``--device cpu`` to check itself):
 
-    SCIPY_ARRAY_API=1 python benchmarks/gpu.py --out gpu.json [--budget-s 240]
+    SCIPY_ARRAY_API=1 python -m benchmarks.gpu --out gpu.json [--budget-s 240]
 
 For CuPy (when ``cupy.cuda.is_available()``) and torch-CUDA (when
 ``torch.cuda.is_available()``), float32 and float64, it (1) checks each
@@ -20,11 +20,11 @@ import time
 
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-import numpy as np  # noqa: E402
-import sklearn  # noqa: E402
+import numpy as np
+import sklearn
 
-import skinvert  # noqa: E402
-import skinvert.metrics  # noqa: E402
+import skinvert
+import skinvert.metrics
 
 SIZES = (512, 4096, 16384, 65536)
 
@@ -35,7 +35,9 @@ def _generator():
 
         return load_pretrained_generator("fashion-mnist-fc")
     except Exception:  # no shipped weights: a random net of the same shape
-        return skinvert.make_random_generator([20, 128, 392, 784], output_activation="plu", random_state=0)
+        return skinvert.make_random_generator(
+            [20, 128, 392, 784], output_activation="plu", random_state=0
+        )
 
 
 def _backends(device):
@@ -56,8 +58,14 @@ def _backends(device):
         import torch
 
         if torch.cuda.is_available():
-            out.append(("torch-cuda", lambda a: torch.asarray(a, device="cuda"),
-                        lambda a: a.cpu().numpy(), torch.cuda.synchronize))
+            out.append(
+                (
+                    "torch-cuda",
+                    lambda a: torch.asarray(a, device="cuda"),
+                    lambda a: a.cpu().numpy(),
+                    torch.cuda.synchronize,
+                )
+            )
     except ImportError:
         pass
     return out
@@ -69,7 +77,8 @@ def _methods(G):
         "layered_bp": lambda: skinvert.LayeredBPInverter(G, batch_size=65536),
         "oracle": lambda: skinvert.OracleInverter(G, batch_size=65536),
         "gradient_descent_200it": lambda: skinvert.GradientDescentInverter(
-            G, transform_max_iter=200, batch_size=65536, random_state=0),
+            G, transform_max_iter=200, batch_size=65536, random_state=0
+        ),
     }
 
 
@@ -99,7 +108,9 @@ def main():
     warnings.simplefilter("ignore")
     backends = _backends(a.device)
     if not backends:
-        report["error"] = "no GPU backend available (cupy.cuda.is_available() / torch.cuda.is_available())"
+        report["error"] = (
+            "no GPU backend available (cupy.cuda.is_available() / torch.cuda.is_available())"
+        )
     for name, to_dev, to_host, sync in backends:
         for dtype in ("float32", "float64"):
             Xd = X.astype(dtype)
@@ -130,8 +141,11 @@ def main():
                         sync()
                         dt = time.perf_counter() - t
                     zs = float(np.median(skinvert.metrics.snr_db(Z[:n], to_host(Zg))))
-                    report["throughput"][f"{key}/{n}"] = {"seconds": dt, "signals_per_s": n / dt,
-                                                          "median_z_snr_db": zs}
+                    report["throughput"][f"{key}/{n}"] = {
+                        "seconds": dt,
+                        "signals_per_s": n / dt,
+                        "median_z_snr_db": zs,
+                    }
                     print(key, n, report["throughput"][f"{key}/{n}"], flush=True)
     report["wall_s"] = time.perf_counter() - t_start
     with open(a.out, "w") as fh:

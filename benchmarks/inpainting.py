@@ -1,7 +1,7 @@
 """Figures 8 and 11 at 512 signals: inpainting with the shipped generator.
 
-    python benchmarks/inpainting.py --mask random45 --n-signals 512
-    python benchmarks/inpainting.py --mask top13 --n-signals 512
+    python -m benchmarks.inpainting --mask random45 --n-signals 512
+    python -m benchmarks.inpainting --mask top13 --n-signals 512
 
 Signals ``G(z)``, ``z ~ N(0, I)`` (seed 0), with 45 % of the pixels missing at
 random (Figure 8) or the top 13 of 28 rows missing (Figure 11). Reports for the
@@ -38,10 +38,24 @@ def main():
     X = G.forward(Z)
     Xc = corrupt(X, a.mask, rng)
     miss = np.isnan(Xc)
-    methods = [("Oracle", OracleInverter(G), True), ("Latent-Pursuit", LatentPursuitInverter(G), False)]
+    methods = [
+        ("Oracle", OracleInverter(G), True),
+        ("Latent-Pursuit", LatentPursuitInverter(G), False),
+    ]
     if not a.no_gd:
-        methods.append(("Gradient descent", GradientDescentInverter(G, transform_max_iter=a.gd_iter, random_state=0), False))
-    out = {"mask": a.mask, "n_signals": a.n_signals, "missing_fraction": float(miss.mean()), "methods": {}}
+        methods.append(
+            (
+                "Gradient descent",
+                GradientDescentInverter(G, transform_max_iter=a.gd_iter, random_state=0),
+                False,
+            )
+        )
+    out = {
+        "mask": a.mask,
+        "n_signals": a.n_signals,
+        "missing_fraction": float(miss.mean()),
+        "methods": {},
+    }
     print(f"{a.mask}: {a.n_signals} signals, {100 * miss.mean():.1f} % missing")
     for label, est, oracle in methods:
         with warnings.catch_warnings():
@@ -53,12 +67,18 @@ def main():
         zs = snr_db(Z, Zh)
         Xh = G.forward(Zh)
         ps = snr_db(np.where(miss, X, np.nan), Xh)
-        r = {"z_snr": summarize(zs), "missing_pixel_snr": summarize(ps),
-             "rows_missing_pixels_ge_40dB": float(np.mean(ps >= 40)), "time_s": dt}
+        r = {
+            "z_snr": summarize(zs),
+            "missing_pixel_snr": summarize(ps),
+            "rows_missing_pixels_ge_40dB": float(np.mean(ps >= 40)),
+            "time_s": dt,
+        }
         out["methods"][label] = r
-        print(f"  {label:<17} z-SNR median {r['z_snr']['median']:7.1f} dB (p10 {r['z_snr']['p10']:6.1f}) | "
-              f"missing pixels median {r['missing_pixel_snr']['median']:7.1f} dB (p10 {r['missing_pixel_snr']['p10']:6.1f}) "
-              f"| {dt:7.1f} s")
+        print(
+            f"  {label:<17} z-SNR median {r['z_snr']['median']:7.1f} dB (p10 {r['z_snr']['p10']:6.1f}) | "
+            f"missing pixels median {r['missing_pixel_snr']['median']:7.1f} dB (p10 {r['missing_pixel_snr']['p10']:6.1f}) "
+            f"| {dt:7.1f} s"
+        )
     path = Path(__file__).parent / "results" / f"inpainting_{a.mask}.json"
     path.write_text(json.dumps(out, indent=2))
     print("written", path)

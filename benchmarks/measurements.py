@@ -5,7 +5,7 @@ A ~ N(0, 1/m) of shape (m, 784). Reports, per method, the median / p10 / p90
 z-SNR and image SNR (G(z_hat) vs G(z)), the fraction of rows at or above
 60 dB z-SNR, and the wall time. Timings on a shared machine are noisy.
 
-    python benchmarks/measurements.py --n 512 --m 300 784
+    python -m benchmarks.measurements --n 512 --m 300 784
 """
 
 import argparse
@@ -18,24 +18,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from skinvert import GradientDescentInverter, LatentPursuitInverter  # noqa: E402
-from skinvert.datasets import load_pretrained_generator  # noqa: E402
+from skinvert import GradientDescentInverter, LatentPursuitInverter
+from skinvert.datasets import load_pretrained_generator
 
-
-def snr(ref, est):
-    num = np.sum(ref**2, axis=1)
-    den = np.maximum(np.sum((ref - est) ** 2, axis=1), 1e-300)
-    return 10 * np.log10(num / den)
-
-
-def summary(x):
-    return {
-        "median": float(np.median(x)),
-        "p10": float(np.percentile(x, 10)),
-        "p90": float(np.percentile(x, 90)),
-    }
+from ._common import result_path, snr_db_floored, snr_stats
 
 
 def methods():
@@ -57,7 +45,7 @@ def main():
     ap.add_argument("--m", type=int, nargs="+", default=[300], help="measurements")
     ap.add_argument("--methods", nargs="+", default=list(methods()))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "measurements.json"))
+    ap.add_argument("--out", default=result_path("measurements.json"))
     args = ap.parse_args()
     G = load_pretrained_generator("fashion-mnist-fc")
     rng = np.random.default_rng(args.seed)
@@ -74,12 +62,12 @@ def main():
                 warnings.simplefilter("always")
                 Zh = est.fit(Y).transform(Y)
             wall = time.perf_counter() - t0
-            zs, xs = snr(Z, Zh), snr(X, G.forward(Zh))
+            zs, xs = snr_db_floored(Z, Zh), snr_db_floored(X, G.forward(Zh))
             run = {
                 "m": m,
                 "method": name,
-                "z_snr_db": summary(zs),
-                "image_snr_db": summary(xs),
+                "z_snr_db": snr_stats(zs, cap=None),
+                "image_snr_db": snr_stats(xs, cap=None),
                 "frac_z_snr_ge_60": float(np.mean(zs >= 60)),
                 "wall_s": wall,
                 "warnings": sorted({str(w.message) for w in caught}),

@@ -1,6 +1,6 @@
 """Peak memory of ``transform`` against the number of signals, at a fixed batch_size.
 
-    python benchmarks/memory.py [--sizes 10000 100000] [--batch-size 1000]
+    python -m benchmarks.memory [--sizes 10000 100000] [--batch-size 1000]
                                 [--inverters gd,lp] [--gd-iter 20]
 
 Every (inverter, n_signals) runs in a fresh Python subprocess that
@@ -31,11 +31,10 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ._common import ROOT, result_path
 
 CHILD = r"""
 import json, os, sys, time, warnings
-sys.path.insert(0, {root!r})
 
 def hwm():
     with open("/proc/self/status") as fh:
@@ -76,17 +75,24 @@ print("RESULT " + json.dumps(out))
 """
 
 
+def _child_env():
+    """The environment of a child: this checkout first on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def run_child(n, batch, kind, gd_iter):
-    code = CHILD.format(root=ROOT, n=n, batch=batch, kind=kind, gd_iter=gd_iter)
+    code = CHILD.format(n=n, batch=batch, kind=kind, gd_iter=gd_iter)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_child_env()
     )
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    res = json.loads(line[len("RESULT "):])
+    res = json.loads(line[len("RESULT ") :])
     res["wall_s"] = wall
     # ru_maxrss (KiB on Linux) is the max over all waited-for children so far:
     # only meaningful when this child raised it, i.e. runs go in increasing size.
@@ -100,11 +106,13 @@ def main():
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--inverters", default="gd,lp", help="comma list of gd, lp")
     p.add_argument("--gd-iter", type=int, default=20)
-    p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "memory.json"))
+    p.add_argument("--json", default=result_path("memory.json"))
     a = p.parse_args()
     sizes = sorted(a.sizes)
-    names = {"gd": f"GradientDescentInverter(transform_max_iter={a.gd_iter})",
-             "lp": "LatentPursuitInverter()"}
+    names = {
+        "gd": f"GradientDescentInverter(transform_max_iter={a.gd_iter})",
+        "lp": "LatentPursuitInverter()",
+    }
     out = {
         "generator": "digits-fc [8, 32, 64, 64], PLU output",
         "dtype": "float32",

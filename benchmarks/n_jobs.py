@@ -1,6 +1,6 @@
 """n_jobs: identical results and the speed-up of spreading batches over workers.
 
-    python benchmarks/n_jobs.py [--n-signals 4000] [--batch-size 500] [--n-jobs 2]
+    python -m benchmarks.n_jobs [--n-signals 4000] [--batch-size 500] [--n-jobs 2]
                                 [--repeats 3] [--gd-iter 200]
 
 On the shipped ``digits-fc`` generator (8-32-64-64, PLU output), float64
@@ -16,17 +16,15 @@ warm-up call that starts the worker processes. Writes
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import numpy as np
 
-import numpy as np  # noqa: E402
+from skinvert import GradientDescentInverter, LatentPursuitInverter
+from skinvert.datasets import load_pretrained_generator
 
-from skinvert import GradientDescentInverter, LatentPursuitInverter  # noqa: E402
-from skinvert.datasets import load_pretrained_generator  # noqa: E402
+from ._common import result_path
 
 
 def timed(est, X, repeats):
@@ -46,7 +44,7 @@ def main():
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--gd-iter", type=int, default=200)
-    p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "n_jobs.json"))
+    p.add_argument("--json", default=result_path("n_jobs.json"))
     a = p.parse_args()
     G = load_pretrained_generator("digits-fc")
     X = G.forward(np.random.default_rng(0).standard_normal((a.n_signals, G.n_latent)))
@@ -56,7 +54,10 @@ def main():
         ),
         f"GradientDescentInverter(transform_max_iter={a.gd_iter})": lambda nj: (
             GradientDescentInverter(
-                G, transform_max_iter=a.gd_iter, batch_size=a.batch_size, n_jobs=nj,
+                G,
+                transform_max_iter=a.gd_iter,
+                batch_size=a.batch_size,
+                n_jobs=nj,
                 random_state=0,
             )
         ),

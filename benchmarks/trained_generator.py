@@ -27,9 +27,9 @@ Examples
 --------
 ::
 
-    python benchmarks/trained_generator.py --n-signals 512
-    python benchmarks/trained_generator.py --n-signals 64 --torch-iter 2000   # a short check
-    python benchmarks/trained_generator.py --no-torch
+    python -m benchmarks.trained_generator --n-signals 512
+    python -m benchmarks.trained_generator --n-signals 64 --torch-iter 2000   # a short check
+    python -m benchmarks.trained_generator --no-torch
 """
 
 import argparse
@@ -43,12 +43,8 @@ import warnings
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)  # run from a checkout without installing
-
-import skinvert  # noqa: E402
-from skinvert import (  # noqa: E402
+import skinvert
+from skinvert import (
     GradientDescentInverter,
     LatentPursuitInverter,
     LayeredBPInverter,
@@ -56,47 +52,38 @@ from skinvert import (  # noqa: E402
     load_generator,
     make_random_generator,
 )
-from skinvert.metrics import layer_snr, support_errors  # noqa: E402
+from skinvert.metrics import layer_snr, support_errors
 
-CAP = 300.0
-GOOD_DB = 60.0
-WEIGHTS = os.path.join(ROOT, "skinvert", "datasets", "data", "fashion_mnist_fc.npz")
+from ._common import (
+    CAP,
+    GOOD_DB,
+    SHIPPED_WEIGHTS,
+    pretrained_generator,
+    result_path,
+    sha256,
+    snr_stats,
+)
 
-
-def _sha256(path):
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+WEIGHTS = str(SHIPPED_WEIGHTS / "fashion_mnist_fc.npz")
 
 
 def get_generator(name, seed):
     """The generator to invert and a description of it."""
     if name == "random":  # same shape and output as the trained net, for development
         G = make_random_generator(
-            [20, 128, 392, 784], output_activation=("plu", {"slope": 0.1, "c": 1.0}), random_state=seed
+            [20, 128, 392, 784],
+            output_activation=("plu", {"slope": 0.1, "c": 1.0}),
+            random_state=seed,
         )
         return G, "random 20-128-392-784, PLU output (NOT the trained generator)"
     if name.endswith((".npz", ".safetensors")):
         return load_generator(name), name
-    try:
-        from skinvert.datasets import load_pretrained_generator
-
-        return load_pretrained_generator(name), f"pretrained {name!r}"
-    except Exception as exc:  # the datasets package or its weights missing
-        if name in ("fashion-mnist-fc", "fashion_mnist_fc", "fashion-mnist") and os.path.exists(WEIGHTS):
-            return load_generator(WEIGHTS), f"{os.path.relpath(WEIGHTS, ROOT)} (load_pretrained_generator failed: {exc})"
-        raise SystemExit(f"cannot load generator {name!r}: {exc}")
+    return pretrained_generator(name)
 
 
 def stats(values):
-    v = np.asarray(values, dtype=np.float64)
-    v = np.clip(np.where(np.isnan(v), -np.inf, v), -CAP, CAP)
-    return {
-        "median": float(np.median(v)),
-        "p10": float(np.percentile(v, 10)),
-        "p90": float(np.percentile(v, 90)),
-    }
+    """Median, p10 and p90 of a per-sample SNR array (clipped to +-CAP dB)."""
+    return snr_stats(values)
 
 
 def evaluate(G, Z, S, Zh):
@@ -109,10 +96,12 @@ def evaluate(G, Z, S, Zh):
         "frac_image_ge_60db": float(np.mean(img >= GOOD_DB)),
         "z_median_db": stats(snr["z"])["median"],
         "support_error_samples": {
-            f"x{i}": int(np.sum((e["missed"] + e["spurious"]) > 0)) for i, e in enumerate(err, start=1)
+            f"x{i}": int(np.sum((e["missed"] + e["spurious"]) > 0))
+            for i, e in enumerate(err, start=1)
         },
         "support_error_entries_median": {
-            f"x{i}": float(np.median(e["missed"] + e["spurious"])) for i, e in enumerate(err, start=1)
+            f"x{i}": float(np.median(e["missed"] + e["spurious"]))
+            for i, e in enumerate(err, start=1)
         },
     }
 
@@ -160,7 +149,9 @@ def torch_generator(G, torch, dtype):
     elif act.name == "tanh":
         layers.append(nn.Tanh())
     elif act.name != "identity":
-        raise SystemExit(f"the torch reference supports plu, tanh and identity outputs, not {act.name}")
+        raise SystemExit(
+            f"the torch reference supports plu, tanh and identity outputs, not {act.name}"
+        )
     model = nn.Sequential(*layers)
     model.requires_grad_(False)
     return model.eval()
@@ -172,7 +163,10 @@ def run_torch(G, X, args, stream):
 
     torch.set_num_threads(args.torch_threads)
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.torch_dtype]
-    checkpoints = sorted({c for c in (100, 300, 1000, 2000, 3000, 5000, 10000, 20000) if c < args.torch_iter} | {args.torch_iter})
+    checkpoints = sorted(
+        {c for c in (100, 300, 1000, 2000, 3000, 5000, 10000, 20000) if c < args.torch_iter}
+        | {args.torch_iter}
+    )
     trace = []
     t0 = time.perf_counter()
     model = torch_generator(G, torch, dtype)
@@ -251,19 +245,44 @@ def markdown(results, layers, hidden):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--generator", default="fashion-mnist-fc", help="pretrained name, a .npz file, or 'random' (development)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--generator",
+        default="fashion-mnist-fc",
+        help="pretrained name, a .npz file, or 'random' (development)",
+    )
     p.add_argument("--n-signals", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0, help="seed of z ~ N(0, I) (numpy.random.default_rng)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of the signals given to skinvert")
-    p.add_argument("--gd-iter", type=int, default=2000, help="skinvert gradient-descent iterations (paper: 10000)")
-    p.add_argument("--methods", default="oracle,lp,lbp,gd,torch", help="subset of oracle,lp,lbp,gd,torch")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of z ~ N(0, I) (numpy.random.default_rng)"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="dtype of the signals given to skinvert",
+    )
+    p.add_argument(
+        "--gd-iter",
+        type=int,
+        default=2000,
+        help="skinvert gradient-descent iterations (paper: 10000)",
+    )
+    p.add_argument(
+        "--methods", default="oracle,lp,lbp,gd,torch", help="subset of oracle,lp,lbp,gd,torch"
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch Adam reference")
     p.add_argument("--torch-iter", type=int, default=10000)
-    p.add_argument("--torch-lr", type=float, default=1e-2, help="Adam learning rate (default 1e-2; 5e-2 converges faster but then drifts away, see the README)")
+    p.add_argument(
+        "--torch-lr",
+        type=float,
+        default=1e-2,
+        help="Adam learning rate (default 1e-2; 5e-2 converges faster but then drifts away, see the README)",
+    )
     p.add_argument("--torch-dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--torch-threads", type=int, default=2)
-    p.add_argument("--json", default=os.path.join(HERE, "results", "trained_generator.json"))
+    p.add_argument("--json", default=result_path("trained_generator.json"))
     args = p.parse_args(argv)
 
     def stream(line=""):
@@ -289,18 +308,36 @@ def main(argv=None):
     S = G.supports(Z)
     hidden = [f"x{i}" for i in range(1, G.n_layers + 1)]
     layers = ["z"] + hidden + ["image"]
-    sizes = {h: {"median": float(np.median(s.sum(1))), "min": int(s.sum(1).min()), "max": int(s.sum(1).max())} for h, s in zip(hidden, S)}
+    sizes = {
+        h: {
+            "median": float(np.median(s.sum(1))),
+            "min": int(s.sum(1).min()),
+            "max": int(s.sum(1).max()),
+        }
+        for h, s in zip(hidden, S)
+    }
     stream(f"generator: {desc}, layer sizes {G.layer_sizes}, output {G.activation!r}")
-    stream(f"{args.n_signals} noiseless signals G(z), z ~ N(0, I) (seed {args.seed}); support sizes {sizes}")
+    stream(
+        f"{args.n_signals} noiseless signals G(z), z ~ N(0, I) (seed {args.seed}); support sizes {sizes}"
+    )
 
     results = {}
     plan = [
         ("oracle", "Oracle (true supports)", lambda: OracleInverter(G)),
         ("lp", "Latent-Pursuit", lambda: LatentPursuitInverter(G)),
         ("lbp", "Layered BP", lambda: LayeredBPInverter(G)),
-        ("gd", f"Gradient descent ({args.gd_iter} it.)", lambda: GradientDescentInverter(
-            G, random_state=args.seed, transform_max_iter=args.gd_iter, learning_rate=0.1, momentum=0.9, decay=1e-3
-        )),
+        (
+            "gd",
+            f"Gradient descent ({args.gd_iter} it.)",
+            lambda: GradientDescentInverter(
+                G,
+                random_state=args.seed,
+                transform_max_iter=args.gd_iter,
+                learning_rate=0.1,
+                momentum=0.9,
+                decay=1e-3,
+            ),
+        ),
     ]
     for key, label, make in plan:
         if key not in methods:
@@ -315,7 +352,9 @@ def main(argv=None):
         )
     torch_label = None
     if "torch" in methods:
-        torch_label = f"PyTorch Adam ({args.torch_iter} it., lr {args.torch_lr:g}, {args.torch_dtype})"
+        torch_label = (
+            f"PyTorch Adam ({args.torch_iter} it., lr {args.torch_lr:g}, {args.torch_dtype})"
+        )
         stream(f"{torch_label}: running ...")
         Zh, dt, info = run_torch(G, X, args, stream)
         r = {"time_s": dt, **evaluate(G, Z, S, Zh), "torch": info}
@@ -352,9 +391,9 @@ def main(argv=None):
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "generator": desc,
             "weights_sha256": (
-                _sha256(args.generator)
+                sha256(args.generator)
                 if args.generator.endswith((".npz", ".safetensors"))
-                else _sha256(WEIGHTS)
+                else sha256(WEIGHTS)
                 if "fashion" in args.generator and os.path.exists(WEIGHTS)
                 else None
             ),

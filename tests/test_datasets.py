@@ -62,7 +62,7 @@ def test_provenance(name):
     for key in ("command", "seed", "epochs", "torch_version", "date", "data",
                 "support_statistics"):
         assert key in prov
-    assert prov["command"].startswith("python -m skinvert.datasets._train")
+    assert prov["command"].startswith("python -m tools.train_fc_gan")
     assert prov["support_statistics"]["layer_sizes"] == EXPECTED[name]
 
 

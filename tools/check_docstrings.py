@@ -1,6 +1,6 @@
 """Validate the numpydoc docstrings of skinvert's public objects.
 
-    python tools/check_docstrings.py [--list]
+    python -m tools.check_docstrings [--list]      (from the repository root)
 
 Public objects are the names in ``__all__`` of the public modules below, and the
 public methods and properties a class defines itself (those inherited from
@@ -58,7 +58,6 @@ def main(argv=None):
     parser.add_argument("--list", action="store_true", help="list the checked names only")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     from numpydoc.hooks.validate_docstrings import parse_config
     from numpydoc.validate import validate

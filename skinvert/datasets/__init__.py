@@ -11,7 +11,8 @@ with :func:`skinvert.load_generator`; batch-norm is already folded into the
 weights and biases. How each file was trained (command, seed, epochs, torch
 version, data, support statistics) is in ``data/PROVENANCE.md`` and in the
 JSON file next to each weights file; :func:`pretrained_provenance` returns the
-latter. The training script is ``python -m skinvert.datasets._train``.
+latter. The training script is ``python -m tools.train_fc_gan`` (in the source
+checkout, not installed).
 Importing this package never imports torch.
 """
 

@@ -1,6 +1,6 @@
 """Train the paper's fully connected ReLU generator adversarially (section 6.2).
 
-Run ``python -m skinvert.datasets._train --help``. The shipped weights were made
+Run ``python -m tools.train_fc_gan --help``. The shipped weights were made
 with the commands recorded in ``skinvert/datasets/data/PROVENANCE.md``.
 
 Generator (the paper's architecture, ``--sizes 20,128,392,784``)::
@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from ._idx import DEBIAN_FASHION_MNIST_DIR, _find, load_idx_images
+from skinvert.datasets._idx import DEBIAN_FASHION_MNIST_DIR, _find, load_idx_images
 
 DEFAULT_SIZES = {
     "fashion-mnist": "20,128,392,784",
@@ -52,7 +52,7 @@ def _ints(text):
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="python -m skinvert.datasets._train",
+        prog="python -m tools.train_fc_gan",
         description=(
             "Train a fully connected ReLU generator (Linear-BatchNorm1d-ReLU hidden "
             "layers, PLU output) adversarially against a spectrally normalized "
@@ -90,18 +90,31 @@ def build_parser():
     p.add_argument("--lr-d", type=float, default=2e-4)
     p.add_argument("--beta1", type=float, default=0.5)
     p.add_argument("--beta2", type=float, default=0.999)
-    p.add_argument("--loss", choices=("hinge", "ns"), default="hinge",
-                   help="hinge or non-saturating (ns) GAN loss.")
-    p.add_argument("--ema", type=float, default=0.999,
-                   help="EMA decay of the generator weights (0 disables).")
+    p.add_argument(
+        "--loss",
+        choices=("hinge", "ns"),
+        default="hinge",
+        help="hinge or non-saturating (ns) GAN loss.",
+    )
+    p.add_argument(
+        "--ema", type=float, default=0.999, help="EMA decay of the generator weights (0 disables)."
+    )
     p.add_argument("--plu-alpha", type=float, default=0.1)
     p.add_argument("--plu-c", type=float, default=1.0)
-    p.add_argument("--bn-batches", type=int, default=100,
-                   help="Batches of 1024 latent codes to recompute batch-norm statistics.")
+    p.add_argument(
+        "--bn-batches",
+        type=int,
+        default=100,
+        help="Batches of 1024 latent codes to recompute batch-norm statistics.",
+    )
     p.add_argument("--stats-samples", type=int, default=512)
-    p.add_argument("--snapshot-every", type=int, default=0,
-                   help="Also write the generator every N epochs to OUT_epochN.npz "
-                   "(for inspecting training; 0 disables).")
+    p.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        help="Also write the generator every N epochs to OUT_epochN.npz "
+        "(for inspecting training; 0 disables).",
+    )
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -112,8 +125,10 @@ def load_training_images(dataset, data):
         from sklearn.datasets import load_digits
 
         X = load_digits().images.reshape(-1, 64).astype(np.float32)
-        return X / 8.0 - 1.0, {"source": "sklearn.datasets.load_digits (8x8, values 0..16)",
-                               "scaling": "x / 8 - 1"}
+        return X / 8.0 - 1.0, {
+            "source": "sklearn.datasets.load_digits (8x8, values 0..16)",
+            "scaling": "x / 8 - 1",
+        }
     if data is None:
         if dataset == "mnist":
             raise SystemExit("--dataset mnist needs --data DIR (a directory of MNIST IDX files).")
@@ -123,15 +138,19 @@ def load_training_images(dataset, data):
     with open(path, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()
     X = images.reshape(len(images), -1).astype(np.float32) / 127.5 - 1.0
-    return X, {"source": f"{dataset} IDX file {path}", "sha256": digest,
-               "n_images": int(len(images)), "scaling": "x / 127.5 - 1"}
+    return X, {
+        "source": f"{dataset} IDX file {path}",
+        "sha256": digest,
+        "n_images": int(len(images)),
+        "scaling": "x / 127.5 - 1",
+    }
 
 
 def build_generator(sizes, alpha, c):
     """``(Linear -> BatchNorm1d -> ReLU)*`` then ``Linear -> PLU``, as an nn.Sequential."""
     import torch.nn as nn
 
-    from ..io._torch import PLU
+    from skinvert.io._torch import PLU
 
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -178,11 +197,11 @@ def recalibrate_batchnorm(G, n0, n_batches, generator, batch=1024):
 def train(args, argv=None):
     import torch
 
-    from ..io import from_torch
-    from ._stats import support_statistics
+    from skinvert.datasets._stats import support_statistics
+    from skinvert.io import from_torch
 
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    np.random.seed(args.seed)  # noqa: NPY002 (the recorded runs seeded the legacy global state)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(args.seed)
@@ -209,7 +228,7 @@ def train(args, argv=None):
         sums = np.zeros(4)
         n_steps = n_data // B
         for step in range(n_steps):
-            real = data[perm[step * B:(step + 1) * B]]
+            real = data[perm[step * B : (step + 1) * B]]
             # discriminator step
             with torch.no_grad():
                 fake = G(torch.randn(B, n0, generator=gen))
@@ -234,8 +253,14 @@ def train(args, argv=None):
                         pe.lerp_(p, 1.0 - args.ema)
             sums += [loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item()]
         m = sums / max(n_steps, 1)
-        entry = {"epoch": epoch + 1, "loss_d": m[0], "loss_g": m[1], "d_real": m[2],
-                 "d_fake": m[3], "elapsed_s": round(time.time() - t0, 1)}
+        entry = {
+            "epoch": epoch + 1,
+            "loss_d": m[0],
+            "loss_g": m[1],
+            "d_real": m[2],
+            "d_fake": m[3],
+            "elapsed_s": round(time.time() - t0, 1),
+        }
         log.append(entry)
         if args.snapshot_every and (epoch + 1) % args.snapshot_every == 0:
             snap = copy.deepcopy(G_ema if G_ema is not None else G)
@@ -264,7 +289,7 @@ def train(args, argv=None):
 
     prov = {
         "file": os.path.basename(args.out),
-        "command": "python -m skinvert.datasets._train "
+        "command": "python -m tools.train_fc_gan "
         + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
         "seed": args.seed,
         "epochs": args.epochs,
