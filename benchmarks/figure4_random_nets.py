@@ -314,19 +314,19 @@ def main(argv=None):
     p.add_argument(
         "--out",
         default=None,
-        help="PNG (default benchmarks/results/figure4.png; figure4_quick.png with --quick)",
+        help="PNG (default benchmarks/results/figure4_all_methods.png; figure4_quick.png with --quick)",
     )
     p.add_argument(
         "--json",
         default=None,
-        help="JSON (default benchmarks/results/figure4.json; figure4_quick.json with --quick)",
+        help="JSON (default benchmarks/results/figure4_all_methods.json; figure4_quick.json with --quick)",
     )
     p.add_argument(
         "--plot-only", action="store_true", help="redraw --out from --json, run nothing"
     )
     args = p.parse_args(argv)
 
-    stem = "figure4_quick" if args.quick else "figure4"
+    stem = "figure4_quick" if args.quick else "figure4_all_methods"
     if args.out is None:
         args.out = result_path(stem + ".png")
     if args.json is None:
