@@ -129,7 +129,7 @@ class _SingleThreadedBLAS:
 def _blas_control():
     """Make the calling thread the one threadpoolctl lets set OpenBLAS's limit.
 
-    threadpoolctl >= 3.6 ignores OpenBLAS (pthreads) limits set from any thread
+    Recent threadpoolctl (3.8 here) ignores OpenBLAS (pthreads) limits set from any thread
     but the first one to set them; control is taken here for one set/restore
     and released after it, so no thread keeps it.
     """
