@@ -18,7 +18,7 @@ from skinvert import (
     make_random_generator,
 )
 from skinvert.activations import Activation
-from skinvert.io import SKOPS_TRUSTED_TYPES
+from skinvert.inverters._persist import SKOPS_TRUSTED_TYPES
 
 sio = pytest.importorskip("skops.io")
 
@@ -123,7 +123,8 @@ def test_trusted_types_name_real_classes():
 
 def test_restored_generator_is_validated():
     """A generator rebuilt from saved state is checked like a new one."""
-    state = copy.copy(G.__dict__)
+    state = dict(G.__getstate__())
+    assert set(state) == {"weights", "biases", "activation"}  # the layout of skinvert 0.1
     state["weights"] = [W.copy() for W in G.weights]
     state["weights"][1][0, 0] = np.inf
     g = ReLUGenerator.__new__(ReLUGenerator)

@@ -1,5 +1,6 @@
 """Mutual coherence (paper, eq. 2) and the sub-matrix coherence ``mu_s`` (Definition 3)."""
 
+import itertools
 import math
 
 import numpy as np
@@ -187,8 +188,6 @@ def mutual_coherence_sub(W, s, *, max_combinations=20_000, n_trials=32, random_s
 
 def _row_subset_batches(m, s, batch):
     """All s-subsets of range(m), as int arrays of shape (<= batch, s)."""
-    import itertools
-
     it = itertools.combinations(range(m), s)
     while True:
         chunk = list(itertools.islice(it, batch))
