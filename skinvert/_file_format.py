@@ -76,7 +76,7 @@ def write(path, header, weights, biases):
     weights, biases : lists of host arrays
     """
     arrays = {}
-    for i, (W, b) in enumerate(zip(weights, biases)):
+    for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
         arrays[f"weight_{i}"] = np.ascontiguousarray(W)
         arrays[f"bias_{i}"] = np.ascontiguousarray(b)
     kind = suffix(path)

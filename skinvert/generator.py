@@ -28,7 +28,9 @@ MAX_DENSE_ENTRIES = 2**26
 def _check_layers(layers):
     """Validate a sequence of Layer objects: chained sizes, one dtype, sane scale."""
     if isinstance(layers, Layer) or not hasattr(layers, "__len__"):
-        raise TypeError(f"layers must be a sequence of Layer objects, got {type(layers).__name__}.")
+        raise TypeError(
+            f"layers must be a sequence of Layer objects, got {type(layers).__name__}."
+        )
     layers = list(layers)
     if len(layers) == 0:
         raise ValueError("layers must hold at least one layer.")
@@ -121,8 +123,11 @@ class ReLUGenerator:
                 f"biases must be a sequence of {len(Ws)} vectors (or None), one per "
                 "weight matrix."
             )
-        bs = [check_bias(b, W.shape[0], dtype, f"biases[{i}]") for i, (W, b) in enumerate(zip(Ws, biases))]
-        self._set_layers([Dense._from_checked(W, b) for W, b in zip(Ws, bs)], output_activation)
+        bs = [
+            check_bias(b, W.shape[0], dtype, f"biases[{i}]")
+            for i, (W, b) in enumerate(zip(Ws, biases, strict=True))
+        ]
+        self._set_layers([Dense._from_checked(W, b) for W, b in zip(Ws, bs, strict=True)], output_activation)
 
     @classmethod
     def from_layers(cls, layers, output_activation="tanh"):

@@ -45,7 +45,9 @@ def _parse_header(text, path):
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path!r}: the header is not valid JSON ({exc}).") from exc
     if not isinstance(header, dict):
-        raise ValueError(f"{path!r}: the header must be a JSON object, got {type(header).__name__}.")
+        raise ValueError(
+            f"{path!r}: the header must be a JSON object, got {type(header).__name__}."
+        )
     if header.get("format") != ff.FORMAT:
         raise ValueError(f"{path!r} has format {header.get('format')!r}, not {ff.FORMAT!r}.")
     version = header.get("version", 0)
@@ -84,7 +86,9 @@ def _check_members(found, n, path):
     expected = set(_expected_names(n))
     missing = sorted(expected - found)
     if missing:
-        raise ValueError(f"{path!r} misses the array {missing[0]!r} (header: {n} weight matrices).")
+        raise ValueError(
+            f"{path!r} misses the array {missing[0]!r} (header: {n} weight matrices)."
+        )
     extra = sorted(found - expected)
     if extra:
         more = " (the header claims fewer layers than stored)" if any(
@@ -123,7 +127,12 @@ def _check_declared(shapes, n, path):
             f"{ff.MAX_TOTAL_ENTRIES}."
         )
     for i in range(n):
-        (n_out, _), _ = shapes[f"weight_{i}"]
+        (n_out, n_in), _ = shapes[f"weight_{i}"]
+        if i > 0 and n_in != shapes[f"weight_{i - 1}"][0][0]:
+            raise ValueError(
+                f"{path!r}: weight_{i} declares {n_in} columns, but weight_{i - 1} has "
+                f"{shapes[f'weight_{i - 1}'][0][0]} rows (the layers do not chain)."
+            )
         if shapes[f"bias_{i}"][0] != (n_out,):
             raise ValueError(
                 f"{path!r}: bias_{i} declares shape {tuple(shapes[f'bias_{i}'][0])}, but "
@@ -237,7 +246,9 @@ def _safetensors_header(path):
         if not isinstance(entry, dict) or entry.get("dtype") not in _ST_DTYPES or not isinstance(
             entry.get("shape"), list
         ):
-            raise ValueError(f"{path!r}: tensor {key!r} has a malformed or non-real entry {entry!r}.")
+            raise ValueError(
+                f"{path!r}: tensor {key!r} has a malformed or non-real entry {entry!r}."
+            )
         declared[key] = (tuple(entry["shape"]), np.dtype(_ST_DTYPES[entry["dtype"]]))
     return meta["skinvert"], declared
 

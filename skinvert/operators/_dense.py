@@ -19,7 +19,9 @@ def check_weight(W, name="W"):
     except Exception as exc:  # pragma: no cover - exotic inputs
         raise TypeError(f"{name} could not be converted to an array: {exc}") from exc
     if W.dtype.kind not in "fiu" or W.dtype == np.bool_:
-        raise TypeError(f"{name} must hold real numbers (float32 or float64), got dtype {W.dtype}.")
+        raise TypeError(
+            f"{name} must hold real numbers (float32 or float64), got dtype {W.dtype}."
+        )
     if W.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D array of shape (n_out, n_in), got shape {W.shape}."

@@ -3,7 +3,8 @@
 Rows are signals, so a measurement matrix ``A`` of shape (m, n) acts on a batch
 ``X`` (B, n) as ``X @ A.T`` (B, m) and its adjoint on residuals ``R`` (B, m) as
 ``R @ A`` (B, n): :class:`Measurement` follows the layer contract of
-:class:`~skinvert.operators.Layer` (``matmat`` / ``rmatmat``, no bias). Two kinds of ``A`` are accepted:
+:class:`~skinvert.operators.Layer` (``matmat`` / ``rmatmat``, no bias). Two
+kinds of ``A`` are accepted:
 
 - a dense matrix in any array API namespace (NumPy, array-api-strict, torch,
   ...), converted to the data's namespace, device and float dtype per batch;
