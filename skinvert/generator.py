@@ -127,7 +127,8 @@ class ReLUGenerator:
             check_bias(b, W.shape[0], dtype, f"biases[{i}]")
             for i, (W, b) in enumerate(zip(Ws, biases, strict=True))
         ]
-        self._set_layers([Dense._from_checked(W, b) for W, b in zip(Ws, bs, strict=True)], output_activation)
+        layers = [Dense._from_checked(W, b) for W, b in zip(Ws, bs, strict=True)]
+        self._set_layers(layers, output_activation)
 
     @classmethod
     def from_layers(cls, layers, output_activation="tanh"):

@@ -14,6 +14,21 @@ __all__ = ["mutual_coherence", "mutual_coherence_sub", "welch_bound"]
 _CHUNK_ELEMENTS = 2_000_000
 
 
+def coherence_floor(mu, n):
+    """``ceil(1 + 1/mu)`` (rounding-safe), in ``[1, n + 1]``, elementwise.
+
+    The coherence bound on the spark, ``spark(W) >= 1 + 1/mu(W)`` (paper,
+    section 2.1): the one definition used by :func:`spark` and the
+    per-sample conditions.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.ceil((1.0 + 1.0 / mu) * (1.0 - 1e-9))
+    f = np.where(mu == 0, n + 1, f)
+    f = np.where(np.isinf(mu), 1, f)
+    return np.minimum(f, n + 1)
+
+
 def mutual_coherence(W):
     """Mutual coherence of the columns of ``W`` (paper, eq. 2).
 
