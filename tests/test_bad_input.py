@@ -430,6 +430,7 @@ def test_npz_reads_only_the_expected_members(tmp_path):
         ("bias_1", (10**12,), r"'bias_1' declares shape.*more than the limit"),
         ("bias_1", (29,), r"bias_1 declares shape \(29,\), but weight_1 has 30 rows"),
         ("weight_1", (30, 13), r"weight_1 declares 13 columns, but weight_0 has 12 rows"),
+        ("weight_0", (12, 3), r"declares shape \(12, 3\) of float64 \(288 bytes\) but stores 8"),
     ],
 )
 def test_npz_declared_shapes_are_checked_before_reading(tmp_path, key, shape, match):
@@ -465,6 +466,14 @@ def test_safetensors_header_is_checked_before_reading(tmp_path):
     path = tmp_path / "huge.safetensors"
     _safetensors_file(path, entries, meta)
     with pytest.raises(ValueError, match="declares shape.*more than the limit"):
+        load_generator(path)
+    entries["weight_0"]["shape"] = [12, 3]
+    _safetensors_file(path, entries, meta)
+    with pytest.raises(ValueError, match=r"\(288 bytes\) but stores 8 bytes"):
+        load_generator(path)
+    entries["weight_0"]["data_offsets"] = [0, 10**9]
+    _safetensors_file(path, entries, meta)
+    with pytest.raises(ValueError, match="data_offsets .* outside the file"):
         load_generator(path)
     _safetensors_file(path, entries, meta, length=2**40)
     with pytest.raises(ValueError, match="header declares 1099511627776 bytes"):

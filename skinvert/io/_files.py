@@ -140,6 +140,17 @@ def _check_declared(shapes, n, path):
             )
 
 
+def _check_stored(key, declared, stored, path):
+    """The bytes a member really holds must match its declared shape (no allocation first)."""
+    shape, dtype = declared
+    need = math.prod(shape) * dtype.itemsize
+    if need != stored:
+        raise ValueError(
+            f"{path!r}: array {key!r} declares shape {tuple(shape)} of {dtype} "
+            f"({need} bytes) but stores {stored} bytes."
+        )
+
+
 # -- .npz -------------------------------------------------------------------------------
 def _npy_header(fh, key, path):
     try:
@@ -198,11 +209,14 @@ def _read_npz(path):
             if others:
                 raise ValueError(f"{path!r} holds unexpected members {sorted(others)[:5]}.")
             _check_members(found - {"__header__"}, n, path)
-            declared = {}
+            declared, stored = {}, {}
             for key in _expected_names(n):
                 with zf.open(key + ".npy") as fh:
                     declared[key] = _npy_header(fh, key, path)
+                    stored[key] = zf.getinfo(key + ".npy").file_size - fh.tell()
             _check_declared(declared, n, path)
+            for key in declared:
+                _check_stored(key, declared[key], stored[key], path)
             arrays = {key: _read_member(zf, key, path) for key in _expected_names(n)}
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
         if isinstance(exc, FileNotFoundError):
@@ -232,6 +246,7 @@ def _safetensors_header(path):
                 f"limit of {ff.MAX_HEADER_BYTES}."
             )
         raw = fh.read(length)
+        data_bytes = fh.seek(0, 2) - 8 - length
     try:
         info = json.loads(raw)
     except ValueError as exc:
@@ -241,7 +256,7 @@ def _safetensors_header(path):
     meta = info.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or not isinstance(meta.get("skinvert"), str):
         raise ValueError(f"{path!r} is not a skinvert generator file: no 'skinvert' metadata.")
-    declared = {}
+    declared, stored = {}, {}
     for key, entry in info.items():
         if not isinstance(entry, dict) or entry.get("dtype") not in _ST_DTYPES or not isinstance(
             entry.get("shape"), list
@@ -250,7 +265,17 @@ def _safetensors_header(path):
                 f"{path!r}: tensor {key!r} has a malformed or non-real entry {entry!r}."
             )
         declared[key] = (tuple(entry["shape"]), np.dtype(_ST_DTYPES[entry["dtype"]]))
-    return meta["skinvert"], declared
+        offsets = entry.get("data_offsets")
+        if (
+            not isinstance(offsets, list) or len(offsets) != 2
+            or not all(isinstance(o, int) and 0 <= o <= data_bytes for o in offsets)
+        ):
+            raise ValueError(
+                f"{path!r}: tensor {key!r} has data_offsets {offsets!r} outside the file's "
+                f"{data_bytes} data bytes."
+            )
+        stored[key] = offsets[1] - offsets[0]
+    return meta["skinvert"], declared, stored
 
 
 def _read_safetensors(path):
@@ -258,10 +283,12 @@ def _read_safetensors(path):
         from safetensors import safe_open
     except ImportError as exc:  # pragma: no cover - safetensors is optional
         raise ImportError("Reading .safetensors files needs `pip install safetensors`.") from exc
-    text, declared = _safetensors_header(path)
+    text, declared, stored = _safetensors_header(path)
     n, activation = _parse_header(text, path)
     _check_members(set(declared), n, path)
     _check_declared(declared, n, path)
+    for key in declared:
+        _check_stored(key, declared[key], stored[key], path)
     try:
         with safe_open(path, framework="numpy") as fh:
             arrays = {key: fh.get_tensor(key) for key in _expected_names(n)}

@@ -32,7 +32,13 @@ class Layer:
 
     Subclasses set ``in_shape``, ``out_shape``, ``bias`` and ``dtype`` in
     ``__init__`` (see :meth:`_set_common`) and implement :meth:`parameters`,
-    :meth:`_bind`, :meth:`matmat`, :meth:`rmatmat` and :meth:`to_dense`.
+    :meth:`_bind`, :meth:`matmat`, :meth:`rmatmat` and :meth:`to_dense`; a
+    layer restored by pickle or skops should be validated as a new one is
+    (``__getstate__`` returning the host parameters, ``__setstate__`` calling
+    ``__init__``, as :class:`~skinvert.operators.Dense` does). Adding a layer
+    type touches only its class and :func:`skinvert.io.from_torch`: the
+    generator, its files (``weights`` via :meth:`to_dense`), equality, pickling
+    and the skops trusted types (every ``Layer`` subclass) are generic.
 
     Attributes
     ----------
