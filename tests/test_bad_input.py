@@ -656,22 +656,33 @@ def test_fuzz_only_value_or_type_errors(A):
 @settings(max_examples=25)
 @given(
     sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4),
-    scale=st.sampled_from([0.0, 1e-300, 1.0, 1e300, np.inf, np.nan]),
+    scale=st.sampled_from([0.0, 1e-300, 1e-30, 1.0, 1e20, 1e300, np.inf, np.nan]),
+    bias=st.sampled_from([0.0, 1.0, 1e39]),
     act=st.sampled_from(list(ACTIVATIONS)),
+    dtype=st.sampled_from([np.float32, np.float64]),
 )
-def test_fuzz_generator_construction(sizes, scale, act):
-    """Generators from any weights: valid ones invert without error, others are refused."""
+def test_fuzz_generator_construction(sizes, scale, bias, act, dtype):
+    """Generators from any weights, float32 or float64: valid ones invert without
+    error, others are refused with a ValueError naming the defect."""
     rng = np.random.default_rng(0)
     with np.errstate(all="ignore"):
-        weights = [scale * rng.standard_normal((o, i)) for i, o in zip(sizes[:-1], sizes[1:])]
+        weights = [
+            (scale * rng.standard_normal((o, i))).astype(dtype)
+            for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
+    biases = [np.full(o, bias) for o in sizes[1:]]  # float64, cast to the weights' dtype
+    valid = scale == 1.0 or (dtype == np.float64 and scale in (1e-30, 1e20))
+    valid = valid and (bias != 1e39 or dtype == np.float64)
     try:
-        g = ReLUGenerator(weights, output_activation=act)
+        g = ReLUGenerator(weights, biases, output_activation=act)
     except ValueError as exc:
-        assert scale != 1.0
+        assert not valid, exc
         assert any(m in str(exc) for m in ("non-finite", "all zeros", "badly scaled")), exc
         return
-    assert scale == 1.0
-    Z = rng.standard_normal((3, sizes[0]))
+    assert valid
+    if scale != 1.0 or bias == 1e39:
+        return  # valid but far from the data the inverters are for
+    Z = rng.standard_normal((3, sizes[0])).astype(dtype)
     with np.errstate(over="ignore"):
         X = g.forward(Z)
     if not np.all(np.isfinite(X)):
