@@ -23,7 +23,7 @@ import numpy as np
 
 from ..generator import ReLUGenerator
 
-__all__ = ["from_torch", "fold_batchnorm", "PLU"]
+__all__ = ["PLU", "fold_batchnorm", "from_torch"]  # noqa: F822 - PLU: module __getattr__
 
 _PLU_CLASS = None
 

@@ -11,7 +11,6 @@ work on a *bound* copy, :meth:`Layer.to_namespace`, whose arrays live in the
 data's array API namespace, dtype and device.
 """
 
-import copy
 import math
 
 import numpy as np
@@ -113,10 +112,17 @@ class Layer:
             A bound layer: :meth:`matmat`, :meth:`rmatmat` and :meth:`forward`
             take and return ``xp`` arrays.
         """
-        new = copy.copy(self)
+        new = self.__copy__()
         new.xp, new.device, new.compute_dtype = xp, device, dtype
         new._bias_bound = as_namespace(self.bias, xp, dtype=dtype, device=device)
         new._bind(xp, dtype, device)
+        return new
+
+    def __copy__(self):
+        # A shallow copy shares the (read-only, already validated) host arrays;
+        # it must not go through __getstate__ / __setstate__, which validate.
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
         return new
 
     def _bind(self, xp, dtype, device):
