@@ -69,7 +69,7 @@ class ReLUGenerator:
         The biases ``b_0, ..., b_L`` (e.g. from folded batch-norm). ``None``
         means all zeros, as in the paper.
     output_activation : str, (str, dict) or Activation, default="tanh"
-        phi: ``"identity"``, ``"tanh"``, ``"sigmoid"``, ``"leaky_relu"`` or
+        The output activation phi: ``"identity"``, ``"tanh"``, ``"sigmoid"``, ``"leaky_relu"`` or
         ``"plu"``; parameters as ``("plu", {"slope": 0.1, "c": 1.0})``. See
         :mod:`skinvert.activations` for how saturated outputs are handled.
 
@@ -141,7 +141,7 @@ class ReLUGenerator:
             whose flattened sizes chain (``layers[i + 1].shape[1] ==
             layers[i].shape[0]``) and share one dtype. ReLU acts between them.
         output_activation : str, (str, dict) or Activation, default="tanh"
-            phi, as in :class:`ReLUGenerator`.
+            The output activation phi, as in :class:`ReLUGenerator`.
 
         Returns
         -------
@@ -230,6 +230,20 @@ class ReLUGenerator:
     def bound_layers(self, xp, *, dtype, device=None):
         """The layers bound to ``xp`` (see :meth:`skinvert.operators.Layer.to_namespace`).
 
+        Parameters
+        ----------
+        xp : namespace
+            The data's array API namespace.
+        dtype : floating dtype of ``xp``
+            The compute dtype.
+        device : device, default=None
+            The data's device.
+
+        Returns
+        -------
+        layers : list of Layer
+            Bound copies of :attr:`layers`.
+
         Raises
         ------
         ValueError
@@ -242,9 +256,21 @@ class ReLUGenerator:
     def as_arrays(self, xp, *, dtype, device=None):
         """The weights and biases as ``xp`` arrays of ``dtype`` on ``device``.
 
+        Parameters
+        ----------
+        xp : namespace
+            The data's array API namespace.
+        dtype : floating dtype of ``xp``
+            The compute dtype.
+        device : device, default=None
+            The data's device.
+
         Returns
         -------
-        weights, biases : list of arrays
+        weights : list of arrays of shape (n_{i+1}, n_i)
+            ``W_0, ..., W_L`` (dense; see :attr:`weights`).
+        biases : list of arrays of shape (n_{i+1},)
+            ``b_0, ..., b_L``.
 
         Raises
         ------
@@ -315,6 +341,11 @@ class ReLUGenerator:
 
         Every layer is written as its dense matrix and bias. See
         :func:`skinvert.load_generator`. No pickles are written.
+
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike
+            Ending in ``.npz`` or ``.safetensors``.
         """
         header = _file_format.make_header(len(self.layers), self.activation)
         _file_format.write(path, header, self.weights, self.biases)

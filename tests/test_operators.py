@@ -169,3 +169,21 @@ def test_skops_trusts_every_layer_class():
     from skinvert.inverters._persist import SKOPS_TRUSTED_TYPES
 
     assert "skinvert.operators._dense.Dense" in SKOPS_TRUSTED_TYPES
+
+
+def test_generator_of_other_layers_pickles_through_its_layers():
+    """A generator with a non-Dense layer saves its layers (each validated on restore)."""
+    rng = np.random.default_rng(0)
+    g = ReLUGenerator.from_layers(
+        [_WrongAdjoint(rng.standard_normal((8, 3))), Dense(rng.standard_normal((5, 8)))],
+        output_activation="identity",
+    )
+    state = g.__getstate__()
+    assert set(state) == {"layers", "activation"}
+    g2 = pickle.loads(pickle.dumps(g))
+    assert g2 == g and type(g2.layers[0]) is _WrongAdjoint
+    bad = ReLUGenerator.__new__(ReLUGenerator)
+    with pytest.raises(ValueError, match="layers do not chain"):
+        bad.__setstate__({"layers": state["layers"][::-1], "activation": "identity"})
+    with pytest.raises(TypeError, match=r"layers\[0\] must be a skinvert.operators.Layer"):
+        bad.__setstate__({"layers": [np.eye(3)], "activation": "identity"})

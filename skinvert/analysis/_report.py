@@ -90,7 +90,7 @@ def invertibility_report(generator, Z, *, epsilon=None, noise_std=None, lipschit
 
     See Also
     --------
-    invertibility_report_from_supports : the same from (estimated) supports.
+    invertibility_report_from_supports : The same from (estimated) supports.
 
     Notes
     -----
@@ -171,16 +171,27 @@ def invertibility_report_from_supports(generator, supports, *, epsilon=None, noi
         The generator.
     supports : list of array-like of bool, shape (n_samples, n_i), i = 1..L
         ``S_1, ..., S_L`` (non-zero entries count as in the support).
-    epsilon, noise_std, worst_case, max_combinations, random_state, sigma
+    epsilon : float, default=None
+        As in :func:`invertibility_report`.
+    noise_std : float, default=None
         As in :func:`invertibility_report`.
     lipschitz_inverse : float, array-like of shape (n_samples,) or None, default=None
         ``ell`` for eq. 7; ``None`` takes the activation's global constant
         (``inf`` for tanh and sigmoid, which makes eq. 7 infinite: pass a
         value, or use :func:`invertibility_report` with the latent codes).
+    worst_case : bool, default=True
+        As in :func:`invertibility_report`.
+    max_combinations : int, default=20_000
+        As in :func:`invertibility_report`.
+    random_state : int, RandomState instance or None, default=0
+        As in :func:`invertibility_report`.
+    sigma : float or None
+        Deprecated alias of ``noise_std`` (FutureWarning); removed in 0.4.
 
     Returns
     -------
     report : InvertibilityReport
+        As returned by :func:`invertibility_report`.
 
     Notes
     -----

@@ -28,6 +28,7 @@ def save_generator(generator, path):
     Parameters
     ----------
     generator : ReLUGenerator
+        The generator to write.
     path : str, bytes or os.PathLike
         Ending in ``.npz`` or ``.safetensors``.
     """
@@ -308,6 +309,7 @@ def load_generator(path):
     Returns
     -------
     generator : ReLUGenerator
+        The generator, validated as a new one is.
 
     Raises
     ------

@@ -104,7 +104,9 @@ class Layer:
         xp : namespace
             An array API namespace (``numpy``, ``array_api_strict``, torch, ...).
         dtype : floating dtype of ``xp``
+            The dtype of the bound arrays (``xp.float32`` or ``xp.float64``).
         device : device, default=None
+            The device of the bound arrays.
 
         Returns
         -------
@@ -138,11 +140,33 @@ class Layer:
 
     # -- the operator -----------------------------------------------------------
     def matmat(self, X):
-        """The linear part on a batch: ``X A^T``, (B, n_in) -> (B, n_out)."""
+        """The linear part on a batch: ``X A^T``, (B, n_in) -> (B, n_out).
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_in)
+            One flattened input per row, in the bound namespace.
+
+        Returns
+        -------
+        Y : array of shape (n_samples, n_out)
+            ``A x`` per row (no bias).
+        """
         raise NotImplementedError
 
     def rmatmat(self, R):
-        """The adjoint on a batch: ``R A``, (B, n_out) -> (B, n_in)."""
+        """The adjoint on a batch: ``R A``, (B, n_out) -> (B, n_in).
+
+        Parameters
+        ----------
+        R : array of shape (n_samples, n_out)
+            One flattened output-space vector per row, in the bound namespace.
+
+        Returns
+        -------
+        G : array of shape (n_samples, n_in)
+            ``A^T r`` per row.
+        """
         raise NotImplementedError
 
     def forward(self, X):

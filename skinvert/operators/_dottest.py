@@ -16,7 +16,9 @@ def dottest(layer, xp, dtype, rng, *, n_samples=3, rtol=None):
         A host layer (it is bound with ``layer.to_namespace(xp, dtype=dtype)``)
         or a layer already bound to ``xp``.
     xp : namespace
+        The array API namespace to test in.
     dtype : floating dtype of ``xp``
+        ``xp.float32`` or ``xp.float64``.
     rng : numpy.random.Generator
         Draws the random test batches ``X`` (n_samples, n_in) and
         ``Y`` (n_samples, n_out).

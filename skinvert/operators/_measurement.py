@@ -60,7 +60,18 @@ def _as_operator(A):
 
 
 def measurement_shape(A):
-    """``(m, n)`` of a measurement given as a parameter (before validation)."""
+    """``(m, n)`` of a measurement given as a parameter (before validation).
+
+    Parameters
+    ----------
+    A : array-like, sparse matrix or linear operator
+        The ``measurement`` parameter.
+
+    Returns
+    -------
+    shape : tuple of int
+        ``(n_measurements, n_signal)``.
+    """
     op = _as_operator(A)
     if op is not None:
         shape = tuple(op.shape)
@@ -79,6 +90,7 @@ def check_measurement(A, X, n_signal):
     Parameters
     ----------
     A : array-like, sparse matrix or linear operator of shape (m, n_signal)
+        The ``measurement`` parameter.
     X : array of shape (n_samples, m)
         The validated fit data (its namespace and device receive a dense A).
     n_signal : int
@@ -86,8 +98,9 @@ def check_measurement(A, X, n_signal):
 
     Returns
     -------
-    A_checked : array in X's namespace and on its device (float64, or
-        float32 if A is float32), or a LinearOperator.
+    A_checked : array or LinearOperator
+        An array in X's namespace and on its device (float64, or float32 if
+        A is float32), or a LinearOperator.
 
     Raises
     ------
@@ -161,7 +174,9 @@ class Measurement(Layer):
         If given, the measurement is bound to ``xp`` at once (as
         ``Measurement(A).to_namespace(xp, dtype=dtype, device=device)``).
     dtype : float dtype of the batch, default=None
+        The dtype the bound measurement computes in.
     device : device, default=None
+        The device of the bound arrays.
 
     Notes
     -----
