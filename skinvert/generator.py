@@ -146,6 +146,7 @@ class ReLUGenerator:
         Returns
         -------
         generator : ReLUGenerator
+            The generator ``phi(A_L ReLU(... ReLU(A_0 z + b_0) ...) + b_L)``.
         """
         layers = _check_layers(layers)
         for i, layer in enumerate(layers):

@@ -22,7 +22,7 @@ See docs/security.md.
 
 from ..activations import Activation
 from ..generator import ReLUGenerator
-from ..operators import Layer
+from ..operators import Layer, Measurement
 from ._gradient_descent import GradientDescentInverter
 from ._imputer import GeneratorImputer
 from ._oracle import OracleInverter
@@ -36,8 +36,10 @@ def _type_name(cls):
 
 
 def _layer_classes(cls=Layer):
+    """Every generator layer class (a fitted estimator holds no Measurement)."""
     for sub in cls.__subclasses__():
-        yield sub
+        if sub is not Measurement:
+            yield sub
         yield from _layer_classes(sub)
 
 
