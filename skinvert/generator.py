@@ -10,69 +10,50 @@ everywhere (scikit-learn layout): the forward map of a batch ``Z`` of shape
 import numbers
 
 import numpy as np
+from sklearn.utils import check_random_state
 
+from . import _file_format
 from ._array_api import as_namespace, floating_dtype_of, namespace_of
 from .activations import get_activation
+from .operators import Dense, Layer
+from .operators._dense import check_bias, check_scale, check_weight
 
 __all__ = ["ReLUGenerator", "make_random_generator"]
 
+#: Largest ``n_out * n_in`` a layer may have for :attr:`ReLUGenerator.weights`
+#: to build its dense matrix (512 MiB in float64).
+MAX_DENSE_ENTRIES = 2**26
 
-def _check_matrix(W, i):
-    try:
-        W = np.asarray(W)
-    except Exception as exc:  # pragma: no cover - exotic inputs
-        raise TypeError(f"weights[{i}] could not be converted to an array: {exc}") from exc
-    if W.dtype.kind not in "fiu" or W.dtype == np.bool_:
+
+def _check_layers(layers):
+    """Validate a sequence of Layer objects: chained sizes, one dtype, sane scale."""
+    if isinstance(layers, Layer) or not hasattr(layers, "__len__"):
         raise TypeError(
-            f"weights[{i}] must hold real numbers (float32 or float64), got dtype {W.dtype}."
+            f"layers must be a sequence of Layer objects, got {type(layers).__name__}."
         )
-    if W.ndim != 2:
+    layers = list(layers)
+    if len(layers) == 0:
+        raise ValueError("layers must hold at least one layer.")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"layers[{i}] must be a skinvert.operators.Layer, got {type(layer).__name__}."
+            )
+        if layer.xp is not None:
+            raise ValueError(f"layers[{i}] is bound to a namespace: pass the host layer.")
+    for i in range(1, len(layers)):
+        if layers[i].shape[1] != layers[i - 1].shape[0]:
+            raise ValueError(
+                f"layers do not chain: layers[{i}] has shape {layers[i].shape} (n_out, n_in), "
+                f"so it expects an input of size {layers[i].shape[1]}, but layers[{i - 1}] "
+                f"has shape {layers[i - 1].shape} and outputs size {layers[i - 1].shape[0]}."
+            )
+    dtypes = {layer.dtype for layer in layers}
+    if len(dtypes) > 1:
         raise ValueError(
-            f"weights[{i}] must be a 2-D array of shape (n_{i + 1}, n_{i}), "
-            f"got shape {W.shape}."
+            f"layers have different dtypes {sorted(d.name for d in dtypes)}: cast them to one."
         )
-    if 0 in W.shape:
-        raise ValueError(f"weights[{i}] has an empty dimension: shape {W.shape}.")
-    if not np.all(np.isfinite(W)):
-        raise ValueError(f"weights[{i}] holds non-finite values (NaN or inf).")
-    if not np.any(W):
-        raise ValueError(
-            f"weights[{i}] is all zeros: every layer after it is constant, so the "
-            "generator cannot be inverted."
-        )
-    if W.dtype not in (np.float32, np.float64):
-        W = W.astype(np.float64)
-    with np.errstate(over="ignore", under="ignore"):
-        sq = float(np.sum(np.square(W.astype(np.float64))))
-    if not (0.0 < sq < np.inf):
-        # ||W||_F^2 out of float64 range: W^T W (the step bounds, the normal
-        # equations of every inverter) would be inf or 0.
-        raise ValueError(
-            f"weights[{i}] is badly scaled (largest |entry| {float(np.max(np.abs(W))):.3g}): "
-            "the sum of its squared entries overflows or underflows float64, so the "
-            "generator cannot be inverted in floating point. Rescale the weights."
-        )
-    W = np.array(W, copy=True)
-    W.setflags(write=False)
-    return W
-
-
-def _check_bias(b, i, n_out, dtype):
-    if b is None:
-        b = np.zeros(n_out, dtype=dtype)
-    b = np.asarray(b)
-    if b.dtype.kind not in "fiu" or b.dtype == np.bool_:
-        raise TypeError(f"biases[{i}] must hold real numbers, got dtype {b.dtype}.")
-    if b.shape != (n_out,):
-        raise ValueError(
-            f"biases[{i}] must have shape ({n_out},) to match weights[{i}] of "
-            f"output size {n_out}, got shape {b.shape}."
-        )
-    if not np.all(np.isfinite(b)):
-        raise ValueError(f"biases[{i}] holds non-finite values (NaN or inf).")
-    b = np.array(b, dtype=dtype, copy=True)
-    b.setflags(write=False)
-    return b
+    return layers
 
 
 class ReLUGenerator:
@@ -88,7 +69,7 @@ class ReLUGenerator:
         The biases ``b_0, ..., b_L`` (e.g. from folded batch-norm). ``None``
         means all zeros, as in the paper.
     output_activation : str, (str, dict) or Activation, default="tanh"
-        phi: ``"identity"``, ``"tanh"``, ``"sigmoid"``, ``"leaky_relu"`` or
+        The output activation phi: ``"identity"``, ``"tanh"``, ``"sigmoid"``, ``"leaky_relu"`` or
         ``"plu"``; parameters as ``("plu", {"slope": 0.1, "c": 1.0})``. See
         :mod:`skinvert.activations` for how saturated outputs are handled.
 
@@ -122,7 +103,7 @@ class ReLUGenerator:
             )
         if len(weights) == 0:
             raise ValueError("weights must hold at least one matrix.")
-        Ws = [_check_matrix(W, i) for i, W in enumerate(weights)]
+        Ws = [check_weight(W, f"weights[{i}]") for i, W in enumerate(weights)]
         for i in range(1, len(Ws)):
             if Ws[i].shape[1] != Ws[i - 1].shape[0]:
                 raise ValueError(
@@ -132,9 +113,9 @@ class ReLUGenerator:
                     f"{Ws[i - 1].shape[0]}."
                 )
         dtype = np.result_type(*Ws)
-        Ws = [W.astype(dtype, copy=False) for W in Ws]
-        for W in Ws:
-            W.setflags(write=False)
+        Ws = [W if W.dtype == dtype else check_weight(W.astype(dtype)) for W in Ws]
+        for i, W in enumerate(Ws):
+            check_scale(W, dtype, f"weights[{i}]")
         if biases is None:
             biases = [None] * len(Ws)
         if isinstance(biases, np.ndarray) or len(biases) != len(Ws):
@@ -142,33 +123,86 @@ class ReLUGenerator:
                 f"biases must be a sequence of {len(Ws)} vectors (or None), one per "
                 "weight matrix."
             )
-        bs = [_check_bias(b, i, W.shape[0], dtype) for i, (W, b) in enumerate(zip(Ws, biases))]
-        self.weights = Ws
-        self.biases = bs
+        bs = [
+            check_bias(b, W.shape[0], dtype, f"biases[{i}]")
+            for i, (W, b) in enumerate(zip(Ws, biases, strict=True))
+        ]
+        layers = [Dense._from_checked(W, b) for W, b in zip(Ws, bs, strict=True)]
+        self._set_layers(layers, output_activation)
+
+    @classmethod
+    def from_layers(cls, layers, output_activation="tanh"):
+        """A generator from a sequence of layers (paper, eq. 3, any linear layers).
+
+        Parameters
+        ----------
+        layers : sequence of Layer
+            Host layers ``A_0, ..., A_L`` (e.g. :class:`skinvert.operators.Dense`)
+            whose flattened sizes chain (``layers[i + 1].shape[1] ==
+            layers[i].shape[0]``) and share one dtype. ReLU acts between them.
+        output_activation : str, (str, dict) or Activation, default="tanh"
+            The output activation phi, as in :class:`ReLUGenerator`.
+
+        Returns
+        -------
+        generator : ReLUGenerator
+            The generator ``phi(A_L ReLU(... ReLU(A_0 z + b_0) ...) + b_L)``.
+        """
+        layers = _check_layers(layers)
+        for i, layer in enumerate(layers):
+            for key, value in layer.parameters().items():
+                if key != "bias":
+                    check_scale(value, layer.dtype, f"layers[{i}].{key}")
+                elif not np.all(np.isfinite(value)):
+                    raise ValueError(f"layers[{i}].bias holds non-finite values.")
+        self = cls.__new__(cls)
+        self._set_layers(layers, output_activation)
+        return self
+
+    def _set_layers(self, layers, output_activation):
+        self.layers = list(layers)
         self.activation = get_activation(output_activation)
         self.output_activation = self.activation.name
+        self._scale_checked = {self.dtype.name}
 
     # -- shapes -------------------------------------------------------------
     @property
+    def weights(self):
+        """The host matrices ``[W_0, ..., W_L]`` (each layer's :meth:`to_dense`)."""
+        for i, layer in enumerate(self.layers):
+            if layer.shape[0] * layer.shape[1] > MAX_DENSE_ENTRIES:
+                raise ValueError(
+                    f"layers[{i}] ({type(layer).__name__}, shape {layer.shape}) is too large "
+                    f"for a dense matrix (over {MAX_DENSE_ENTRIES} entries): use "
+                    "generator.layers and the layer's matmat / rmatmat instead of weights."
+                )
+        return [layer.to_dense() for layer in self.layers]
+
+    @property
+    def biases(self):
+        """The host biases ``[b_0, ..., b_L]``."""
+        return [layer.bias for layer in self.layers]
+
+    @property
     def layer_sizes(self):
-        return [self.weights[0].shape[1]] + [W.shape[0] for W in self.weights]
+        return [self.layers[0].shape[1]] + [layer.shape[0] for layer in self.layers]
 
     @property
     def n_latent(self):
-        return self.weights[0].shape[1]
+        return self.layers[0].shape[1]
 
     @property
     def n_output(self):
-        return self.weights[-1].shape[0]
+        return self.layers[-1].shape[0]
 
     @property
     def n_layers(self):
-        return len(self.weights) - 1
+        return len(self.layers) - 1
 
     @property
     def dtype(self):
         """The host dtype of the stored weights."""
-        return self.weights[0].dtype
+        return self.layers[0].dtype
 
     def __repr__(self):
         act = self.activation
@@ -176,13 +210,75 @@ class ReLUGenerator:
         return f"ReLUGenerator(layer_sizes={self.layer_sizes}, output_activation={a!r})"
 
     # -- arrays in a namespace ---------------------------------------------
-    def as_arrays(self, xp, *, dtype, device=None):
-        """The weights and biases as ``xp`` arrays of ``dtype`` on ``device``.
+    def _check_compute_dtype(self, xp, dtype):
+        name = "float32" if dtype == xp.float32 else "float64"
+        if name not in self._scale_checked:
+            # Host weights of another dtype (float64 weights on float32 data):
+            # refuse them if W^T W cannot be formed in the compute dtype.
+            for i, layer in enumerate(self.layers):
+                for key, value in layer.parameters().items():
+                    if key == "bias":
+                        with np.errstate(over="ignore"):
+                            if not np.all(np.isfinite(value.astype(name))):
+                                raise ValueError(
+                                    f"biases[{i}] holds non-finite values after the cast to "
+                                    f"{name}: use {self.dtype.name} data."
+                                )
+                    else:
+                        check_scale(value, name, f"weights[{i}]")
+            self._scale_checked.add(name)
+
+    def bound_layers(self, xp, *, dtype, device=None):
+        """The layers bound to ``xp`` (see :meth:`skinvert.operators.Layer.to_namespace`).
+
+        Parameters
+        ----------
+        xp : namespace
+            The data's array API namespace.
+        dtype : floating dtype of ``xp``
+            The compute dtype.
+        device : device, default=None
+            The data's device.
 
         Returns
         -------
-        weights, biases : list of arrays
+        layers : list of Layer
+            Bound copies of :attr:`layers`.
+
+        Raises
+        ------
+        ValueError
+            If the weights are badly scaled for ``dtype`` (e.g. float64
+            weights near 1e40 used on float32 data).
         """
+        self._check_compute_dtype(xp, dtype)
+        return [layer.to_namespace(xp, dtype=dtype, device=device) for layer in self.layers]
+
+    def as_arrays(self, xp, *, dtype, device=None):
+        """The weights and biases as ``xp`` arrays of ``dtype`` on ``device``.
+
+        Parameters
+        ----------
+        xp : namespace
+            The data's array API namespace.
+        dtype : floating dtype of ``xp``
+            The compute dtype.
+        device : device, default=None
+            The data's device.
+
+        Returns
+        -------
+        weights : list of arrays of shape (n_{i+1}, n_i)
+            ``W_0, ..., W_L`` (dense; see :attr:`weights`).
+        biases : list of arrays of shape (n_{i+1},)
+            ``b_0, ..., b_L``.
+
+        Raises
+        ------
+        ValueError
+            If the weights are badly scaled for ``dtype``.
+        """
+        self._check_compute_dtype(xp, dtype)
         Ws = [as_namespace(W, xp, dtype=dtype, device=device) for W in self.weights]
         bs = [as_namespace(b, xp, dtype=dtype, device=device) for b in self.biases]
         return Ws, bs
@@ -221,13 +317,13 @@ class ReLUGenerator:
             Only with ``return_hidden=True``.
         """
         Z, xp, dev, dtype = self._check_Z(Z)
-        Ws, bs = self.as_arrays(xp, dtype=dtype, device=dev)
+        layers = self.bound_layers(xp, dtype=dtype, device=dev)
         hidden = []
         x = Z
-        for W, b in zip(Ws[:-1], bs[:-1]):
-            x = xp.clip(x @ W.T + b, min=0.0)
+        for layer in layers[:-1]:
+            x = xp.clip(layer.forward(x), min=0.0)
             hidden.append(x)
-        X = self.activation(x @ Ws[-1].T + bs[-1], xp)
+        X = self.activation(layers[-1].forward(x), xp)
         return (X, hidden) if return_hidden else X
 
     def supports(self, Z):
@@ -244,37 +340,49 @@ class ReLUGenerator:
     def save(self, path):
         """Write the generator to ``path`` (``.npz``, or ``.safetensors``).
 
-        See :func:`skinvert.load_generator`. No pickles are written.
-        """
-        from .io import save_generator
+        Every layer is written as its dense matrix and bias. See
+        :func:`skinvert.load_generator`. No pickles are written.
 
-        save_generator(self, path)
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike
+            Ending in ``.npz`` or ``.safetensors``.
+        """
+        header = _file_format.make_header(len(self.layers), self.activation)
+        _file_format.write(path, header, self.weights, self.biases)
 
     def __eq__(self, other):
         if not isinstance(other, ReLUGenerator):
             return NotImplemented
-        return (
-            self.activation == other.activation
-            and len(self.weights) == len(other.weights)
-            and all(np.array_equal(a, b) for a, b in zip(self.weights, other.weights))
-            and all(np.array_equal(a, b) for a, b in zip(self.biases, other.biases))
-        )
+        return self.activation == other.activation and self.layers == other.layers
 
     __hash__ = None
 
     # -- pickle / joblib / skops ------------------------------------------------
+    def __getstate__(self):
+        if all(type(layer) is Dense for layer in self.layers):
+            # The layout of skinvert <= 0.1, readable by every version.
+            return {"weights": self.weights, "biases": self.biases, "activation": self.activation}
+        return {"layers": list(self.layers), "activation": self.activation}
+
     def __setstate__(self, state):
         # Unpickled (joblib) or skops-loaded state is checked as a new
         # generator is: shapes chain, values finite, arrays read-only copies.
         try:
-            weights, biases = state["weights"], state["biases"]
             activation = state["activation"]
+            layers = state["layers"] if "layers" in state else None
+            if layers is None:
+                weights, biases = state["weights"], state["biases"]
         except (KeyError, TypeError) as exc:
             raise ValueError(
                 "Cannot restore a ReLUGenerator: the saved state needs 'weights', "
                 f"'biases' and 'activation', got {type(state).__name__}."
             ) from exc
-        self.__init__(weights, biases, output_activation=activation)
+        if layers is not None:
+            restored = ReLUGenerator.from_layers(layers, output_activation=activation)
+            self._set_layers(restored.layers, restored.activation)
+        else:
+            self.__init__(weights, biases, output_activation=activation)
 
 
 def make_random_generator(layer_sizes, *, output_activation="tanh", random_state=None):
@@ -300,8 +408,6 @@ def make_random_generator(layer_sizes, *, output_activation="tanh", random_state
         the supports, only the dynamic range: the paper's theory needs only iid
         Gaussian entries.
     """
-    from sklearn.utils import check_random_state
-
     if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
         raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}.")
     sizes = list(layer_sizes)

@@ -62,8 +62,8 @@ def small_int_matrix(rng, m, n):
 @FAST
 @given(m=st.integers(1, 6))
 def test_spark_of_identity_pair_is_two(m):
-    I = np.eye(m)
-    res = spark(np.hstack([I, I]))
+    eye = np.eye(m)
+    res = spark(np.hstack([eye, eye]))
     assert res.kind == "exact" and res.value == 2
 
 

@@ -63,7 +63,7 @@ def test_theorem3_bounds_hold_for_oracle_monte_carlo(n0, depth, seed, sigma):
     # A latent whose supports make every Wbar_j of full column rank (Theorem 3's setting).
     for _ in range(50):
         z = rng.standard_normal((1, n0))
-        rep = invertibility_report(G, z, sigma=sigma, worst_case=False)
+        rep = invertibility_report(G, z, noise_std=sigma, worst_case=False)
         if np.all(rep.lambda_min > 0):
             break
     else:
@@ -139,7 +139,7 @@ def test_report_quantities_match_direct_computation(seed, depth):
     G0 = make_random_generator(sizes, output_activation="identity", random_state=seed)
     G = ReLUGenerator(G0.weights, biases, output_activation="identity")
     Z = _latents(G, 6, seed)
-    rep = invertibility_report(G, Z, epsilon=0.1, sigma=0.1, max_combinations=2000)
+    rep = invertibility_report(G, Z, epsilon=0.1, noise_std=0.1, max_combinations=2000)
     S = G.supports(Z)
     L = G.n_layers
     for k in range(len(Z)):
@@ -188,17 +188,33 @@ def test_report_quantities_match_direct_computation(seed, depth):
 def test_report_from_supports_matches_report_from_latents():
     G = make_random_generator([5, 16, 40, 60], output_activation="identity", random_state=3)
     Z = _latents(G, 20, 3)
-    a = invertibility_report(G, Z, epsilon=0.01, sigma=0.01)
-    b = invertibility_report_from_supports(G, G.supports(Z), epsilon=0.01, sigma=0.01)
+    a = invertibility_report(G, Z, epsilon=0.01, noise_std=0.01)
+    b = invertibility_report_from_supports(G, G.supports(Z), epsilon=0.01, noise_std=0.01)
     for c in a.conditions:
         np.testing.assert_array_equal(a.status[c], b.status[c])
     for k in a.quantities:
         np.testing.assert_allclose(a.quantities[k], b.quantities[k])
 
 
+def test_sigma_is_a_deprecated_alias_of_noise_std():
+    G = make_random_generator([4, 12, 30, 50], output_activation="identity", random_state=0)
+    Z = _latents(G, 8, 0)
+    new = invertibility_report(G, Z, noise_std=0.1, worst_case=False)
+    with pytest.warns(FutureWarning, match="renamed noise_std"):
+        old = invertibility_report(G, Z, sigma=0.1, worst_case=False)
+    np.testing.assert_array_equal(old.oracle_mse_upper, new.oracle_mse_upper)
+    assert new.noise_std == 0.1
+    with pytest.warns(FutureWarning, match="renamed noise_std"):
+        assert old.sigma == 0.1
+    with pytest.warns(FutureWarning, match="renamed noise_std"):
+        invertibility_report_from_supports(G, G.supports(Z), sigma=0.1, worst_case=False)
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="noise_std only"):
+        invertibility_report(G, Z, noise_std=0.1, sigma=0.1)
+
+
 def test_report_summary_and_arrays():
     G = make_random_generator([4, 12, 30, 50], random_state=0)
-    rep = invertibility_report(G, _latents(G, 16, 0), epsilon=1e-3, sigma=1e-2)
+    rep = invertibility_report(G, _latents(G, 16, 0), epsilon=1e-3, noise_std=1e-2)
     assert isinstance(rep, InvertibilityReport)
     text = str(rep)
     for title in ("Corollary 1", "Theorem 1", "Theorem 2", "eq. 7", "Theorem 3"):

@@ -317,6 +317,228 @@ def test_weight_file_bad_content(tmp_path):
         load_generator(tmp_path / "g.pkl")
 
 
+# -- issue 17, rows 1-5: dtype casts, scale, hostile files, malformed headers, paths ----
+W0_32, W1_32 = W0.astype(np.float32), W1.astype(np.float32)
+
+
+def _state_with_bias(b):
+    g = ReLUGenerator([W0_32, W1_32], output_activation="identity")
+    state = dict(g.__getstate__())
+    state["biases"] = [state["biases"][0], b]
+    return state
+
+
+def test_bias_beyond_float32_range_is_refused():
+    """Row 1: finiteness is checked after the cast to the stored dtype."""
+    big = np.full(30, 1e39)  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"biases\[1\] holds non-finite values after the cast"):
+        ReLUGenerator([W0_32, W1_32], [None, big])
+    g = ReLUGenerator.__new__(ReLUGenerator)  # pickle / joblib / skops restore
+    with pytest.raises(ValueError, match=r"biases\[1\] holds non-finite"):
+        g.__setstate__(_state_with_bias(big))
+
+
+def test_bias_beyond_float32_range_in_file_is_refused(tmp_path):
+    path = tmp_path / "g.npz"
+    ReLUGenerator([W0_32, W1_32]).save(path)
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["bias_1"] = np.full(30, 1e39)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(ValueError, match=r"biases\[1\] holds non-finite"):
+        load_generator(path)
+
+
+def test_float32_weights_near_1e20_are_badly_scaled():
+    """Row 2: W^T W overflows float32, so the generator is refused up front."""
+    with pytest.raises(ValueError, match=r"weights\[0\] is badly scaled.*float32"):
+        ReLUGenerator([W0_32 * np.float32(1e20), W1_32])
+
+
+@pytest.mark.parametrize("make", ESTIMATORS, ids=IDS)
+def test_float64_weights_near_1e40_on_float32_data(make):
+    """Row 2: weights fine in float64 but out of float32 range for float32 X."""
+    g = ReLUGenerator([W0 * 1e40, W1], output_activation="identity")
+    X32 = np.random.default_rng(0).standard_normal((4, 30)).astype(np.float32)
+    est = make().set_params(generator=g)
+    with pytest.raises(ValueError, match="badly scaled.*float32"):
+        est.fit(X32).transform(X32)
+    with pytest.raises(ValueError, match="badly scaled.*float32"):
+        g.forward(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="badly scaled.*float32"):
+        g.as_arrays(np, dtype=np.float32)
+    assert g.forward(np.zeros((2, 3))).dtype == np.float64  # float64 still works
+
+
+def _zip_with(path, members):
+    """An .npz whose members are raw bytes (for hand-made, hostile headers)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name + ".npy", data)
+
+
+def _npy(array):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_claiming(shape, dtype="<f8", payload=b"\0" * 8):
+    """A .npy member whose header declares ``shape`` but holds 8 bytes of data."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    return buf.getvalue() + payload
+
+
+def _good_members(g):
+    import json
+
+    header = {"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": len(g.layers),
+              "output_activation": "tanh", "activation_params": {}}
+    members = {"__header__": _npy(np.array(json.dumps(header)))}
+    for i, (W, b) in enumerate(zip(g.weights, g.biases)):
+        members[f"weight_{i}"], members[f"bias_{i}"] = _npy(W), _npy(b)
+    return header, members
+
+
+def test_npz_reads_only_the_expected_members(tmp_path):
+    """Row 3: an extra (large) member is refused, never read."""
+    path = tmp_path / "extra.npz"
+    G.save(path)
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["junk"] = np.zeros(10**6)
+    np.savez_compressed(path, **arrays)
+    with pytest.raises(ValueError, match=r"unexpected arrays \['junk'\]"):
+        load_generator(path)
+
+
+@pytest.mark.parametrize(
+    "key, shape, match",
+    [
+        ("weight_0", (10**6, 10**6), "declares shape.*more than the limit"),
+        ("weight_0", (10**12,), r"declares shape \(1000000000000,\), not a 2-D shape"),
+        ("bias_1", (10**12,), r"'bias_1' declares shape.*more than the limit"),
+        ("bias_1", (29,), r"bias_1 declares shape \(29,\), but weight_1 has 30 rows"),
+        ("weight_1", (30, 13), r"weight_1 declares 13 columns, but weight_0 has 12 rows"),
+        ("weight_0", (12, 3), r"declares shape \(12, 3\) of float64 \(288 bytes\) but stores 8"),
+    ],
+)
+def test_npz_declared_shapes_are_checked_before_reading(tmp_path, key, shape, match):
+    """Row 3: a .npy header claiming a huge shape is refused before any allocation."""
+    path = tmp_path / "huge.npz"
+    _, members = _good_members(G)
+    members[key] = _npy_claiming(shape)
+    _zip_with(path, members)
+    with pytest.raises(ValueError, match=match):
+        load_generator(path)
+
+
+def _safetensors_file(path, entries, metadata, payload=b"\0" * 8, length=None):
+    import json
+    import struct
+
+    head = json.dumps({"__metadata__": metadata, **entries}).encode()
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(head) if length is None else length) + head + payload)
+
+
+def test_safetensors_header_is_checked_before_reading(tmp_path):
+    pytest.importorskip("safetensors")
+    import json
+
+    header, _ = _good_members(G)
+    meta = {"skinvert": json.dumps(header)}
+    entries = {}
+    for i, (W, b) in enumerate(zip(G.weights, G.biases)):
+        entries[f"weight_{i}"] = {"dtype": "F64", "shape": list(W.shape), "data_offsets": [0, 8]}
+        entries[f"bias_{i}"] = {"dtype": "F64", "shape": list(b.shape), "data_offsets": [0, 8]}
+    entries["weight_0"]["shape"] = [10**6, 10**6]
+    path = tmp_path / "huge.safetensors"
+    _safetensors_file(path, entries, meta)
+    with pytest.raises(ValueError, match="declares shape.*more than the limit"):
+        load_generator(path)
+    entries["weight_0"]["shape"] = [12, 3]
+    _safetensors_file(path, entries, meta)
+    with pytest.raises(ValueError, match=r"\(288 bytes\) but stores 8 bytes"):
+        load_generator(path)
+    entries["weight_0"]["data_offsets"] = [0, 10**9]
+    _safetensors_file(path, entries, meta)
+    with pytest.raises(ValueError, match="data_offsets .* outside the file"):
+        load_generator(path)
+    _safetensors_file(path, entries, meta, length=2**40)
+    with pytest.raises(ValueError, match="header declares 1099511627776 bytes"):
+        load_generator(path)
+    entries["weight_0"] = {"dtype": "F64", "shape": [12, 3], "data_offsets": [0, 8]}
+    entries["junk"] = {"dtype": "F64", "shape": [10**8], "data_offsets": [0, 8]}
+    _safetensors_file(path, entries, meta)
+    with pytest.raises(ValueError, match=r"unexpected arrays \['junk'\]"):
+        load_generator(path)
+
+
+@pytest.mark.parametrize(
+    "header, match",
+    [
+        ("[1, 2]", "header must be a JSON object"),
+        ("{not json", "header is not valid JSON"),
+        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": null, '
+         '"output_activation": "tanh"}', "n_weights must be an integer"),
+        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": "2", '
+         '"output_activation": "tanh"}', "n_weights must be an integer"),
+        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 2}',
+         "output_activation must be a string"),
+        ('{"format": "skinvert.ReLUGenerator", "version": "1", "n_weights": 2, '
+         '"output_activation": "tanh"}', "version must be an integer"),
+        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 2, '
+         '"output_activation": "tanh", "activation_params": [1]}',
+         "activation_params must be a JSON object"),
+        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 1, '
+         '"output_activation": "tanh"}', "claims fewer layers than stored"),
+        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 3, '
+         '"output_activation": "tanh"}', "misses the array 'bias_2'"),
+    ],
+)
+def test_malformed_header_is_a_value_error(tmp_path, header, match):
+    """Row 4: what is wrong with the header, as a ValueError."""
+    path = tmp_path / "bad_header.npz"
+    _, members = _good_members(G)
+    members["__header__"] = _npy(np.array(header))
+    _zip_with(path, members)
+    with pytest.raises(ValueError, match=match):
+        load_generator(path)
+
+
+class _PathLike:
+    def __init__(self, path):
+        self.path = path
+
+    def __fspath__(self):
+        return self.path
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_bytes_and_pathlike_paths(tmp_path, suffix):
+    """Row 5: bytes paths and any os.PathLike work like str."""
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors")
+    path = os.fsencode(str(tmp_path / ("g" + suffix)))
+    G.save(path)
+    assert load_generator(path) == G
+    assert load_generator(_PathLike(path)) == G
+    assert load_generator(_PathLike(os.fsdecode(path))) == G
+    with pytest.raises(TypeError, match="path must be a str, bytes or os.PathLike"):
+        load_generator(3)
+
+
 # -- noise larger than the signal -------------------------------------------------------
 @pytest.mark.parametrize("act", ["tanh", "identity"])
 @pytest.mark.parametrize("make", [
@@ -434,22 +656,33 @@ def test_fuzz_only_value_or_type_errors(A):
 @settings(max_examples=25)
 @given(
     sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4),
-    scale=st.sampled_from([0.0, 1e-300, 1.0, 1e300, np.inf, np.nan]),
+    scale=st.sampled_from([0.0, 1e-300, 1e-30, 1.0, 1e20, 1e300, np.inf, np.nan]),
+    bias=st.sampled_from([0.0, 1.0, 1e39]),
     act=st.sampled_from(list(ACTIVATIONS)),
+    dtype=st.sampled_from([np.float32, np.float64]),
 )
-def test_fuzz_generator_construction(sizes, scale, act):
-    """Generators from any weights: valid ones invert without error, others are refused."""
+def test_fuzz_generator_construction(sizes, scale, bias, act, dtype):
+    """Generators from any weights, float32 or float64: valid ones invert without
+    error, others are refused with a ValueError naming the defect."""
     rng = np.random.default_rng(0)
     with np.errstate(all="ignore"):
-        weights = [scale * rng.standard_normal((o, i)) for i, o in zip(sizes[:-1], sizes[1:])]
+        weights = [
+            (scale * rng.standard_normal((o, i))).astype(dtype)
+            for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
+    biases = [np.full(o, bias) for o in sizes[1:]]  # float64, cast to the weights' dtype
+    valid = scale == 1.0 or (dtype == np.float64 and scale in (1e-30, 1e20))
+    valid = valid and (bias != 1e39 or dtype == np.float64)
     try:
-        g = ReLUGenerator(weights, output_activation=act)
+        g = ReLUGenerator(weights, biases, output_activation=act)
     except ValueError as exc:
-        assert scale != 1.0
+        assert not valid, exc
         assert any(m in str(exc) for m in ("non-finite", "all zeros", "badly scaled")), exc
         return
-    assert scale == 1.0
-    Z = rng.standard_normal((3, sizes[0]))
+    assert valid
+    if scale != 1.0 or bias == 1e39:
+        return  # valid but far from the data the inverters are for
+    Z = rng.standard_normal((3, sizes[0])).astype(dtype)
     with np.errstate(over="ignore"):
         X = g.forward(Z)
     if not np.all(np.isfinite(X)):

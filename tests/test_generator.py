@@ -106,7 +106,10 @@ def test_weights_must_chain():
     "weights, biases, err, match",
     [
         ([np.ones(3)], None, ValueError, r"weights\[0\] must be a 2-D"),
-        ([np.ones((2, 2)), np.full((3, 2), np.nan)], None, ValueError, r"weights\[1\].*non-finite"),
+        (
+            [np.ones((2, 2)), np.full((3, 2), np.nan)], None, ValueError,
+            r"weights\[1\].*non-finite",
+        ),
         ([np.ones((2, 2)), np.zeros((3, 2))], None, ValueError, r"weights\[1\] is all zeros"),
         ([np.ones((2, 2), dtype=complex)], None, TypeError, r"weights\[0\] must hold real"),
         ([np.array([["a"]])], None, TypeError, r"weights\[0\] must hold real"),
@@ -131,7 +134,9 @@ def test_generator_copies_and_freezes_weights():
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
-@pytest.mark.parametrize("act", ["tanh", ("plu", {"slope": 0.05, "c": 0.9}), ("leaky_relu", {"slope": 0.3})])
+@pytest.mark.parametrize(
+    "act", ["tanh", ("plu", {"slope": 0.05, "c": 0.9}), ("leaky_relu", {"slope": 0.3})]
+)
 def test_save_load_round_trip(tmp_path, suffix, act):
     if suffix == ".safetensors":
         pytest.importorskip("safetensors")

@@ -15,7 +15,7 @@ from skinvert import (
     make_random_generator,
 )
 from skinvert.algorithms.gradient_descent import loss_and_gradient
-from skinvert.algorithms.measurement import Measurement
+from skinvert.operators import Measurement
 
 from ._helpers import snr_db
 

@@ -12,7 +12,7 @@ def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0, 
     ``delta_L = obs * (phi(u_L) - y) * phi'(u_L)``,
     ``g_i = delta_{i+1} W_i`` and ``delta_i = g_i * 1[u_i > 0]``.
 
-    With a ``measurement`` (a :class:`~skinvert.algorithms.measurement.Measurement`
+    With a ``measurement`` (a :class:`~skinvert.operators.Measurement`
     ``A``) the loss is ``1/2 ||obs * (A G(z) - y)||^2`` (linear measurements,
     ``y`` of size m) and ``delta_L = A^T (obs * (A phi(u_L) - y)) * phi'(u_L)``.
 

@@ -1,5 +1,6 @@
 """Mutual coherence (paper, eq. 2) and the sub-matrix coherence ``mu_s`` (Definition 3)."""
 
+import itertools
 import math
 
 import numpy as np
@@ -11,6 +12,21 @@ __all__ = ["mutual_coherence", "mutual_coherence_sub", "welch_bound"]
 
 # Elements of the (rows x pairs) work arrays per chunk in the pair scans.
 _CHUNK_ELEMENTS = 2_000_000
+
+
+def coherence_floor(mu, n):
+    """``ceil(1 + 1/mu)`` (rounding-safe), in ``[1, n + 1]``, elementwise.
+
+    The coherence bound on the spark, ``spark(W) >= 1 + 1/mu(W)`` (paper,
+    section 2.1): the one definition used by :func:`spark` and the
+    per-sample conditions.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.ceil((1.0 + 1.0 / mu) * (1.0 - 1e-9))
+    f = np.where(mu == 0, n + 1, f)
+    f = np.where(np.isinf(mu), 1, f)
+    return np.minimum(f, n + 1)
 
 
 def mutual_coherence(W):
@@ -187,8 +203,6 @@ def mutual_coherence_sub(W, s, *, max_combinations=20_000, n_trials=32, random_s
 
 def _row_subset_batches(m, s, batch):
     """All s-subsets of range(m), as int arrays of shape (<= batch, s)."""
-    import itertools
-
     it = itertools.combinations(range(m), s)
     while True:
         chunk = list(itertools.islice(it, batch))

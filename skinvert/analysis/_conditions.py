@@ -7,7 +7,7 @@ Column ``j`` of every array (``j = 0..L``) concerns the recovery of ``x_j``
 
 import numpy as np
 
-from ._coherence import _coherence, coherence_sub_bounds
+from ._coherence import _coherence, coherence_floor, coherence_sub_bounds
 from ._results import rank_tol
 from ._spark import _spark_bounds, spark
 
@@ -23,16 +23,6 @@ def decide(met, violated):
     out[np.asarray(violated)] = VIOLATED
     out[np.asarray(met)] = MET
     return out
-
-
-def coherence_floor(mu, n):
-    """Vectorised ``ceil(1 + 1/mu)`` (rounding-safe), in ``[1, n + 1]``."""
-    mu = np.asarray(mu, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = np.ceil((1.0 + 1.0 / mu) * (1.0 - 1e-9))
-    f = np.where(mu == 0, n + 1, f)
-    f = np.where(np.isinf(mu), 1, f)
-    return np.minimum(f, n + 1)
 
 
 def _by_value(values, fn):

@@ -1,12 +1,12 @@
 """``invertibility_report``: the paper's theorems evaluated for a batch of samples."""
 
+import functools
 import math
 import time
+import warnings
 
 import numpy as np
 from sklearn.utils import check_random_state
-
-import functools
 
 from .._array_api import single_threaded_blas, to_numpy
 from ._conditions import evaluate
@@ -17,6 +17,21 @@ __all__ = ["invertibility_report", "invertibility_report_from_supports"]
 
 #: ``3 + sqrt(1.5)``, the constant of Lemma 2 (Tropp, 2006) in eq. 7 and 29-31.
 BP_CONSTANT = 3.0 + math.sqrt(1.5)
+
+
+def _noise_std(noise_std, sigma):
+    """``noise_std``, or the deprecated ``sigma`` (renamed in 0.2, removed in 0.4)."""
+    if isinstance(sigma, str) and sigma == "deprecated":
+        return noise_std
+    warnings.warn(
+        "invertibility_report(sigma=...) was renamed noise_std=... in skinvert 0.2 (the name "
+        "the inverters use) and will be removed in 0.4.",
+        FutureWarning,
+        stacklevel=4,
+    )
+    if noise_std is not None:
+        raise ValueError("Pass noise_std only; sigma is its deprecated alias.")
+    return sigma
 
 
 def _single_threaded(func):
@@ -33,8 +48,9 @@ def _single_threaded(func):
 
 
 @_single_threaded
-def invertibility_report(generator, Z, *, epsilon=None, sigma=None, lipschitz_inverse=None,
-                         worst_case=True, max_combinations=20_000, random_state=0):
+def invertibility_report(generator, Z, *, epsilon=None, noise_std=None, lipschitz_inverse=None,
+                         worst_case=True, max_combinations=20_000, random_state=0,
+                         sigma="deprecated"):
     """Check the paper's uniqueness and stability conditions for latent codes ``Z``.
 
     Parameters
@@ -47,9 +63,9 @@ def invertibility_report(generator, Z, *, epsilon=None, sigma=None, lipschitz_in
     epsilon : float, default=None
         Noise level ``||e||_2 <= epsilon`` for Theorem 2's error bounds (eq. 7,
         29-31). ``None`` skips them.
-    sigma : float, default=None
-        Noise standard deviation for Theorem 3's Oracle error interval.
-        ``None`` skips it.
+    noise_std : float, default=None
+        Noise standard deviation ``sigma`` for Theorem 3's Oracle error
+        interval (the ``noise_std`` of the inverters). ``None`` skips it.
     lipschitz_inverse : float, array-like of shape (n_samples,) or None, default=None
         ``ell``, the Lipschitz constant of phi^-1 in eq. 7. ``None``: the
         activation's global constant; where that is infinite (tanh, sigmoid),
@@ -64,6 +80,8 @@ def invertibility_report(generator, Z, *, epsilon=None, sigma=None, lipschitz_in
         the rows of ``W_0``).
     random_state : int, RandomState instance or None, default=0
         Seed of the randomized searches.
+    sigma : float or None
+        Deprecated alias of ``noise_std`` (FutureWarning); removed in 0.4.
 
     Returns
     -------
@@ -72,7 +90,7 @@ def invertibility_report(generator, Z, *, epsilon=None, sigma=None, lipschitz_in
 
     See Also
     --------
-    invertibility_report_from_supports : the same from (estimated) supports.
+    invertibility_report_from_supports : The same from (estimated) supports.
 
     Notes
     -----
@@ -102,8 +120,8 @@ def invertibility_report(generator, Z, *, epsilon=None, sigma=None, lipschitz_in
     with ``epsilon_{L+1} = ell epsilon`` and
     ``epsilon_i = (3 + sqrt 1.5) sqrt(s_i) / min_j ||w_{i,j}^{S_{i+1}}|| epsilon_{i+1}``
     (eq. 29-31), and Theorem 3's Oracle interval (eq. 21-22) is
-    ``sigma^2 s_i / prod_{j>=i} lambda_max(Wbar_j^T Wbar_j) <= E||x_hat_i - x_i||^2
-    <= sigma^2 s_i / prod_{j>=i} lambda_min(Wbar_j^T Wbar_j)`` with
+    ``noise_std^2 s_i / prod_{j>=i} lambda_max(Wbar_j^T Wbar_j) <= E||x_hat_i - x_i||^2
+    <= noise_std^2 s_i / prod_{j>=i} lambda_min(Wbar_j^T Wbar_j)`` with
     ``Wbar_j = W_j[S_{j+1}, S_j]``, ``Wbar_L = W_L[:, S_L]``,
     ``Wbar_0 = W_0[S_1, :]`` and ``s_0 = n_0`` for ``z``. Theorem 3 assumes
     phi = identity; for another phi it describes noise added before phi.
@@ -129,7 +147,7 @@ def invertibility_report(generator, Z, *, epsilon=None, sigma=None, lipschitz_in
             ell_kind = "local at the clean signal (estimate)"
         lipschitz_inverse = ell
     rep = invertibility_report_from_supports(
-        generator, supports, epsilon=epsilon, sigma=sigma,
+        generator, supports, epsilon=epsilon, noise_std=_noise_std(noise_std, sigma),
         lipschitz_inverse=lipschitz_inverse, worst_case=worst_case,
         max_combinations=max_combinations, random_state=random_state)
     rep.lipschitz_inverse_kind = ell_kind
@@ -137,9 +155,10 @@ def invertibility_report(generator, Z, *, epsilon=None, sigma=None, lipschitz_in
 
 
 @_single_threaded
-def invertibility_report_from_supports(generator, supports, *, epsilon=None, sigma=None,
+def invertibility_report_from_supports(generator, supports, *, epsilon=None, noise_std=None,
                                        lipschitz_inverse=None, worst_case=True,
-                                       max_combinations=20_000, random_state=0):
+                                       max_combinations=20_000, random_state=0,
+                                       sigma="deprecated"):
     """Check the paper's conditions from the hidden-layer supports.
 
     Use this with supports estimated from signals, e.g.
@@ -152,22 +171,34 @@ def invertibility_report_from_supports(generator, supports, *, epsilon=None, sig
         The generator.
     supports : list of array-like of bool, shape (n_samples, n_i), i = 1..L
         ``S_1, ..., S_L`` (non-zero entries count as in the support).
-    epsilon, sigma, worst_case, max_combinations, random_state
+    epsilon : float, default=None
+        As in :func:`invertibility_report`.
+    noise_std : float, default=None
         As in :func:`invertibility_report`.
     lipschitz_inverse : float, array-like of shape (n_samples,) or None, default=None
         ``ell`` for eq. 7; ``None`` takes the activation's global constant
         (``inf`` for tanh and sigmoid, which makes eq. 7 infinite: pass a
         value, or use :func:`invertibility_report` with the latent codes).
+    worst_case : bool, default=True
+        As in :func:`invertibility_report`.
+    max_combinations : int, default=20_000
+        As in :func:`invertibility_report`.
+    random_state : int, RandomState instance or None, default=0
+        As in :func:`invertibility_report`.
+    sigma : float or None
+        Deprecated alias of ``noise_std`` (FutureWarning); removed in 0.4.
 
     Returns
     -------
     report : InvertibilityReport
+        As returned by :func:`invertibility_report`.
 
     Notes
     -----
     See :func:`invertibility_report` for the conditions and bounds.
     """
     t0 = time.perf_counter()
+    noise_std = _noise_std(noise_std, sigma)
     rng = check_random_state(random_state)
     L = generator.n_layers
     sizes = generator.layer_sizes
@@ -204,11 +235,11 @@ def invertibility_report_from_supports(generator, supports, *, epsilon=None, sig
     quant["lipschitz_inverse"] = ell
     if epsilon is not None:
         quant.update(_theorem2_bounds(float(epsilon), ell, s, quant))
-    if sigma is not None:
-        quant.update(_theorem3_bounds(float(sigma), s, sizes[0], quant))
+    if noise_std is not None:
+        quant.update(_theorem3_bounds(float(noise_std), s, sizes[0], quant))
     return InvertibilityReport(
         layer_sizes=sizes, sparsity=s, status=status, estimated=est, notes=notes,
-        quantities=quant, epsilon=epsilon, sigma=sigma,
+        quantities=quant, epsilon=epsilon, noise_std=noise_std,
         elapsed=time.perf_counter() - t0,
         output_activation=generator.activation.name)
 
@@ -229,7 +260,7 @@ def _theorem2_bounds(epsilon, ell, s, quant):
     return {"layer_error_bound": layer, "latent_error_bound": z}
 
 
-def _theorem3_bounds(sigma, s, n0, quant):
+def _theorem3_bounds(noise_std, s, n0, quant):
     """eq. 21 and 22: the Oracle's expected squared error interval."""
     N, L = s.shape
     lmin, lmax = quant["lambda_min"], quant["lambda_max"]
@@ -243,8 +274,8 @@ def _theorem3_bounds(sigma, s, n0, quant):
         pmin, pmax = pmin * lmin[:, i], pmax * lmax[:, i]
         bad |= lmin[:, i] <= 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            lo[:, i] = np.where(bad, 0.0, sigma**2 * card[:, i] / pmax)
-            up[:, i] = np.where(bad, np.inf, sigma**2 * card[:, i] / pmin)
+            lo[:, i] = np.where(bad, 0.0, noise_std**2 * card[:, i] / pmax)
+            up[:, i] = np.where(bad, np.inf, noise_std**2 * card[:, i] / pmin)
         zero = card[:, i] == 0  # an empty layer is estimated exactly (as 0)
         lo[zero, i], up[zero, i] = 0.0, 0.0
     return {"oracle_mse_lower": lo[:, 1:], "oracle_mse_upper": up[:, 1:],

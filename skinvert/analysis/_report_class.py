@@ -1,5 +1,7 @@
 """The result object of :func:`invertibility_report`."""
 
+import warnings
+
 import numpy as np
 
 from ._conditions import MET, STATUS_NAMES, UNKNOWN, VIOLATED
@@ -53,9 +55,10 @@ class InvertibilityReport:
         ``lipschitz_inverse`` (n,); with ``worst_case``: ``sub_spark_lower`` /
         ``sub_spark_upper`` (n, L+1; column L is spark(W_L)), ``sub_rank_lower``
         / ``sub_rank_upper`` (n,), ``mu_s_lower`` / ``mu_s_upper`` (n, L+1;
-        column L is mu(W_L)), proved bounds, NaN in column 0 (not used for z); with ``epsilon``: ``layer_error_bound`` (n, L)
+        column L is mu(W_L)), proved bounds, NaN in column 0 (not used for z);
+        with ``epsilon``: ``layer_error_bound`` (n, L)
         ``epsilon_i`` of eq. 29-31 and ``latent_error_bound`` (n,) eq. 7,
-        guarantees only where ``theorem2`` is met; with ``sigma``:
+        guarantees only where ``theorem2`` is met; with ``noise_std``:
         ``oracle_mse_lower`` / ``oracle_mse_upper`` (n, L) and
         ``oracle_latent_mse_lower`` / ``oracle_latent_mse_upper`` (n,), the
         Theorem 3 interval for ``E||x_hat_i - x_i||^2`` and ``E||z_hat - z||^2``
@@ -67,7 +70,7 @@ class InvertibilityReport:
     conditions = tuple(_TITLES)
 
     def __init__(self, *, layer_sizes, sparsity, status, estimated, notes, quantities,
-                 epsilon, sigma, elapsed, output_activation):
+                 epsilon, noise_std, elapsed, output_activation):
         self.layer_sizes = list(layer_sizes)
         self.sparsity = sparsity
         self.n_samples, self.n_layers = sparsity.shape
@@ -76,11 +79,22 @@ class InvertibilityReport:
         self.notes = notes
         self.quantities = quantities
         self.epsilon = epsilon
-        self.sigma = sigma
+        self.noise_std = noise_std
         self.elapsed = elapsed
         self.output_activation = output_activation
         self.lipschitz_inverse_kind = "given or global"
         self.conditions = tuple(k for k in _TITLES if k in status)
+
+    @property
+    def sigma(self):
+        """Deprecated alias of ``noise_std`` (FutureWarning); removed in 0.4."""
+        warnings.warn(
+            "InvertibilityReport.sigma was renamed noise_std in skinvert 0.2 and will be "
+            "removed in 0.4.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.noise_std
 
     def __getattr__(self, name):
         q = self.__dict__.get("quantities", {})
@@ -156,7 +170,7 @@ class InvertibilityReport:
                 "Theorem 2 holds")
         if "oracle_latent_mse_lower" in q:
             lines.append(
-                f"Theorem 3 (sigma={self.sigma:g}) E||z_hat - z||^2 in "
+                f"Theorem 3 (noise_std={self.noise_std:g}) E||z_hat - z||^2 in "
                 f"[{med(q['oracle_latent_mse_lower']):.3g}, "
                 f"{med(q['oracle_latent_mse_upper']):.3g}] (medians); per layer: " + ", ".join(
                     f"x{i} [{med(q['oracle_mse_lower'][:, i - 1]):.3g}, "

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._coherence import _coherence, coherence_sub_bounds
+from ._coherence import _coherence, coherence_floor, coherence_sub_bounds
 from ._results import _make_result, check_budget, check_matrix, check_s, rank_tol
 
 __all__ = ["spark", "sub_spark", "sub_rank"]
@@ -22,12 +22,8 @@ _NULL_ZERO = 1e-9
 
 
 def _coherence_floor(mu, n):
-    """``ceil(1 + 1/mu)`` made safe against rounding, capped at ``n + 1``."""
-    if mu == 0:
-        return n + 1
-    if not math.isfinite(mu):
-        return 1
-    return min(n + 1, math.ceil((1.0 + 1.0 / mu) * (1.0 - 1e-9)))
+    """``ceil(1 + 1/mu)`` made safe against rounding, capped at ``n + 1``, as an int."""
+    return int(coherence_floor(mu, n))
 
 
 def _combinations(n, k, batch):

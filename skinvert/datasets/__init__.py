@@ -19,6 +19,7 @@ Importing this package never imports torch.
 import json
 from importlib import resources
 
+from ..io import load_generator
 from ._idx import load_idx, load_idx_images
 
 __all__ = [
@@ -99,8 +100,6 @@ def load_pretrained_generator(name):
     ValueError
         For an unknown name (the message lists the available ones).
     """
-    from ..io import load_generator
-
     fname = _REGISTRY[_resolve(name)][0]
     ref = resources.files(__name__).joinpath("data", fname)
     with resources.as_file(ref) as path:

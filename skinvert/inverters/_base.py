@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._array_api import _is_numpy, get_namespace, namespace_of, single_threaded_blas
-from ..algorithms.measurement import Measurement, check_measurement, measurement_shape
+from ..operators import Measurement, check_measurement, measurement_shape
 from ..generator import ReLUGenerator, make_random_generator
 
 __all__ = ["BaseInverter"]

@@ -1,7 +1,7 @@
 """Reading and writing generators: npz / safetensors files (never pickles), PyTorch import.
 
-``SKOPS_TRUSTED_TYPES``: the types to trust when loading a fitted skinvert
-estimator with ``skops.io.load`` (see docs/scaling.md).
+The skops trusted-types list moved to :data:`skinvert.inverters.SKOPS_TRUSTED_TYPES`
+(it names the estimators, and this package imports none).
 """
 
 from ._files import load_generator, save_generator
@@ -9,12 +9,12 @@ from ._torch import from_torch
 
 
 def __getattr__(name):
-    # Lazy: the estimators import skinvert.generator, which imports this package.
     if name == "SKOPS_TRUSTED_TYPES":
-        from ._persist import SKOPS_TRUSTED_TYPES
-
-        return SKOPS_TRUSTED_TYPES
+        raise AttributeError(
+            "skinvert.io.SKOPS_TRUSTED_TYPES moved: use skinvert.inverters.SKOPS_TRUSTED_TYPES "
+            "(or skinvert.SKOPS_TRUSTED_TYPES); skinvert.io imports no estimator."
+        )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["SKOPS_TRUSTED_TYPES", "from_torch", "load_generator", "save_generator"]
+__all__ = ["from_torch", "load_generator", "save_generator"]

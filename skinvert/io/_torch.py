@@ -21,7 +21,9 @@ Anything else raises a ``TypeError`` naming the module's class and position.
 
 import numpy as np
 
-__all__ = ["from_torch", "fold_batchnorm", "PLU"]
+from ..generator import ReLUGenerator
+
+__all__ = ["PLU", "fold_batchnorm", "from_torch"]  # noqa: F822 - PLU: module __getattr__
 
 _PLU_CLASS = None
 
@@ -233,7 +235,6 @@ def from_torch(module):
     """
     torch = _import_torch()
     nn = torch.nn
-    from ..generator import ReLUGenerator
 
     seq = _find_sequential(module, torch)
     layers = _flatten(seq, torch)

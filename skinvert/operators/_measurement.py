@@ -2,7 +2,9 @@
 
 Rows are signals, so a measurement matrix ``A`` of shape (m, n) acts on a batch
 ``X`` (B, n) as ``X @ A.T`` (B, m) and its adjoint on residuals ``R`` (B, m) as
-``R @ A`` (B, n). Two kinds of ``A`` are accepted:
+``R @ A`` (B, n): :class:`Measurement` follows the layer contract of
+:class:`~skinvert.operators.Layer` (``matmat`` / ``rmatmat``, no bias). Two
+kinds of ``A`` are accepted:
 
 - a dense matrix in any array API namespace (NumPy, array-api-strict, torch,
   ...), converted to the data's namespace, device and float dtype per batch;
@@ -13,24 +15,27 @@ Rows are signals, so a measurement matrix ``A`` of shape (m, n) acts on a batch
 """
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
+from sklearn.externals.array_api_compat import is_array_api_obj
 
 from .._array_api import _is_numpy, as_namespace, namespace_of, to_numpy
 from .._linalg import shared_left_matmul
+from ._base import Layer
 
 __all__ = ["Measurement", "check_measurement", "measurement_shape"]
 
 
-def _is_dense(A):
-    from sklearn.externals.array_api_compat import is_array_api_obj
+#: Largest ``m * n`` that :meth:`Measurement.to_dense` builds from an operator.
+MAX_DENSE_ENTRIES = 2**26
 
+
+def _is_dense(A):
     return isinstance(A, (np.ndarray, list, tuple)) or is_array_api_obj(A)
 
 
 def _as_operator(A):
     """``A`` as a SciPy LinearOperator, or None when it is a dense array."""
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import LinearOperator, aslinearoperator
-
     if isinstance(A, LinearOperator):
         return A
     if sp.issparse(A) or (hasattr(A, "shape") and hasattr(A, "matvec")):
@@ -55,7 +60,18 @@ def _as_operator(A):
 
 
 def measurement_shape(A):
-    """``(m, n)`` of a measurement given as a parameter (before validation)."""
+    """``(m, n)`` of a measurement given as a parameter (before validation).
+
+    Parameters
+    ----------
+    A : array-like, sparse matrix or linear operator
+        The ``measurement`` parameter.
+
+    Returns
+    -------
+    shape : tuple of int
+        ``(n_measurements, n_signal)``.
+    """
     op = _as_operator(A)
     if op is not None:
         shape = tuple(op.shape)
@@ -74,6 +90,7 @@ def check_measurement(A, X, n_signal):
     Parameters
     ----------
     A : array-like, sparse matrix or linear operator of shape (m, n_signal)
+        The ``measurement`` parameter.
     X : array of shape (n_samples, m)
         The validated fit data (its namespace and device receive a dense A).
     n_signal : int
@@ -81,8 +98,9 @@ def check_measurement(A, X, n_signal):
 
     Returns
     -------
-    A_checked : array in X's namespace and on its device (float64, or
-        float32 if A is float32), or a LinearOperator.
+    A_checked : array or LinearOperator
+        An array in X's namespace and on its device (float64, or float32 if
+        A is float32), or a LinearOperator.
 
     Raises
     ------
@@ -120,8 +138,6 @@ def check_measurement(A, X, n_signal):
                 "measurement needs an adjoint (rmatvec, or .T) for the gradient and the "
                 "least-squares steps."
             ) from exc
-        import scipy.sparse as sp
-
         if sp.issparse(A) and not np.all(np.isfinite(A.data)):
             raise ValueError("measurement contains NaN or infinity.")
         return op
@@ -147,49 +163,99 @@ def check_measurement(A, X, n_signal):
     return A
 
 
-class Measurement:
-    """The measurement of one batch, in the batch's namespace and dtype.
+class Measurement(Layer):
+    """A measurement ``y = A x`` as a layer without bias (``shape == (m, n)``).
 
     Parameters
     ----------
-    A : array (m, n) in ``xp``, or a LinearOperator (NumPy only)
-    xp : namespace
-    dtype : float dtype of the batch
+    A : array of shape (m, n) (NumPy or ``xp``), or a LinearOperator (NumPy only)
+        As returned by :func:`check_measurement`.
+    xp : namespace, default=None
+        If given, the measurement is bound to ``xp`` at once (as
+        ``Measurement(A).to_namespace(xp, dtype=dtype, device=device)``).
+    dtype : float dtype of the batch, default=None
+        The dtype the bound measurement computes in.
+    device : device, default=None
+        The device of the bound arrays.
+
+    Notes
+    -----
+    ``matmat(X) = X @ A.T`` and ``rmatmat(R) = R @ A`` (rows are signals);
+    ``forward`` and ``adjoint`` are the same two maps, ``fold(W) = A @ W``
+    and ``columns(J)[b] = A @ J[b]`` serve the measured last layer.
     """
 
-    def __init__(self, A, xp, dtype, device=None):
-        self.xp = xp
-        self.dtype = dtype
+    def __init__(self, A, xp=None, dtype=None, device=None):
         if hasattr(A, "matvec") and not _is_dense(A):
-            self.op, self.A = A, None
+            self.op, self._A_host = A, None
+            host_dtype = np.dtype(A.dtype) if np.dtype(A.dtype).kind == "f" else np.float64
         else:
-            self.op, self.A = None, as_namespace(A, xp, dtype=dtype, device=device)
-        self.shape = tuple(A.shape)
+            self.op, self._A_host = None, A
+            host_dtype = np.float32 if str(A.dtype).endswith("float32") else np.float64
+        m, n = (int(s) for s in A.shape)
+        self._set_common((n,), (m,), None, host_dtype)
+        self.A = None
+        if xp is not None:
+            self._rebind(xp, dtype, device)
+
+    def _rebind(self, xp, dtype, device):
+        self.xp, self.device, self.compute_dtype = xp, device, dtype
+        self._bias_bound = None
+        self._bind(xp, dtype, device)
+
+    def _bind(self, xp, dtype, device):
+        if self.op is None:
+            self.A = as_namespace(self._A_host, xp, dtype=dtype, device=device)
+
+    def parameters(self):
+        if self.op is not None:
+            return {"operator": self.to_dense()}
+        return {"A": to_numpy(self._A_host)}
+
+    def to_dense(self):
+        """The host (NumPy) matrix ``A`` (an operator is applied to the identity)."""
+        if self.op is None:
+            return np.array(to_numpy(self._A_host), copy=True)
+        m, n = self.shape
+        if m * n > MAX_DENSE_ENTRIES:
+            raise ValueError(
+                f"measurement of shape ({m}, {n}) is too large to build densely "
+                f"(more than {MAX_DENSE_ENTRIES} entries)."
+            )
+        return np.asarray(self.op.matmat(np.eye(n, dtype=self.dtype)))
 
     def _cast(self, M):
         M = np.asarray(M)
-        return M if M.dtype == self.dtype else M.astype(self.dtype)
+        dtype = self.compute_dtype
+        return M if M.dtype == dtype else M.astype(dtype)
 
-    def forward(self, X):
+    def matmat(self, X):
         """``A x`` for every row: (B, n) -> (B, m)."""
+        self._require_bound()
         if self.A is not None:
             return X @ self.A.T
         return self._cast(self.op.matmat(X.T).T)
 
-    def adjoint(self, R):
+    def rmatmat(self, R):
         """``A^T r`` for every row: (B, m) -> (B, n)."""
+        self._require_bound()
         if self.A is not None:
             return R @ self.A
         return self._cast(self.op.rmatmat(R.T).T)
 
+    forward = matmat
+    adjoint = rmatmat
+
     def fold(self, W):
         """``A @ W``: (n, k) -> (m, k), e.g. the last layer seen through A."""
+        self._require_bound()
         if self.A is not None:
             return self.A @ W
         return self._cast(self.op.matmat(W))
 
     def columns(self, J):
         """``A @ J[b]`` for every b: (B, n, p) -> (B, m, p)."""
+        self._require_bound()
         if self.A is not None:
             return shared_left_matmul(self.A, J, self.xp)
         xp = self.xp
@@ -197,3 +263,7 @@ class Measurement:
         flat = xp.reshape(xp.permute_dims(J, (1, 0, 2)), (n, B * p))
         out = xp.reshape(self._cast(self.op.matmat(flat)), (self.shape[0], B, p))
         return xp.permute_dims(out, (1, 0, 2))
+
+    def __repr__(self):
+        kind = "operator" if self.op is not None else "dense"
+        return f"Measurement(shape={self.shape}, {kind})"

@@ -2,34 +2,45 @@
 
 A fitted skinvert estimator holds, besides scikit-learn's own attributes,
 plain Python values, NumPy arrays and these classes: the estimators
-themselves, :class:`~skinvert.ReLUGenerator` (``generator_``) and its
+themselves, :class:`~skinvert.ReLUGenerator` (``generator_``), its layers
+(:class:`~skinvert.operators.Layer` subclasses, e.g.
+:class:`~skinvert.operators.Dense`) and its
 :class:`~skinvert.activations.Activation`. ``skops.io`` refuses to build any
 type it is not told to trust; pass :data:`SKOPS_TRUSTED_TYPES` (after
 checking it with ``skops.io.get_untrusted_types(file=...)`` against a file
 you did not write yourself)::
 
     import skops.io as sio
-    from skinvert.io import SKOPS_TRUSTED_TYPES
+    from skinvert.inverters import SKOPS_TRUSTED_TYPES
     sio.dump(estimator, "inverter.skops")
     estimator = sio.load("inverter.skops", trusted=SKOPS_TRUSTED_TYPES)
 
-A ReLUGenerator or Activation restored by skops or by pickle / joblib is
-validated as a new one is (shapes chain, finite values, read-only arrays).
+A ReLUGenerator, layer or Activation restored by skops or by pickle / joblib
+is validated as a new one is (shapes chain, finite values, read-only arrays).
+See docs/security.md.
 """
 
 from ..activations import Activation
 from ..generator import ReLUGenerator
-from ..inverters import (
-    GeneratorImputer,
-    GradientDescentInverter,
-    LatentPursuitInverter,
-    LayeredBPInverter,
-    OracleInverter,
-)
+from ..operators import Layer, Measurement
+from ._gradient_descent import GradientDescentInverter
+from ._imputer import GeneratorImputer
+from ._oracle import OracleInverter
+from ._pursuit import LatentPursuitInverter, LayeredBPInverter
+
+__all__ = ["SKOPS_TRUSTED_TYPES"]
 
 
 def _type_name(cls):
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _layer_classes(cls=Layer):
+    """Every generator layer class (a fitted estimator holds no Measurement)."""
+    for sub in cls.__subclasses__():
+        if sub is not Measurement:
+            yield sub
+        yield from _layer_classes(sub)
 
 
 #: Fully qualified names of the skinvert types a fitted estimator holds: the
@@ -40,6 +51,7 @@ SKOPS_TRUSTED_TYPES = tuple(
     for cls in (
         Activation,
         ReLUGenerator,
+        *sorted(set(_layer_classes()), key=_type_name),
         GeneratorImputer,
         GradientDescentInverter,
         LatentPursuitInverter,
