@@ -6,6 +6,7 @@ Inverted?" (2020): the Oracle (Algorithms 1 and 6), Layered Basis-Pursuit
 over signals and written against the array API.
 """
 
+from ._functional import latent_pursuit, layered_basis_pursuit, oracle_inversion
 from .activations import Activation
 from .generator import ReLUGenerator, make_random_generator
 from .inverters import (
@@ -28,5 +29,8 @@ __all__ = [
     "OracleInverter",
     "ReLUGenerator",
     "load_generator",
+    "latent_pursuit",
+    "layered_basis_pursuit",
     "make_random_generator",
+    "oracle_inversion",
 ]

@@ -8,7 +8,7 @@ from scipy.optimize import nnls
 
 from .conftest import snr_db
 from skinvert import LatentPursuitInverter, make_random_generator
-from skinvert.algorithms.nnls import nnls_lawson_hanson
+from skinvert.solvers._lawson_hanson import nnls_lawson_hanson
 
 
 def _problem(m, k, B, s, seed):

@@ -5,13 +5,15 @@ end-to-end Oracle is also the *debiasing* step of Algorithm 5, run on
 estimated supports.
 """
 
-from .sparse_coding import compress_rows, scatter_rows
+from .._array_api import device
 from .._linalg import (
     batched_lstsq,
+    compress_rows,
     finite_or,
     matvec,
     row_norm,
     supported_affine_map,
+    scatter_rows,
     supported_lstsq,
 )
 
@@ -169,8 +171,6 @@ def _any_missing_saturated(w, obs, xp):
 
 
 def _device(x):
-    from .._array_api import device
-
     return device(x)
 
 

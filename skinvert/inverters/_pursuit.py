@@ -2,39 +2,26 @@
 
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..algorithms.latent_pursuit import PursuitOptions, noise_gains, pursuit
+from .._functional import _latent_pursuit, _layered_basis_pursuit, per_layer
+from ..algorithms._batch import Batch, lipschitz_constants
+from ..algorithms.noise import noise_gains
+from ..solvers import BaseLayerSolver, resolve_solver
 from ._base import BaseInverter
 
 _POS = Interval(Real, 0, None, closed="left")
-
-
-def _per_layer(value, n, name):
-    """A scalar or a sequence of ``n`` non-negative floats, as a tuple."""
-    if np.ndim(value) == 0:
-        vals = (float(value),) * n
-    else:
-        vals = tuple(float(v) for v in np.asarray(value, dtype=float).ravel())
-        if len(vals) != n:
-            raise ValueError(f"{name} must be a scalar or hold {n} values (one per layer), got {len(vals)}.")
-    if any(not np.isfinite(v) or v < 0 for v in vals):
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}.")
-    return vals
 
 
 class _PursuitInverter(BaseInverter):
     """Parameters and glue shared by the layer-wise pursuits."""
 
     _nonneg = True
-    _constraints = True
 
     _parameter_constraints = {
         **BaseInverter._parameter_constraints,
-        "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
         "lam": [_POS, "array-like"],
-        "solver": [StrOptions({"active_set", "paper"})],
+        "solver": [StrOptions({"active_set", "paper"}), BaseLayerSolver, dict],
         "support_tol": [Interval(Real, 0, 1, closed="left")],
         "transform_max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [_POS],
@@ -46,25 +33,14 @@ class _PursuitInverter(BaseInverter):
         "refresh_max_iter": [Interval(Integral, 0, None, closed="left")],
     }
 
-    def _options(self, **extra):
-        L = self.generator_.n_layers
-        return PursuitOptions(
-            nonneg=self._nonneg,
-            constraints=self._constraints,
-            solver=self.solver,
-            lam=_per_layer(self.lam, max(L, 1), "lam"),
-            support_tol=self.support_tol,
-            max_iter=self.transform_max_iter,
-            tol=self.tol,
-            refine_max_iter=self.refine_max_iter,
-            debias=self.debias,
-            debias_max_iter=self.debias_max_iter,
-            lipschitz=tuple(self.lipschitz_),
-            fallback_max_iter=self.fallback_max_iter,
-            noise_std=None if self.noise_std is None else float(self.noise_std),
-            noise_gain=self.noise_gains_,
-            refresh_max_iter=self.refresh_max_iter,
-            **extra,
+    def _common_kwargs(self):
+        """The twin's keyword arguments shared by both pursuits."""
+        return dict(
+            lam=self.lam, solver=self.solver, support_tol=self.support_tol,
+            max_iter=self.transform_max_iter, tol=self.tol, refine_max_iter=self.refine_max_iter,
+            debias=self.debias, debias_max_iter=self.debias_max_iter,
+            refresh_max_iter=self.refresh_max_iter, fallback_max_iter=self.fallback_max_iter,
+            noise_std=self.noise_std, noise_gains=self.noise_gains_,
         )
 
     def _bytes_per_sample(self, generator, itemsize):
@@ -82,11 +58,11 @@ class _PursuitInverter(BaseInverter):
         return per
 
     def _transform_batch(self, Y, obs, xp, state):
-        opts = self._pursuit_options()
-        res = pursuit(
-            Y, obs, state.weights, state.biases, self.generator_.activation, xp, opts,
-            measurement=state.measurement,
+        batch = Batch(
+            Y, obs, state.weights, state.biases, self.generator_.activation, xp,
+            measurement=state.measurement, lipschitz=self.lipschitz_,
         )
+        res = self._run(batch)
         for stage, n_bad in res.not_converged.items():
             state.count(stage, n_bad)
         return res.z
@@ -99,8 +75,12 @@ class _PursuitInverter(BaseInverter):
                 f"GradientDescentInverter: {type(self).__name__} needs an identity or "
                 "piecewise-linear (leaky_relu, plu) output activation."
             )
-        if act.name != "identity" and (self.solver == "paper" or not self._nonneg):
-            what = "solver='paper'" if self.solver == "paper" else type(self).__name__
+        exact = isinstance(self.solver, str) and self.solver == "active_set" or (
+            not isinstance(self.solver, str)
+            and resolve_solver(self.solver, nonneg=self._nonneg).image.exact
+        )
+        if act.name != "identity" and (not exact or not self._nonneg):
+            what = f"solver={self.solver!r}" if not exact else type(self).__name__
             raise ValueError(
                 f"{what} supports a measurement with an identity output only (this "
                 f"generator's output is {act.name}); use LatentPursuitInverter with "
@@ -108,10 +88,16 @@ class _PursuitInverter(BaseInverter):
             )
 
     def _fit_extra(self, X, rng):
-        # Step bounds of the first-order solvers, computed once per generator.
-        self.lipschitz_ = [float(np.linalg.eigvalsh(W.T @ W)[-1]) for W in self.generator_.weights]
-        self.noise_gains_ = noise_gains(self.generator_.weights)
-        self._pursuit_options()  # validate per-layer parameters in fit
+        # Step bounds of the first-order solvers and the noise gains,
+        # computed once per generator; the per-layer parameters are checked.
+        weights = self.generator_.weights
+        self.lipschitz_ = list(lipschitz_constants(weights))
+        self.noise_gains_ = noise_gains(weights)
+        L = max(self.generator_.n_layers, 1)
+        per_layer(self.lam, L, "lam")
+        if hasattr(self, "rho"):
+            per_layer(self.rho, L, "rho")
+        resolve_solver(self.solver, nonneg=self._nonneg)
 
 
 class LatentPursuitInverter(_PursuitInverter):
@@ -310,9 +296,8 @@ class LatentPursuitInverter(_PursuitInverter):
         self.noise_std = noise_std
         self.refresh_max_iter = refresh_max_iter
 
-    def _pursuit_options(self):
-        L = self.generator_.n_layers
-        return self._options(rho=_per_layer(self.rho, max(L, 1), "rho"), gamma=float(self.gamma))
+    def _run(self, batch):
+        return _latent_pursuit(batch, rho=self.rho, gamma=self.gamma, **self._common_kwargs())
 
 
 class LayeredBPInverter(_PursuitInverter):
@@ -380,7 +365,6 @@ debias_max_iter, fallback_max_iter, refresh_max_iter, batch_size, n_jobs, verbos
     """
 
     _nonneg = False
-    _constraints = False
 
     _parameter_constraints = {
         **_PursuitInverter._parameter_constraints,
@@ -426,12 +410,14 @@ debias_max_iter, fallback_max_iter, refresh_max_iter, batch_size, n_jobs, verbos
         self.noise_std = noise_std
         self.refresh_max_iter = refresh_max_iter
 
-    def _pursuit_options(self):
+    def _fit_extra(self, X, rng):
         if self.epsilon is not None and self.noise_std is not None:
             raise ValueError(
                 "Give at most one of epsilon (a bound on ||e||_2, Algorithm 2's schedule) "
                 f"and noise_std (iid Gaussian noise), got epsilon={self.epsilon!r} and "
                 f"noise_std={self.noise_std!r}."
             )
-        eps = None if self.epsilon is None else float(self.epsilon)
-        return self._options(epsilon=eps)
+        super()._fit_extra(X, rng)
+
+    def _run(self, batch):
+        return _layered_basis_pursuit(batch, epsilon=self.epsilon, **self._common_kwargs())
