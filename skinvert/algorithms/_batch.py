@@ -60,10 +60,15 @@ class Batch:
         self.activation = activation
         self.xp = xp
         self.measurement = measurement
-        if lipschitz is None:
-            lipschitz = [lipschitz_of(W, xp) for W in self.weights]
-        self.lipschitz = tuple(lipschitz)
+        self._lipschitz = None if lipschitz is None else tuple(lipschitz)
         self._target = None
+
+    @property
+    def lipschitz(self):
+        """``lambda_max(W_i^T W_i)``, i = 0..L (computed here on first use when not given)."""
+        if self._lipschitz is None:
+            self._lipschitz = tuple(lipschitz_of(W, self.xp) for W in self.weights)
+        return self._lipschitz
 
     @property
     def dtype(self):
@@ -86,12 +91,12 @@ class Batch:
         return Batch(
             xp.take(self.Y, idx, axis=0), xp.take(self.obs, idx, axis=0), self.weights,
             self.biases, self.activation, xp, measurement=self.measurement,
-            lipschitz=self.lipschitz,
+            lipschitz=self._lipschitz,
         )
 
     def replace(self, **changes):
         """A copy with some of ``weights``, ``biases``, ``measurement``, ``lipschitz`` replaced."""
-        kw = dict(measurement=self.measurement, lipschitz=self.lipschitz)
+        kw = dict(measurement=self.measurement, lipschitz=self._lipschitz)
         kw.update({k: v for k, v in changes.items() if k in kw})
         return Batch(
             self.Y, self.obs, changes.get("weights", self.weights),

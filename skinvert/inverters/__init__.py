@@ -4,7 +4,8 @@ from ._base import BaseInverter
 from ._gradient_descent import GradientDescentInverter
 from ._imputer import GeneratorImputer
 from ._oracle import OracleInverter
-from ._pursuit import LatentPursuitInverter, LayeredBPInverter
+from ._layered_bp import LayeredBPInverter
+from ._pursuit import LatentPursuitInverter
 
 __all__ = [
     "BaseInverter",

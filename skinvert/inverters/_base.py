@@ -41,6 +41,11 @@ def default_generator(n_features, random_state):
 class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class of the inverters: validation, batching, inverse_transform, score.
 
+    Parameters shared by every inverter (declared and validated here once):
+    ``generator``, ``measurement`` (linear measurements ``y = A G(z)``, see
+    :func:`~skinvert.algorithms.measurement.check_measurement`),
+    ``batch_size``, ``n_jobs``, ``verbose`` and ``random_state``.
+
     Subclasses implement ``_transform_batch(Y, obs, xp, **kwargs)`` returning
     the latent codes of a batch, where ``Y`` holds the signals with missing
     entries set to 0 and ``obs`` is 1.0 on observed entries, 0.0 elsewhere;
@@ -49,6 +54,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     _parameter_constraints: dict = {
         "generator": [ReLUGenerator, None],
+        "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
@@ -56,9 +62,11 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     }
 
     def __init__(
-        self, generator=None, *, batch_size=None, n_jobs=None, verbose=0, random_state=None
+        self, generator=None, *, measurement=None, batch_size=None, n_jobs=None, verbose=0,
+        random_state=None,
     ):
         self.generator = generator
+        self.measurement = measurement
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.verbose = verbose
