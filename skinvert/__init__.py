@@ -28,9 +28,9 @@ __all__ = [
     "LayeredBPInverter",
     "OracleInverter",
     "ReLUGenerator",
-    "load_generator",
     "latent_pursuit",
     "layered_basis_pursuit",
+    "load_generator",
     "make_random_generator",
     "oracle_inversion",
 ]

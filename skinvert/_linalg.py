@@ -6,6 +6,8 @@ masks (1 on the support, 0 off it) applied elementwise, so no kernel loops over
 samples and every kernel runs on NumPy, CuPy, torch or array-api-strict alike.
 """
 
+from numbers import Real
+
 from ._array_api import device, single_threaded_blas
 
 __all__ = [
@@ -17,8 +19,8 @@ __all__ = [
     "row_weighted_gram",
     "scatter_rows",
     "shared_left_matmul",
-    "supported_lstsq",
     "supported_affine_map",
+    "supported_lstsq",
 ]
 
 
@@ -82,16 +84,16 @@ def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None):
     Utb = rmatvec(U, b, xp)  # (B, k)
     num = S * Utb
     S2 = S * S
-    if isinstance(ridge, (int, float)):
+    if isinstance(ridge, Real):
         lam = ridge
     else:
         lam = ridge[:, None]
-    if z is not None and not (isinstance(ridge, (int, float)) and ridge == 0):
+    if z is not None and not (isinstance(ridge, Real) and ridge == 0):
         num = num - lam * matvec(Vt, z, xp)
     den = S2 + lam
     safe = keep | (den > 0)
     coef = xp.where(safe, num / xp.where(safe, den, xp.ones_like(den)), xp.zeros_like(num))
-    if isinstance(ridge, (int, float)) and ridge == 0:
+    if isinstance(ridge, Real) and ridge == 0:
         coef = xp.where(keep, coef, xp.zeros_like(coef))
     return rmatvec(Vt, coef, xp)
 
@@ -206,7 +208,7 @@ def supported_affine_map(weights, biases, masks, xp, *, n_samples):
     """
     A = weights[0]
     c = biases[0]
-    for W, b, M in zip(weights[1:], biases[1:], masks):
+    for W, b, M in zip(weights[1:], biases[1:], masks, strict=True):
         A = shared_left_matmul(W, M[:, :, None] * A, xp)
         c = (M * c) @ W.T + b
     if A.ndim == 2:  # no hidden layer: a single affine map, shared
@@ -239,7 +241,7 @@ def forward_preactivations(Z, weights, biases, xp):
     """
     pre = []
     x = Z
-    for W, b in zip(weights[:-1], biases[:-1]):
+    for W, b in zip(weights[:-1], biases[:-1], strict=True):
         u = x @ W.T + b
         pre.append(u)
         x = xp.clip(u, min=0.0)

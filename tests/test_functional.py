@@ -28,7 +28,9 @@ def test_functions_equal_their_estimators(data):
     G, Z, X = data
     X = X.copy()
     X[np.random.default_rng(1).random(X.shape) < 0.2] = np.nan
-    np.testing.assert_array_equal(latent_pursuit(X, G), LatentPursuitInverter(G).fit(X).transform(X))
+    np.testing.assert_array_equal(
+        latent_pursuit(X, G), LatentPursuitInverter(G).fit(X).transform(X)
+    )
     np.testing.assert_array_equal(
         layered_basis_pursuit(X, G, lam=1e-3), LayeredBPInverter(G, lam=1e-3).fit(X).transform(X)
     )
@@ -56,8 +58,13 @@ def test_solver_objects_and_aliases(data):
     np.testing.assert_array_equal(exact, latent_pursuit(X, G))
     paper = latent_pursuit(X, G, solver="paper", max_iter=300)
     mixed = latent_pursuit(
-        X, G, solver={"image": FISTA(300), "hidden": LinearizedADMM(max_iter=300),
-                      "latent": LinearizedADMM(max_iter=300)},
+        X,
+        G,
+        solver={
+            "image": FISTA(300),
+            "hidden": LinearizedADMM(max_iter=300),
+            "latent": LinearizedADMM(max_iter=300),
+        },
     )
     np.testing.assert_array_equal(paper, mixed)
     with pytest.raises(ValueError, match="image"):

@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import nnls
 
-from .conftest import snr_db
 from skinvert import LatentPursuitInverter, make_random_generator
 from skinvert.solvers._lawson_hanson import nnls_lawson_hanson
+
+from .conftest import snr_db
 
 
 def _problem(m, k, B, s, seed):

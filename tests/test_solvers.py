@@ -31,20 +31,37 @@ def _reference(W, b, t, w, lam, nonneg, ridge=0.0):
     Wd = np.sqrt(w)[:, None] * W
     td = np.sqrt(w) * (t - b)
     if nonneg:
+
         def f(x):
             r = Wd @ x - td
             return 0.5 * r @ r + lam * x.sum() + 0.5 * ridge * x @ x, Wd.T @ r + lam + ridge * x
-        res = minimize(f, np.zeros(k), jac=True, method="L-BFGS-B", bounds=[(0, None)] * k,
-                       options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 10000})
+
+        res = minimize(
+            f,
+            np.zeros(k),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0, None)] * k,
+            options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 10000},
+        )
         return res.x
 
     def g(v):  # x = p - n, p, n >= 0
         x = v[:k] - v[k:]
         r = Wd @ x - td
         gx = Wd.T @ r + ridge * x
-        return 0.5 * r @ r + lam * v.sum() + 0.5 * ridge * x @ x, np.concatenate([gx + lam, -gx + lam])
-    res = minimize(g, np.zeros(2 * k), jac=True, method="L-BFGS-B", bounds=[(0, None)] * (2 * k),
-                   options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 10000})
+        return 0.5 * r @ r + lam * v.sum() + 0.5 * ridge * x @ x, np.concatenate(
+            [gx + lam, -gx + lam]
+        )
+
+    res = minimize(
+        g,
+        np.zeros(2 * k),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0, None)] * (2 * k),
+        options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 10000},
+    )
     return res.x[:k] - res.x[k:]
 
 
@@ -57,12 +74,35 @@ def _problem(m, k, B, seed, dtype, *, all_rows=True, kind="hidden", layer=1):
     return W, b, t, w
 
 
-def _solve(solver, W, b, t, w, lam, nonneg, dtype, *, kind="hidden", rows_none=False,
-           constraints=False, ridge=0.0):
+def _solve(
+    solver,
+    W,
+    b,
+    t,
+    w,
+    lam,
+    nonneg,
+    dtype,
+    *,
+    kind="hidden",
+    rows_none=False,
+    constraints=False,
+    ridge=0.0,
+):
     lip = float(np.linalg.eigvalsh(W.T @ W)[-1])
     p = LayerProblem(
-        kind, 0 if kind == "latent" else 1, W.astype(dtype), b.astype(dtype), t.astype(dtype),
-        None if rows_none else w.astype(dtype), lam, nonneg, constraints, lip, np, ridge=ridge,
+        kind,
+        0 if kind == "latent" else 1,
+        W.astype(dtype),
+        b.astype(dtype),
+        t.astype(dtype),
+        None if rows_none else w.astype(dtype),
+        lam,
+        nonneg,
+        constraints,
+        lip,
+        np,
+        ridge=ridge,
     )
     x, n_bad = solver.solve(p)
     assert x.dtype == dtype and x.shape == (t.shape[0], W.shape[1])
@@ -116,9 +156,22 @@ def test_fista_image_layer_through_phi(dtype):
         def derivative(self, u, xp):
             return np.ones_like(u)
 
-    p = LayerProblem("image", 1, W.astype(dtype), b.astype(dtype), t.astype(dtype), None, 0.1,
-                     True, False, lip, np, Y=t.astype(dtype), obs=np.ones_like(t, dtype=dtype),
-                     activation=Identity())
+    p = LayerProblem(
+        "image",
+        1,
+        W.astype(dtype),
+        b.astype(dtype),
+        t.astype(dtype),
+        None,
+        0.1,
+        True,
+        False,
+        lip,
+        np,
+        Y=t.astype(dtype),
+        obs=np.ones_like(t, dtype=dtype),
+        activation=Identity(),
+    )
     x, n_bad = FISTA(20000, tol=1e-14).solve(p)
     assert n_bad == 0 and x.dtype == dtype
     for i in range(t.shape[0]):
@@ -139,8 +192,9 @@ def _planted_eq9(seed, dtype, m=20, k=6):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("solver", [ActiveSet(), LinearizedADMM(1.0, max_iter=50000, tol=1e-15)],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "solver", [ActiveSet(), LinearizedADMM(1.0, max_iter=50000, tol=1e-15)], ids=repr
+)
 def test_eq9_constraints_match_slsqp(dtype, solver):
     """Eq. 9 with its inequality constraints: the solution is feasible and
     reaches SLSQP's constrained minimum (the planted x here)."""
@@ -149,9 +203,14 @@ def test_eq9_constraints_match_slsqp(dtype, solver):
     for i in range(t.shape[0]):
         off = rows[i] == 0
         cons = [{"type": "ineq", "fun": lambda z, o=off: -(W[o] @ z + b[o])}]
-        ref = minimize(lambda z: _objective(W, b, t[i], rows[i], 0.0, z, True), np.zeros(W.shape[1]),
-                       method="SLSQP", bounds=[(0, None)] * W.shape[1], constraints=cons,
-                       options={"ftol": 1e-14, "maxiter": 1000}).x
+        ref = minimize(
+            lambda z, i=i: _objective(W, b, t[i], rows[i], 0.0, z, True),
+            np.zeros(W.shape[1]),
+            method="SLSQP",
+            bounds=[(0, None)] * W.shape[1],
+            constraints=cons,
+            options={"ftol": 1e-14, "maxiter": 1000},
+        ).x
         np.testing.assert_allclose(ref, x_true[i], atol=1e-5)
         scale = 1 + np.abs(ref).max()
         tol = RTOL[dtype] if solver.exact else max(RTOL[dtype], 1e-4)
@@ -160,8 +219,11 @@ def test_eq9_constraints_match_slsqp(dtype, solver):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("solver", [ActiveSet(), LinearizedADMM(max_iter=50000, tol=1e-15),
-                                    FISTA(20000, tol=1e-14)], ids=repr)
+@pytest.mark.parametrize(
+    "solver",
+    [ActiveSet(), LinearizedADMM(max_iter=50000, tol=1e-15), FISTA(20000, tol=1e-14)],
+    ids=repr,
+)
 def test_z_step_with_ridge_matches_scipy(dtype, solver):
     """Eq. 16 / eq. 18 without inequality constraints: the ridge least squares."""
     W, b, t, w = _problem(10, 4, 3, 4, dtype, all_rows=False)

@@ -51,8 +51,9 @@ class Batch:
         ``lambda_max(W_i^T W_i)``, i = 0..L (None: computed here).
     """
 
-    def __init__(self, Y, obs, weights, biases, activation, xp, *, measurement=None,
-                 lipschitz=None):
+    def __init__(
+        self, Y, obs, weights, biases, activation, xp, *, measurement=None, lipschitz=None
+    ):
         self.Y = Y
         self.obs = obs
         self.weights = list(weights)
@@ -89,8 +90,13 @@ class Batch:
         """The batch of the rows ``idx`` (same generator and measurement)."""
         xp = self.xp
         return Batch(
-            xp.take(self.Y, idx, axis=0), xp.take(self.obs, idx, axis=0), self.weights,
-            self.biases, self.activation, xp, measurement=self.measurement,
+            xp.take(self.Y, idx, axis=0),
+            xp.take(self.obs, idx, axis=0),
+            self.weights,
+            self.biases,
+            self.activation,
+            xp,
+            measurement=self.measurement,
             lipschitz=self._lipschitz,
         )
 
@@ -99,15 +105,27 @@ class Batch:
         kw = dict(measurement=self.measurement, lipschitz=self._lipschitz)
         kw.update({k: v for k, v in changes.items() if k in kw})
         return Batch(
-            self.Y, self.obs, changes.get("weights", self.weights),
-            changes.get("biases", self.biases), self.activation, self.xp, **kw,
+            self.Y,
+            self.obs,
+            changes.get("weights", self.weights),
+            changes.get("biases", self.biases),
+            self.activation,
+            self.xp,
+            **kw,
         )
 
     def loss(self, Z, gamma=0.0):
         """The loss of eq. 1 per row, ``1/2 ||obs (G(z) - y)||^2 + gamma/2 ||z||^2``."""
         loss, _ = loss_and_gradient(
-            Z, self.Y, self.obs, self.weights, self.biases, self.activation, self.xp,
-            alpha=gamma, measurement=self.measurement,
+            Z,
+            self.Y,
+            self.obs,
+            self.weights,
+            self.biases,
+            self.activation,
+            self.xp,
+            alpha=gamma,
+            measurement=self.measurement,
         )
         return loss
 

@@ -89,14 +89,21 @@ def measured_image_layer(batch, solver, lam, nonneg, res, stage):
     f decreases monotonically; rows that neither reach a fixed point nor find
     a lower f are counted in the ConvergenceWarning.
     """
-    xp, Y, obs, meas, activation = batch.xp, batch.Y, batch.obs, batch.measurement, batch.activation
+    xp, Y, obs, meas, activation = (
+        batch.xp,
+        batch.Y,
+        batch.obs,
+        batch.measurement,
+        batch.activation,
+    )
     W, b = batch.weights[-1], batch.biases[-1]
     max_iter = solver.max_iter
     dt = Y.dtype
     all_obs = bool(xp.all(obs > 0))
     P, q, lip = _folded_last_layer(batch)
-    x, n_bad = solver.solve_gram(P, Y - q, None if all_obs else obs, lam, nonneg, xp,
-                                 lipschitz=lip)
+    x, n_bad = solver.solve_gram(
+        P, Y - q, None if all_obs else obs, lam, nonneg, xp, lipschitz=lip
+    )
     res.count(stage, n_bad)
     if activation.name == "identity":
         return x

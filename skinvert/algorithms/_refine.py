@@ -53,8 +53,13 @@ def refine(res, batch, *, gamma, refinement):
         return res
     debias(res, batch, gamma=gamma, max_iter=refinement.debias_max_iter)
     if refinement.refresh_max_iter > 0:
-        refresh(res, batch, gamma=gamma, max_iter=refinement.refresh_max_iter,
-                debias_max_iter=refinement.debias_max_iter)
+        refresh(
+            res,
+            batch,
+            gamma=gamma,
+            max_iter=refinement.refresh_max_iter,
+            debias_max_iter=refinement.debias_max_iter,
+        )
     if refinement.fallback_max_iter > 0:
         fallback(res, batch, max_iter=refinement.fallback_max_iter, tol=refinement.fallback_tol)
     return res
@@ -70,8 +75,16 @@ def debias(res, batch, *, gamma, max_iter):
     masks = [xp.astype(S, batch.dtype) for S in res.supports]
     meas = batch.measurement
     z, _, conv = oracle_end_to_end(
-        batch.Y, batch.obs, batch.weights, batch.biases, batch.activation, masks, xp,
-        gamma=gamma, max_iter=max_iter, measurement=meas,
+        batch.Y,
+        batch.obs,
+        batch.weights,
+        batch.biases,
+        batch.activation,
+        masks,
+        xp,
+        gamma=gamma,
+        max_iter=max_iter,
+        measurement=meas,
         z0=res.z if meas is not None else None,
     )
     ok = xp.all(xp.isfinite(z), axis=1)
@@ -101,7 +114,7 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
         pre, _ = forward_preactivations(z, batch.weights, batch.biases, xp)
         new = [xp.astype(u > 0, z.dtype) for u in pre]
         changed = xp.zeros_like(active)
-        for m, m_new in zip(masks, new):
+        for m, m_new in zip(masks, new, strict=True):
             changed = changed | xp.any(m != m_new, axis=1)
         changed = changed & active
         if not bool(xp.any(changed)):
@@ -110,8 +123,16 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
         part = batch.take(sub)
         ms = [xp.take(m, sub, axis=0) for m in new]
         zs, _, _ = oracle_end_to_end(
-            part.Y, part.obs, batch.weights, batch.biases, batch.activation, ms, xp,
-            gamma=gamma, max_iter=debias_max_iter, measurement=meas,
+            part.Y,
+            part.obs,
+            batch.weights,
+            batch.biases,
+            batch.activation,
+            ms,
+            xp,
+            gamma=gamma,
+            max_iter=debias_max_iter,
+            measurement=meas,
             z0=None if meas is None else xp.take(z, sub, axis=0),
         )
         ls = part.loss(zs, gamma)
@@ -119,7 +140,7 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
         better = xp.isfinite(ls) & (ls < old)
         z = scatter_rows(z, xp.where(better[:, None], zs, xp.take(z, sub, axis=0)), changed, xp)
         loss = scatter_rows(loss, xp.where(better, ls, old), changed, xp)
-        masks = [xp.where(changed[:, None], m_new, m) for m, m_new in zip(masks, new)]
+        masks = [xp.where(changed[:, None], m_new, m) for m, m_new in zip(masks, new, strict=True)]
         # Rows already at a fixed point, or that did not improve, stop.
         active = scatter_rows(xp.zeros_like(active), better, changed, xp)
     res.z = z
@@ -154,7 +175,14 @@ def fallback(res, batch, *, max_iter, tol):
     sub = compress_rows(bad, xp)
     Z0, Ys, Os = (xp.take(a, sub, axis=0) for a in (res.z, Y, obs))
     Zg, lg, _, conv = momentum_descent(
-        Z0, Ys, Os, batch.weights, batch.biases, batch.activation, xp, max_iter=max_iter,
+        Z0,
+        Ys,
+        Os,
+        batch.weights,
+        batch.biases,
+        batch.activation,
+        xp,
+        max_iter=max_iter,
         measurement=meas,
     )
     better = lg < xp.take(loss, sub, axis=0)

@@ -24,7 +24,7 @@ from ._measured import fold_measurement, measured_image_layer
 from ._refine import refine
 from .noise import SupportRule, retry_thresholds
 
-__all__ = ["pursuit", "check_pursuit"]
+__all__ = ["check_pursuit", "pursuit"]
 
 
 def check_pursuit(batch, plan, *, nonneg, rule):
@@ -87,6 +87,7 @@ def pursuit(batch, plan, rule, *, nonneg, constraints, gamma=0.0, refinement, no
 
     res = run(batch, rule)
     if noise is not None and refinement.debias and noise.retries:
+
         def again(b, model):
             return run(b, rule.with_model(model))
 
@@ -109,8 +110,14 @@ def _one_pass(batch, plan, rule, *, nonneg, constraints, gamma):
     if batch.measurement is not None:
         # Eq. 8 seen through A: an active set on phi's linear pieces.
         rule = rule.start(batch, None, None)
-        x = measured_image_layer(batch, plan.image, rule.lam(L) if L else 0.0,
-                                 nonneg and L > 0, res, f"layer {L}" if L else "z")
+        x = measured_image_layer(
+            batch,
+            plan.image,
+            rule.lam(L) if L else 0.0,
+            nonneg and L > 0,
+            res,
+            f"layer {L}" if L else "z",
+        )
         img_rows = None
         if L == 0:
             res.z = x
@@ -118,27 +125,74 @@ def _one_pass(batch, plan, rule, *, nonneg, constraints, gamma):
     else:
         U, w = batch.inverse_target()
         if L == 0:  # no hidden layer: z from the image layer itself (eq. 16)
-            res.z = solve(plan.latent, LayerProblem(
-                "latent", 0, W[0], b[0], U, w, 0.0, False, False, lips[0], xp, ridge=gamma))
+            res.z = solve(
+                plan.latent,
+                LayerProblem(
+                    "latent", 0, W[0], b[0], U, w, 0.0, False, False, lips[0], xp, ridge=gamma
+                ),
+            )
             return res
         img_rows = None if bool(xp.all(w > 0)) else w
         rule = rule.start(batch, U, w)
-        x = solve(plan.image, LayerProblem(
-            "image", L, W[L], b[L], U, img_rows, rule.lam(L), nonneg, False, lips[L], xp,
-            Y=batch.Y, obs=batch.obs, activation=batch.activation))
+        x = solve(
+            plan.image,
+            LayerProblem(
+                "image",
+                L,
+                W[L],
+                b[L],
+                U,
+                img_rows,
+                rule.lam(L),
+                nonneg,
+                False,
+                lips[L],
+                xp,
+                Y=batch.Y,
+                obs=batch.obs,
+                activation=batch.activation,
+            ),
+        )
     hidden, supports = [x], [rule.support(x, L, W[L], img_rows, xp)]
     # Middle layers x_i, i = L-1..1: eq. 9 on the rows S_{i+1} (Algorithm 2: a lasso).
     for i in range(L - 1, 0, -1):
         rows = xp.astype(supports[0], dt)
-        x = solve(plan.hidden, LayerProblem(
-            "hidden", i, W[i], b[i], hidden[0] * rows, rows, rule.lam(i), nonneg, constraints,
-            lips[i], xp))
+        x = solve(
+            plan.hidden,
+            LayerProblem(
+                "hidden",
+                i,
+                W[i],
+                b[i],
+                hidden[0] * rows,
+                rows,
+                rule.lam(i),
+                nonneg,
+                constraints,
+                lips[i],
+                xp,
+            ),
+        )
         hidden.insert(0, x)
         supports.insert(0, rule.support(x, i, W[i], rows, xp))
     # Latent z: eq. 16 on the rows S_1 (Algorithm 2: least squares).
     rows = xp.astype(supports[0], dt)
-    res.z = solve(plan.latent, LayerProblem(
-        "latent", 0, W[0], b[0], hidden[0] * rows, rows, 0.0, False, constraints, lips[0], xp,
-        ridge=gamma))
+    res.z = solve(
+        plan.latent,
+        LayerProblem(
+            "latent",
+            0,
+            W[0],
+            b[0],
+            hidden[0] * rows,
+            rows,
+            0.0,
+            False,
+            constraints,
+            lips[0],
+            xp,
+            ridge=gamma,
+        ),
+    )
     res.hidden, res.supports = hidden, supports
     return res

@@ -66,5 +66,13 @@ def layered_bp(batch, plan, rule, *, refinement, noise=None):
     """Algorithm 2 on a batch: :func:`~.latent_pursuit.pursuit` with signed
     lassos and no constraints (``rule``: fixed lambdas, an
     :class:`EpsilonRule` or a :class:`~.noise.NoiseRule`)."""
-    return pursuit(batch, plan, rule, nonneg=False, constraints=False, gamma=0.0,
-                   refinement=refinement, noise=noise)
+    return pursuit(
+        batch,
+        plan,
+        rule,
+        nonneg=False,
+        constraints=False,
+        gamma=0.0,
+        refinement=refinement,
+        noise=noise,
+    )

@@ -20,8 +20,14 @@ import numpy as np
 from .._array_api import to_numpy
 from .._linalg import compress_rows, scatter_rows
 
-__all__ = ["NoiseModel", "NoiseRule", "SupportRule", "noise_gains", "retry_thresholds",
-           "support_mask"]
+__all__ = [
+    "NoiseModel",
+    "NoiseRule",
+    "SupportRule",
+    "noise_gains",
+    "retry_thresholds",
+    "support_mask",
+]
 
 
 def support_mask(x, tol, xp, nonneg, floor=None):
@@ -154,7 +160,9 @@ class NoiseRule(SupportRule):
         # the few nearly saturated entries of tanh / sigmoid.
         n_ok = xp.sum(xp.astype(ok, xp.int64), axis=1)
         srt = xp.sort(xp.where(ok, inv2, xp.full_like(inv2, float("inf"))), axis=1)
-        mid = xp.take_along_axis(srt, xp.clip(n_ok // 2, max=U.shape[1] - 1)[:, None], axis=1)[:, 0]
+        mid = xp.take_along_axis(srt, xp.clip(n_ok // 2, max=U.shape[1] - 1)[:, None], axis=1)[
+            :, 0
+        ]
         rule.delta = self.model.noise_std * xp.sqrt(mid)  # delta_{L+1}, (B,)
         return rule
 

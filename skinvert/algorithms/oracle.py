@@ -12,8 +12,8 @@ from .._linalg import (
     finite_or,
     matvec,
     row_norm,
-    supported_affine_map,
     scatter_rows,
+    supported_affine_map,
     supported_lstsq,
 )
 
@@ -124,7 +124,7 @@ def oracle_end_to_end(
     loss = loss_of(A, c, Y, obs, Z)
     mu = xp.zeros((B,), dtype=dt, device=_device(Y))
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (returned)
         live = ~converged
         n_live = int(xp.sum(xp.astype(live, xp.int32)))
         if n_live == 0:

@@ -5,15 +5,15 @@ import warnings
 from numbers import Integral
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
-from sklearn.utils.parallel import Parallel, delayed
-from joblib import effective_n_jobs
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .._array_api import _is_numpy, get_namespace, namespace_of, single_threaded_blas
+from .._array_api import _is_numpy, get_namespace, namespace_of, single_threaded_blas, to_numpy
 from ..algorithms.measurement import Measurement, check_measurement, measurement_shape
 from ..generator import ReLUGenerator, make_random_generator
 
@@ -278,8 +278,6 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return self.generator_.forward(self._check_codes(X, xp))
 
     def _check_codes(self, Z, xp):
-        from sklearn.utils.validation import check_array
-
         Z = check_array(Z, dtype=[xp.float64, xp.float32])
         if Z.shape[1] != self.n_components_:
             raise ValueError(
@@ -376,6 +374,4 @@ def _slice(value, sl):
 
 
 def _to_host(x, xp):
-    from .._array_api import to_numpy
-
     return to_numpy(x, xp)

@@ -198,7 +198,7 @@ class OracleInverter(BaseInverter):
                 f"supports must hold {len(sizes)} arrays (one per hidden layer), got "
                 f"{len(supports)}."
             )
-        for i, (S, s) in enumerate(zip(supports, sizes)):
+        for i, (S, s) in enumerate(zip(supports, sizes, strict=True)):
             if tuple(S.shape) != (n, s):
                 raise ValueError(
                     f"supports[{i}] (layer {i + 1}) must have shape ({n}, {s}), got "

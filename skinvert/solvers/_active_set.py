@@ -61,8 +61,13 @@ class ActiveSet(BaseLayerSolver):
     exact = True
 
     def __init__(
-        self, max_iter=30, *, lawson_hanson_max_iter=None, constraint_max_iter=5,
-        fista_max_iter=1000, fista_tol=1e-10,
+        self,
+        max_iter=30,
+        *,
+        lawson_hanson_max_iter=None,
+        constraint_max_iter=5,
+        fista_max_iter=1000,
+        fista_tol=1e-10,
     ):
         self.max_iter = max_iter
         self.lawson_hanson_max_iter = lawson_hanson_max_iter
@@ -81,10 +86,12 @@ class ActiveSet(BaseLayerSolver):
             b = xp.concat([p.b, xp.zeros((k,), dtype=p.b.dtype, device=device(p.b))])
             t = xp.concat([p.target, xp.zeros((B, k), dtype=p.target.dtype, device=dev)], axis=1)
             rows = xp.concat([p.rows, xp.ones((B, k), dtype=p.target.dtype, device=dev)], axis=1)
-            return self._constrained(W, b, t, rows, p.lam, p.nonneg, p.constraints,
-                                     p.lipschitz + p.ridge, xp)
-        return self._constrained(p.W, p.b, p.target, p.rows, p.lam, p.nonneg, p.constraints,
-                                 p.lipschitz, xp)
+            return self._constrained(
+                W, b, t, rows, p.lam, p.nonneg, p.constraints, p.lipschitz + p.ridge, xp
+            )
+        return self._constrained(
+            p.W, p.b, p.target, p.rows, p.lam, p.nonneg, p.constraints, p.lipschitz, xp
+        )
 
     def _constrained(self, W, b, target, rows, lam, nonneg, constraints, lipschitz, xp):
         """Eq. 9 / eq. 16: equations on ``rows``, inequalities off them."""
@@ -100,8 +107,13 @@ class ActiveSet(BaseLayerSolver):
             w = xp.where(viol, xp.ones_like(w), w)
             sub = compress_rows(bad, xp)
             x_bad, n = self.solve_gram(
-                W, xp.take(target, sub, axis=0) - b, xp.take(w, sub, axis=0),
-                take_lam(lam, sub, xp), nonneg, xp, lipschitz=lipschitz,
+                W,
+                xp.take(target, sub, axis=0) - b,
+                xp.take(w, sub, axis=0),
+                take_lam(lam, sub, xp),
+                nonneg,
+                xp,
+                lipschitz=lipschitz,
             )
             n_bad += n
             x = scatter_rows(x, x_bad, bad, xp)
@@ -141,8 +153,15 @@ class ActiveSet(BaseLayerSolver):
             Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
             rs = xp.take(r, sub, axis=0)
             xf, _, _ = fista(
-                Gs, rs, take_lam(lam, sub, xp), xp.zeros_like(rs), xp, nonneg=False,
-                lipschitz=lipschitz, max_iter=self.fista_max_iter, tol=self.fista_tol,
+                Gs,
+                rs,
+                take_lam(lam, sub, xp),
+                xp.zeros_like(rs),
+                xp,
+                nonneg=False,
+                lipschitz=lipschitz,
+                max_iter=self.fista_max_iter,
+                tol=self.fista_tol,
             )
             x = scatter_rows(x, xf, ~tall, xp)
         x, conv = active_set_refine(G, r, lam, x, xp, nonneg=False, max_iter=self.max_iter)
@@ -157,8 +176,13 @@ class ActiveSet(BaseLayerSolver):
         sub = compress_rows(rows, xp)
         Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
         xs, cs = active_set_refine(
-            Gs, xp.take(r, sub, axis=0), take_lam(lam, sub, xp), xp.take(x, sub, axis=0), xp,
-            nonneg=True, max_iter=self.max_iter,
+            Gs,
+            xp.take(r, sub, axis=0),
+            take_lam(lam, sub, xp),
+            xp.take(x, sub, axis=0),
+            xp,
+            nonneg=True,
+            max_iter=self.max_iter,
         )
         conv = scatter_rows(xp.zeros_like(rows), cs, rows, xp)
         return conv, scatter_rows(x, xs, rows, xp)

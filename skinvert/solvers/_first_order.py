@@ -11,6 +11,8 @@ falls below ``tol (1 + ||x||)``. Supports are then decided by the driver with
 ``support_tol``, as for any solver.
 """
 
+from numbers import Real
+
 from .._array_api import device
 from .._linalg import row_norm
 from ._base import BaseLayerSolver, n_false
@@ -73,11 +75,19 @@ class FISTA(BaseLayerSolver):
             # Algorithm 2's last step: a least squares, solved directly.
             ones = xp.ones((p.target.shape[0], W.shape[1]), dtype=W.dtype, device=device(W))
             return masked_gram_solve(G, r, ones, xp), 0
-        x0 = xp.zeros((p.target.shape[0], W.shape[1]), dtype=p.target.dtype,
-                      device=device(p.target))
+        x0 = xp.zeros(
+            (p.target.shape[0], W.shape[1]), dtype=p.target.dtype, device=device(p.target)
+        )
         x, _, conv = fista(
-            G, r, p.lam, x0, xp, nonneg=p.nonneg, lipschitz=p.lipschitz + p.ridge,
-            max_iter=self.max_iter, tol=self.tol,
+            G,
+            r,
+            p.lam,
+            x0,
+            xp,
+            nonneg=p.nonneg,
+            lipschitz=p.lipschitz + p.ridge,
+            max_iter=self.max_iter,
+            tol=self.tol,
         )
         return x, n_false(conv, xp)
 
@@ -151,7 +161,7 @@ class LinearizedADMM(BaseLayerSolver):
 
     def _rho(self, i):
         rho = self.rho
-        if isinstance(rho, (int, float)):
+        if isinstance(rho, Real):
             return float(rho)
         rho = tuple(rho)
         return float(rho[min(i, len(rho) - 1)])

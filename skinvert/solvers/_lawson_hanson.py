@@ -205,7 +205,7 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
             if n_live == 0:
                 break
             sub = compress_rows(live, xp) if n_live < B else None
-            pick = (lambda a: a) if sub is None else (lambda a: xp.take(a, sub, axis=0))
+            pick = _picker(sub, xp)
             Gs = G if G.ndim == 2 else pick(G)
             Ms, Ps, xs, gs, cs, rs = pick(M), pick(P), pick(x), pick(g), pick(cand), pick(rp)
             n_c = xp.sum(xp.astype(cs, dt), axis=1)
@@ -246,6 +246,13 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
     return x, xp.all(ok, axis=1)
 
 
+def _picker(sub, xp):
+    """``a -> a[sub]`` (rows), or the identity when ``sub`` is None."""
+    if sub is None:
+        return lambda a: a
+    return lambda a: xp.take(a, sub, axis=0)
+
+
 def _feasible_ls(M, G, r, x, P, xp, aggressive, max_inner=None):
     """Lawson-Hanson's inner loop: least squares on ``P``; while it has
     non-positive entries, step from the feasible ``x`` towards it as far as
@@ -277,7 +284,9 @@ def _feasible_ls(M, G, r, x, P, xp, aggressive, max_inner=None):
                 continue
         # alpha = min over bad j of x_j / (x_j - z_j)  (x_j >= 0 > = z_j)
         den = xp.where(bad, x - z, xp.ones_like(x))
-        ratio = xp.where(bad, x / xp.where(den > 0, den, xp.ones_like(den)), xp.full_like(x, xp.inf))
+        ratio = xp.where(
+            bad, x / xp.where(den > 0, den, xp.ones_like(den)), xp.full_like(x, xp.inf)
+        )
         alpha = xp.clip(xp.min(ratio, axis=1), min=0.0, max=1.0)
         alpha = xp.where(rows, alpha, xp.ones_like(alpha))
         x = xp.where(rows[:, None], x + alpha[:, None] * (z - x), x)

@@ -47,7 +47,9 @@ def gram_matvec(G, x, xp):
 def objective(G, r, lam, x, xp, *, nonneg):
     """Value of (P) for every row."""
     pen = xp.sum(x if nonneg else xp.abs(x), axis=1)
-    return 0.5 * xp.sum(x * gram_matvec(G, x, xp), axis=1) - xp.sum(r * x, axis=1) + as_lam(lam) * pen
+    return (
+        0.5 * xp.sum(x * gram_matvec(G, x, xp), axis=1) - xp.sum(r * x, axis=1) + as_lam(lam) * pen
+    )
 
 
 def _soft(v, t, xp, nonneg):
@@ -95,7 +97,7 @@ def fista(G, r, lam, x0, xp, *, nonneg, lipschitz, max_iter=200, tol=1e-10):
     B = x0.shape[0]
     converged = xp.zeros((B,), dtype=xp.bool, device=device(x0))
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (returned)
         g = gram_matvec(G, y, xp) - r
         x_new = _soft(y - step * g, step * lam_c, xp, nonneg)
         x_new = xp.where(converged[:, None], x, x_new)
