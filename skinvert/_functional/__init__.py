@@ -10,13 +10,9 @@ estimators call the twins directly, with parameters validated in ``fit``.
 """
 
 from ._common import per_layer
+from ._latent_pursuit import _latent_pursuit, latent_pursuit
+from ._layered_bp import _layered_basis_pursuit, layered_basis_pursuit
 from ._oracle import _oracle_inversion, oracle_inversion
-from ._pursuits import (
-    _latent_pursuit,
-    _layered_basis_pursuit,
-    latent_pursuit,
-    layered_basis_pursuit,
-)
 
 __all__ = [
     "_latent_pursuit",

@@ -11,7 +11,10 @@ from sklearn.utils.validation import check_array
 
 from .._array_api import get_namespace, namespace_of
 from ..algorithms._batch import Batch, lipschitz_constants
+from ..algorithms._refine import Refinement
+from ..algorithms.layered_bp import EpsilonRule
 from ..algorithms.measurement import Measurement, check_measurement
+from ..algorithms.noise import NoiseModel, NoiseRule, SupportRule
 from ..generator import ReLUGenerator
 from ..solvers import BaseLayerSolver
 
@@ -102,3 +105,40 @@ def _warn(counts, name):
 
 def _output(res, return_supports):
     return (res.z, list(res.supports)) if return_supports else res.z
+
+
+def _refinement(debias, debias_max_iter, refresh_max_iter, fallback_max_iter, fallback_tol):
+    return Refinement(
+        debias=bool(debias),
+        debias_max_iter=debias_max_iter,
+        refresh_max_iter=refresh_max_iter,
+        fallback_max_iter=fallback_max_iter,
+        fallback_tol=float(fallback_tol),
+    )
+
+
+def _rule(
+    batch,
+    lam,
+    support_tol,
+    nonneg,
+    noise_std,
+    noise_gains,
+    noise_c,
+    noise_retries,
+    noise_retry_sd,
+    epsilon=None,
+):
+    lams = per_layer(lam, max(batch.n_layers, 1), "lam")
+    if epsilon is not None:
+        return EpsilonRule(float(epsilon), support_tol, nonneg), None
+    if noise_std is None:
+        return SupportRule(lams, support_tol, nonneg), None
+    model = NoiseModel(
+        float(noise_std),
+        None if noise_gains is None else tuple(noise_gains),
+        float(noise_c),
+        tuple(float(s) for s in noise_retries),
+        float(noise_retry_sd),
+    )
+    return NoiseRule(lams, support_tol, nonneg, model), model
