@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skinvert import (
@@ -102,3 +103,14 @@ def test_noise_retries_are_exposed(data):
     Zp = latent_pursuit(Y, G, noise_std=1e-3, noise_retries=())
     loss = lambda Zh: np.sum((G.forward(Zh) - Y) ** 2, axis=1)  # noqa: E731
     assert np.all(loss(Zr) <= loss(Zp) * (1 + 1e-12))
+
+
+def test_estimators_accept_solver_objects(data):
+    """solver= takes an object (cloned with the estimator) as well as an alias."""
+    G, Z, X = data
+    est = LatentPursuitInverter(G, solver=ActiveSet(max_iter=30, constraint_max_iter=5))
+    np.testing.assert_array_equal(clone(est).fit(X).transform(X), latent_pursuit(X, G))
+    bp = LayeredBPInverter(G, solver=FISTA(2000, tol=1e-12)).fit(X)
+    np.testing.assert_array_equal(
+        bp.transform(X), layered_basis_pursuit(X, G, solver="paper", max_iter=2000, tol=1e-12)
+    )
