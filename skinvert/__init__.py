@@ -6,6 +6,7 @@ Inverted?" (2020): the Oracle (Algorithms 1 and 6), Layered Basis-Pursuit
 over signals and written against the array API.
 """
 
+from ._functional import latent_pursuit, layered_basis_pursuit, oracle_inversion
 from .activations import Activation
 from .generator import ReLUGenerator, make_random_generator
 from .inverters import (
@@ -14,6 +15,7 @@ from .inverters import (
     LatentPursuitInverter,
     LayeredBPInverter,
     OracleInverter,
+    SKOPS_TRUSTED_TYPES,
 )
 from .io import load_generator
 
@@ -27,6 +29,10 @@ __all__ = [
     "LayeredBPInverter",
     "OracleInverter",
     "ReLUGenerator",
+    "SKOPS_TRUSTED_TYPES",
+    "latent_pursuit",
+    "layered_basis_pursuit",
     "load_generator",
     "make_random_generator",
+    "oracle_inversion",
 ]

@@ -6,16 +6,21 @@ masks (1 on the support, 0 off it) applied elementwise, so no kernel loops over
 samples and every kernel runs on NumPy, CuPy, torch or array-api-strict alike.
 """
 
-from ._array_api import single_threaded_blas
+from numbers import Real
+
+from ._array_api import device, single_threaded_blas
 
 __all__ = [
     "batched_lstsq",
+    "compress_rows",
+    "forward_preactivations",
     "matvec",
     "rmatvec",
     "row_weighted_gram",
+    "scatter_rows",
     "shared_left_matmul",
-    "supported_lstsq",
     "supported_affine_map",
+    "supported_lstsq",
 ]
 
 
@@ -79,23 +84,21 @@ def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None):
     Utb = rmatvec(U, b, xp)  # (B, k)
     num = S * Utb
     S2 = S * S
-    if isinstance(ridge, (int, float)):
+    if isinstance(ridge, Real):
         lam = ridge
     else:
         lam = ridge[:, None]
-    if z is not None and not (isinstance(ridge, (int, float)) and ridge == 0):
+    if z is not None and not (isinstance(ridge, Real) and ridge == 0):
         num = num - lam * matvec(Vt, z, xp)
     den = S2 + lam
     safe = keep | (den > 0)
     coef = xp.where(safe, num / xp.where(safe, den, xp.ones_like(den)), xp.zeros_like(num))
-    if isinstance(ridge, (int, float)) and ridge == 0:
+    if isinstance(ridge, Real) and ridge == 0:
         coef = xp.where(keep, coef, xp.zeros_like(coef))
     return rmatvec(Vt, coef, xp)
 
 
 def _dev(x):
-    from ._array_api import device
-
     return device(x)
 
 
@@ -205,7 +208,7 @@ def supported_affine_map(weights, biases, masks, xp, *, n_samples):
     """
     A = weights[0]
     c = biases[0]
-    for W, b, M in zip(weights[1:], biases[1:], masks):
+    for W, b, M in zip(weights[1:], biases[1:], masks, strict=True):
         A = shared_left_matmul(W, M[:, :, None] * A, xp)
         c = (M * c) @ W.T + b
     if A.ndim == 2:  # no hidden layer: a single affine map, shared
@@ -224,11 +227,56 @@ def row_norm(x, xp):
     return xp.sqrt(xp.sum(x * x, axis=1))
 
 
-def snr_db(reference, estimate, xp):
-    """Per-row SNR in dB: ``10 log10(||ref||^2 / ||ref - est||^2)`` (inf if exact)."""
-    num = xp.sum(reference * reference, axis=1)
-    err = reference - estimate
-    den = xp.sum(err * err, axis=1)
-    tiny = xp.finfo(reference.dtype).tiny
-    return 10.0 * (xp.log10(xp.clip(num, min=tiny)) - xp.log10(xp.clip(den, min=tiny)))
+def forward_preactivations(Z, weights, biases, xp):
+    """Pre-activations ``u_i = W_{i-1} x_{i-1} + b_{i-1}`` of the hidden layers of ``G(Z)``.
 
+    The forward pass of eq. 3 up to the last hidden layer, batched over
+    rows (``x_0 = z``, ``x_i = ReLU(u_i)``).
+
+    Returns
+    -------
+    pre : list of arrays of shape (B, n_i), i = 1..L
+    x_L : array of shape (B, n_L)
+        The last hidden layer (``Z`` itself when the generator has none).
+    """
+    pre = []
+    x = Z
+    for W, b in zip(weights[:-1], biases[:-1], strict=True):
+        u = x @ W.T + b
+        pre.append(u)
+        x = xp.clip(u, min=0.0)
+    return pre, x
+
+
+# -- row gather / scatter: the rows of a batch still being solved -------------
+
+
+def compress_rows(mask, xp):
+    """Indices of the rows where ``mask`` holds, for ``xp.take``."""
+    idx = xp.arange(mask.shape[0], device=_dev(mask))
+    return _compress(idx, mask, xp)
+
+
+def scatter_rows(full, part, mask, xp):
+    """``full`` with its rows where ``mask`` holds replaced, in order, by ``part``.
+
+    ``part`` holds either every row (then a masked select) or only the rows
+    where ``mask`` holds (as gathered by :func:`compress_rows`).
+    """
+    m = xp.reshape(mask, (mask.shape[0],) + (1,) * (full.ndim - 1))
+    if part.shape[0] == full.shape[0]:
+        return xp.where(m, part, full)
+    pos = xp.cumulative_sum(xp.astype(mask, xp.int64)) - 1
+    pos = xp.clip(pos, 0, max(part.shape[0] - 1, 0))
+    expanded = xp.take(part, pos, axis=0)
+    return xp.where(m, expanded, full)
+
+
+def _compress(idx, mask, xp):
+    """The entries of ``idx`` where ``mask`` holds (namespace-generic)."""
+    pos = xp.cumulative_sum(xp.astype(mask, xp.int64)) - 1
+    n = int(xp.sum(xp.astype(mask, xp.int64)))
+    # order[k] = the k-th True position: sort so that True entries come first.
+    key = xp.where(mask, pos, xp.full_like(pos, idx.shape[0] + 1))
+    order = xp.argsort(key, stable=True)
+    return xp.take(idx, order[:n], axis=0)

@@ -1,10 +1,11 @@
 """Recovery metrics: per-layer SNR and support errors (section 6 of the paper)."""
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 from ._array_api import to_numpy
 
-__all__ = ["heldout_pixel_scorer", "layer_snr", "snr_db", "support_errors", "summarize"]
+__all__ = ["heldout_pixel_scorer", "layer_snr", "snr_db", "summarize", "support_errors"]
 
 
 def snr_db(reference, estimate):
@@ -48,7 +49,7 @@ def layer_snr(generator, Z_true, Z_hat):
     X, H = generator.forward(Z_true, return_hidden=True)
     Xh, Hh = generator.forward(Z_hat, return_hidden=True)
     out = {"z": snr_db(Z_true, Z_hat)}
-    for i, (h, hh) in enumerate(zip(H, Hh), start=1):
+    for i, (h, hh) in enumerate(zip(H, Hh, strict=True), start=1):
         out[f"x{i}"] = snr_db(h, hh)
     out["image"] = snr_db(X, Xh)
     return out
@@ -64,7 +65,7 @@ def support_errors(true_supports, estimated_supports):
         (found outside the true support), each an ndarray (n_samples,).
     """
     out = []
-    for S, Sh in zip(true_supports, estimated_supports):
+    for S, Sh in zip(true_supports, estimated_supports, strict=False):
         S = np.asarray(to_numpy(S), dtype=bool)
         Sh = np.asarray(to_numpy(Sh), dtype=bool)
         out.append({"missed": np.sum(S & ~Sh, axis=1), "spurious": np.sum(~S & Sh, axis=1)})
@@ -89,8 +90,6 @@ class _HeldoutPixelScorer:
         self.random_state = random_state
 
     def __call__(self, estimator, X, y=None):
-        from sklearn.utils import check_random_state
-
         Xn = np.array(to_numpy(X), dtype=float, copy=True)
         observed = ~np.isnan(Xn)
         rng = check_random_state(self.random_state)
@@ -104,12 +103,16 @@ class _HeldoutPixelScorer:
                 f"({Xn.shape[0]} rows): raise fraction."
             )
         X_in = np.where(hide, np.nan, Xn).astype(np.asarray(to_numpy(X)).dtype, copy=False)
-        X_hat = np.asarray(to_numpy(estimator.inverse_transform(estimator.transform(X_in))), dtype=float)
+        Z_hat = estimator.transform(X_in)
+        X_hat = np.asarray(to_numpy(estimator.inverse_transform(Z_hat)), dtype=float)
         err = (X_hat - Xn)[hide]
         return -float(np.mean(err * err))
 
     def __repr__(self):
-        return f"heldout_pixel_scorer(fraction={self.fraction}, random_state={self.random_state!r})"
+        return (
+            f"heldout_pixel_scorer(fraction={self.fraction}, "
+            f"random_state={self.random_state!r})"
+        )
 
 
 def heldout_pixel_scorer(fraction=0.1, random_state=0):

@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import nnls
 
-from ._helpers import snr_db
 from skinvert import LatentPursuitInverter, make_random_generator
-from skinvert.algorithms.nnls import nnls_lawson_hanson
+from skinvert.solvers._lawson_hanson import nnls_lawson_hanson
+
+from ._helpers import snr_db
 
 
 def _problem(m, k, B, s, seed):

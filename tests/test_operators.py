@@ -166,7 +166,7 @@ def test_weights_of_a_too_large_layer_is_a_clear_error():
 
 
 def test_skops_trusts_every_layer_class():
-    from skinvert.inverters._persist import SKOPS_TRUSTED_TYPES
+    from skinvert import SKOPS_TRUSTED_TYPES
 
     assert "skinvert.operators._dense.Dense" in SKOPS_TRUSTED_TYPES
 

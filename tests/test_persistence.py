@@ -18,7 +18,7 @@ from skinvert import (
     make_random_generator,
 )
 from skinvert.activations import Activation
-from skinvert.inverters._persist import SKOPS_TRUSTED_TYPES
+from skinvert import SKOPS_TRUSTED_TYPES
 
 sio = pytest.importorskip("skops.io")
 

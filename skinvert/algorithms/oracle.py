@@ -5,12 +5,14 @@ end-to-end Oracle is also the *debiasing* step of Algorithm 5, run on
 estimated supports.
 """
 
-from .sparse_coding import compress_rows, scatter_rows
+from .._array_api import device
 from .._linalg import (
     batched_lstsq,
+    compress_rows,
     finite_or,
     matvec,
     row_norm,
+    scatter_rows,
     supported_affine_map,
     supported_lstsq,
 )
@@ -122,7 +124,7 @@ def oracle_end_to_end(
     loss = loss_of(A, c, Y, obs, Z)
     mu = xp.zeros((B,), dtype=dt, device=_device(Y))
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (returned)
         live = ~converged
         n_live = int(xp.sum(xp.astype(live, xp.int32)))
         if n_live == 0:
@@ -169,8 +171,6 @@ def _any_missing_saturated(w, obs, xp):
 
 
 def _device(x):
-    from .._array_api import device
-
     return device(x)
 
 

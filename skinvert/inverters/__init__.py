@@ -4,7 +4,9 @@ from ._base import BaseInverter
 from ._gradient_descent import GradientDescentInverter
 from ._imputer import GeneratorImputer
 from ._oracle import OracleInverter
-from ._pursuit import LatentPursuitInverter, LayeredBPInverter
+from ._layered_bp import LayeredBPInverter
+from ._persist import SKOPS_TRUSTED_TYPES
+from ._pursuit import LatentPursuitInverter
 
 __all__ = [
     "BaseInverter",
@@ -13,4 +15,5 @@ __all__ = [
     "LatentPursuitInverter",
     "LayeredBPInverter",
     "OracleInverter",
+    "SKOPS_TRUSTED_TYPES",
 ]

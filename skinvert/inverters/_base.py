@@ -5,15 +5,15 @@ import warnings
 from numbers import Integral
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
-from sklearn.utils.parallel import Parallel, delayed
-from joblib import effective_n_jobs
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .._array_api import _is_numpy, get_namespace, namespace_of, single_threaded_blas
+from .._array_api import _is_numpy, get_namespace, namespace_of, single_threaded_blas, to_numpy
 from ..operators import Measurement, check_measurement, measurement_shape
 from ..generator import ReLUGenerator, make_random_generator
 
@@ -41,6 +41,11 @@ def default_generator(n_features, random_state):
 class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class of the inverters: validation, batching, inverse_transform, score.
 
+    Parameters shared by every inverter (declared and validated here once):
+    ``generator``, ``measurement`` (linear measurements ``y = A G(z)``, see
+    :func:`~skinvert.operators.check_measurement`),
+    ``batch_size``, ``n_jobs``, ``verbose`` and ``random_state``.
+
     Subclasses implement ``_transform_batch(Y, obs, xp, **kwargs)`` returning
     the latent codes of a batch, where ``Y`` holds the signals with missing
     entries set to 0 and ``obs`` is 1.0 on observed entries, 0.0 elsewhere;
@@ -49,6 +54,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     _parameter_constraints: dict = {
         "generator": [ReLUGenerator, None],
+        "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
@@ -56,9 +62,11 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     }
 
     def __init__(
-        self, generator=None, *, batch_size=None, n_jobs=None, verbose=0, random_state=None
+        self, generator=None, *, measurement=None, batch_size=None, n_jobs=None, verbose=0,
+        random_state=None,
     ):
         self.generator = generator
+        self.measurement = measurement
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -270,8 +278,6 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return self.generator_.forward(self._check_codes(X, xp))
 
     def _check_codes(self, Z, xp):
-        from sklearn.utils.validation import check_array
-
         Z = check_array(Z, dtype=[xp.float64, xp.float32])
         if Z.shape[1] != self.n_components_:
             raise ValueError(
@@ -368,6 +374,4 @@ def _slice(value, sl):
 
 
 def _to_host(x, xp):
-    from .._array_api import to_numpy
-
     return to_numpy(x, xp)

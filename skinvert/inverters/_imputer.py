@@ -42,7 +42,9 @@ class GeneratorImputer(TransformerMixin, BaseEstimator):
     True
     """
 
-    _parameter_constraints = {"inverter": [HasMethods(["fit", "transform", "inverse_transform"]), None]}
+    _parameter_constraints = {
+        "inverter": [HasMethods(["fit", "transform", "inverse_transform"]), None]
+    }
 
     def __init__(self, inverter=None):
         self.inverter = inverter

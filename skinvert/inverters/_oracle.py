@@ -7,7 +7,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._array_api import get_namespace, namespace_of
-from ..algorithms.oracle import oracle_end_to_end, oracle_layerwise
+from .._functional import _oracle_inversion
+from ..algorithms._batch import Batch
 from ._base import BaseInverter
 from ._gradient_descent import GradientDescentInverter
 from ._pursuit import LatentPursuitInverter
@@ -49,8 +50,16 @@ class OracleInverter(BaseInverter):
         :class:`LatentPursuitInverter` with this estimator's generator (and
         measurement; :class:`GradientDescentInverter` for a measurement with a
         tanh or sigmoid output, which the pursuits do not support).
-    batch_size, n_jobs, verbose, random_state
-        See :class:`GradientDescentInverter`.
+    batch_size : int or None, default=None
+        Rows per batch (None: sized for about 512 MiB of working memory).
+    n_jobs : int or None, default=None
+        Joblib workers the batches are split across (NumPy input only).
+    verbose : int, default=0
+        Print one line per batch (rows done, elapsed time) when positive.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the default generator built when ``generator=None`` (see
+        :func:`~skinvert.inverters._base.default_generator`) and the default
+        support estimator; the Oracle itself is deterministic.
 
     Attributes
     ----------
@@ -87,7 +96,6 @@ class OracleInverter(BaseInverter):
         "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left"), None],
         "support_estimator": [HasMethods(["fit", "transform"]), None],
-        "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
     }
 
     def __init__(
@@ -106,14 +114,14 @@ class OracleInverter(BaseInverter):
         random_state=None,
     ):
         super().__init__(
-            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
+            generator, measurement=measurement, batch_size=batch_size, n_jobs=n_jobs,
+            verbose=verbose, random_state=random_state,
         )
         self.method = method
         self.gamma = gamma
         self.transform_max_iter = transform_max_iter
         self.tol = tol
         self.support_estimator = support_estimator
-        self.measurement = measurement
 
     def _check_measurement_supported(self, generator):
         if self.method != "end_to_end":
@@ -190,7 +198,7 @@ class OracleInverter(BaseInverter):
                 f"supports must hold {len(sizes)} arrays (one per hidden layer), got "
                 f"{len(supports)}."
             )
-        for i, (S, s) in enumerate(zip(supports, sizes)):
+        for i, (S, s) in enumerate(zip(supports, sizes, strict=True)):
             if tuple(S.shape) != (n, s):
                 raise ValueError(
                     f"supports[{i}] (layer {i + 1}) must have shape ({n}, {s}), got "
@@ -201,27 +209,11 @@ class OracleInverter(BaseInverter):
     def _transform_batch(self, Y, obs, xp, state, supports):
         _, dev = namespace_of(Y)
         masks = [_as_mask(xp.asarray(S, device=dev), Y.dtype, xp) for S in supports]
-        act = self.generator_.activation
-        if self.method == "layerwise":
-            Z, _ = oracle_layerwise(
-                Y, obs, state.weights, state.biases, act, masks, xp, gamma=self.gamma
-            )
-            return Z
-        Z, _, converged = oracle_end_to_end(
-            Y,
-            obs,
-            state.weights,
-            state.biases,
-            act,
-            masks,
-            xp,
-            gamma=self.gamma,
-            max_iter=self.transform_max_iter,
-            tol=self.tol,
-            measurement=state.measurement,
-        )
-        if self.transform_max_iter > 0:
-            n_bad = Y.shape[0] - int(xp.sum(xp.astype(converged, xp.int32)))
+        batch = Batch(Y, obs, state.weights, state.biases, self.generator_.activation, xp,
+                      measurement=state.measurement)
+        Z, n_bad = _oracle_inversion(batch, masks, method=self.method, gamma=self.gamma,
+                                     max_iter=self.transform_max_iter, tol=self.tol)
+        if self.method == "end_to_end" and self.transform_max_iter > 0:
             state.count("the Oracle's Gauss-Newton (transform_max_iter)", n_bad)
         return Z
 

@@ -26,7 +26,8 @@ from ..operators import Layer, Measurement
 from ._gradient_descent import GradientDescentInverter
 from ._imputer import GeneratorImputer
 from ._oracle import OracleInverter
-from ._pursuit import LatentPursuitInverter, LayeredBPInverter
+from ._layered_bp import LayeredBPInverter
+from ._pursuit import LatentPursuitInverter
 
 __all__ = ["SKOPS_TRUSTED_TYPES"]
 

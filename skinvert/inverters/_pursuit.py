@@ -1,40 +1,27 @@
-"""LatentPursuitInverter (Algorithm 5) and LayeredBPInverter (Algorithm 2)."""
+"""LatentPursuitInverter (Algorithm 5) and the glue shared with LayeredBPInverter."""
 
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..algorithms.latent_pursuit import PursuitOptions, noise_gains, pursuit
+from .._functional import _latent_pursuit, per_layer
+from ..algorithms._batch import Batch, lipschitz_constants
+from ..algorithms.noise import noise_gains
+from ..solvers import BaseLayerSolver, resolve_solver
 from ._base import BaseInverter
 
 _POS = Interval(Real, 0, None, closed="left")
-
-
-def _per_layer(value, n, name):
-    """A scalar or a sequence of ``n`` non-negative floats, as a tuple."""
-    if np.ndim(value) == 0:
-        vals = (float(value),) * n
-    else:
-        vals = tuple(float(v) for v in np.asarray(value, dtype=float).ravel())
-        if len(vals) != n:
-            raise ValueError(f"{name} must be a scalar or hold {n} values (one per layer), got {len(vals)}.")
-    if any(not np.isfinite(v) or v < 0 for v in vals):
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}.")
-    return vals
 
 
 class _PursuitInverter(BaseInverter):
     """Parameters and glue shared by the layer-wise pursuits."""
 
     _nonneg = True
-    _constraints = True
 
     _parameter_constraints = {
         **BaseInverter._parameter_constraints,
-        "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
         "lam": [_POS, "array-like"],
-        "solver": [StrOptions({"active_set", "paper"})],
+        "solver": [StrOptions({"active_set", "paper"}), BaseLayerSolver, dict],
         "support_tol": [Interval(Real, 0, 1, closed="left")],
         "transform_max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [_POS],
@@ -46,25 +33,14 @@ class _PursuitInverter(BaseInverter):
         "refresh_max_iter": [Interval(Integral, 0, None, closed="left")],
     }
 
-    def _options(self, **extra):
-        L = self.generator_.n_layers
-        return PursuitOptions(
-            nonneg=self._nonneg,
-            constraints=self._constraints,
-            solver=self.solver,
-            lam=_per_layer(self.lam, max(L, 1), "lam"),
-            support_tol=self.support_tol,
-            max_iter=self.transform_max_iter,
-            tol=self.tol,
-            refine_max_iter=self.refine_max_iter,
-            debias=self.debias,
-            debias_max_iter=self.debias_max_iter,
-            lipschitz=tuple(self.lipschitz_),
-            fallback_max_iter=self.fallback_max_iter,
-            noise_std=None if self.noise_std is None else float(self.noise_std),
-            noise_gain=self.noise_gains_,
-            refresh_max_iter=self.refresh_max_iter,
-            **extra,
+    def _common_kwargs(self):
+        """The twin's keyword arguments shared by both pursuits."""
+        return dict(
+            lam=self.lam, solver=self.solver, support_tol=self.support_tol,
+            max_iter=self.transform_max_iter, tol=self.tol, refine_max_iter=self.refine_max_iter,
+            debias=self.debias, debias_max_iter=self.debias_max_iter,
+            refresh_max_iter=self.refresh_max_iter, fallback_max_iter=self.fallback_max_iter,
+            noise_std=self.noise_std, noise_gains=self.noise_gains_,
         )
 
     def _bytes_per_sample(self, generator, itemsize):
@@ -82,11 +58,11 @@ class _PursuitInverter(BaseInverter):
         return per
 
     def _transform_batch(self, Y, obs, xp, state):
-        opts = self._pursuit_options()
-        res = pursuit(
-            Y, obs, state.weights, state.biases, self.generator_.activation, xp, opts,
-            measurement=state.measurement,
+        batch = Batch(
+            Y, obs, state.weights, state.biases, self.generator_.activation, xp,
+            measurement=state.measurement, lipschitz=self.lipschitz_,
         )
+        res = self._run(batch)
         for stage, n_bad in res.not_converged.items():
             state.count(stage, n_bad)
         return res.z
@@ -99,8 +75,12 @@ class _PursuitInverter(BaseInverter):
                 f"GradientDescentInverter: {type(self).__name__} needs an identity or "
                 "piecewise-linear (leaky_relu, plu) output activation."
             )
-        if act.name != "identity" and (self.solver == "paper" or not self._nonneg):
-            what = "solver='paper'" if self.solver == "paper" else type(self).__name__
+        exact = isinstance(self.solver, str) and self.solver == "active_set" or (
+            not isinstance(self.solver, str)
+            and resolve_solver(self.solver, nonneg=self._nonneg).image.exact
+        )
+        if act.name != "identity" and (not exact or not self._nonneg):
+            what = f"solver={self.solver!r}" if not exact else type(self).__name__
             raise ValueError(
                 f"{what} supports a measurement with an identity output only (this "
                 f"generator's output is {act.name}); use LatentPursuitInverter with "
@@ -108,10 +88,16 @@ class _PursuitInverter(BaseInverter):
             )
 
     def _fit_extra(self, X, rng):
-        # Step bounds of the first-order solvers, computed once per generator.
-        self.lipschitz_ = [float(np.linalg.eigvalsh(W.T @ W)[-1]) for W in self.generator_.weights]
-        self.noise_gains_ = noise_gains(self.generator_.weights)
-        self._pursuit_options()  # validate per-layer parameters in fit
+        # Step bounds of the first-order solvers and the noise gains,
+        # computed once per generator; the per-layer parameters are checked.
+        weights = self.generator_.weights
+        self.lipschitz_ = list(lipschitz_constants(weights))
+        self.noise_gains_ = noise_gains(weights)
+        L = max(self.generator_.n_layers, 1)
+        per_layer(self.lam, L, "lam")
+        if hasattr(self, "rho"):
+            per_layer(self.rho, L, "rho")
+        resolve_solver(self.solver, nonneg=self._nonneg)
 
 
 class LatentPursuitInverter(_PursuitInverter):
@@ -136,7 +122,7 @@ class LatentPursuitInverter(_PursuitInverter):
         ``plu``) the image layer of eq. 8 is solved by an active set on phi's
         linear pieces (per-sample problems ``A D W_L``, at most
         ``refine_max_iter`` rounds; see
-        :func:`skinvert.algorithms.latent_pursuit._measured_image_layer`) and
+        :func:`skinvert.algorithms._measured.measured_image_layer`) and
         the debiasing minimises ``||y - A phi(.)||`` by Gauss-Newton. tanh and
         sigmoid outputs raise a ValueError (use GradientDescentInverter), as
         does ``solver="paper"`` with a non-identity phi.
@@ -150,26 +136,34 @@ class LatentPursuitInverter(_PursuitInverter):
         ``rho[i]`` for the middle layer ``x_i``. Used by ``solver="paper"``.
     gamma : float, default=0.0
         Ridge weight of the z-step, eq. 16 (the MAP prior of z ~ N(0, I)).
-    solver : {"active_set", "paper"}, default="active_set"
-        ``"active_set"`` solves every layer problem exactly: a least-squares
-        start and a primal-dual active-set refinement whose fixed point
-        satisfies the KKT conditions exactly, and the Lawson-Hanson method
-        for the layers wider than their number of equations (and any row
-        the refinement did not settle); ``"paper"`` runs the
-        paper's FISTA (Algorithm 3) and linearized ADMM (Algorithm 4,
-        eq. 18) for ``transform_max_iter`` iterations per layer. See
-        :mod:`skinvert.algorithms.latent_pursuit`.
+    solver : {"active_set", "paper"}, BaseLayerSolver or dict, default="active_set"
+        The per-layer solver (:mod:`skinvert.solvers`). ``"active_set"`` is
+        :class:`~skinvert.solvers.ActiveSet`: every layer problem solved
+        exactly (a least-squares start and a primal-dual active-set
+        refinement whose fixed point satisfies the KKT conditions exactly,
+        and the Lawson-Hanson method for the layers wider than their number
+        of equations and any row the refinement did not settle).
+        ``"paper"`` is the paper's :class:`~skinvert.solvers.FISTA`
+        (Algorithm 3) on the image layer and
+        :class:`~skinvert.solvers.LinearizedADMM` (Algorithm 4, eq. 18)
+        below it. A solver object (used for every layer) or a dict
+        ``{"image": ..., "hidden": ..., "latent": ...}`` brings its own
+        knobs; the iteration caps below then do not apply.
     support_tol : float, default=1e-6
         An entry belongs to a layer's support when it exceeds ``support_tol``
         times the largest entry of that layer (per sample).
     transform_max_iter : int, default=1000
-        First-order iterations per layer (FISTA start, or the whole solve
-        with ``solver="paper"``).
+        Iteration cap of the first-order solvers, per layer: FISTA and the
+        linearized ADMM of ``"paper"``, and the FISTA start of the wide rows
+        of a signed lasso in ``"active_set"``.
     tol : float, default=1e-10
-        Relative step size at which a row's first-order iterations stop.
+        Relative step size at which a row's first-order iterations stop
+        (same solvers as ``transform_max_iter``).
     refine_max_iter : int, default=30
-        Active-set refinement steps per layer; the Lawson-Hanson stage gets
-        ``10 * refine_max_iter`` block steps (0 disables both).
+        Iteration cap of ``"active_set"``: active-set refinement steps per
+        layer; the Lawson-Hanson stage gets ``10 * refine_max_iter`` block
+        steps (0 disables both), and the measured image layer as many
+        rounds on phi's pieces.
     debias : bool, default=True
         Finish with Algorithm 1 on the estimated supports (Algorithm 5, last
         step).
@@ -193,14 +187,13 @@ class LatentPursuitInverter(_PursuitInverter):
         Standard deviation ``sigma`` of iid Gaussian noise on the observed
         entries of X (``y = G(z) + e``, ``e ~ N(0, sigma^2 I)``; Theorem 3's
         model), in X's units. Sets each layer's support threshold
-        (:class:`~skinvert.algorithms.latent_pursuit.NoiseRule`): an entry
+        (:class:`~skinvert.algorithms.noise.NoiseRule`): an entry
         of ``x_i`` is in the support only above ``delta_i``, the RMS error
         the noise is expected to leave in that layer
         (``delta_{L+1} = sigma * RMS_k 1/phi'(u_k)``,
         ``delta_i = g_i delta_{i+1}`` with ``g_i`` from Theorem 3, eq. 21;
         see ``noise_gains_``). Entries below it become ReLU inequalities of
-        eq. 9 rather than equations (``solver="active_set"`` only; the
-        paper's solvers keep ``support_tol``). ``lam`` is left as given: on the
+        eq. 9 rather than equations (with every solver). ``lam`` is left as given: on the
         shipped generator ``lam > 0`` was measured to *raise* the error once
         the supports are thresholded and debiased (the l1 bias moves the
         supports; see docs/inverters.md). None: no threshold beyond
@@ -219,8 +212,12 @@ class LatentPursuitInverter(_PursuitInverter):
     n_jobs : int or None, default=None
         Joblib workers for the batches; see :class:`GradientDescentInverter`.
     verbose : int, default=0
-    random_state : None
-        Unused (the algorithm is deterministic); kept for API symmetry.
+        Print one line per batch (rows done, elapsed time) when positive.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the default generator that ``fit`` builds when
+        ``generator=None`` (see
+        :func:`~skinvert.inverters._base.default_generator`); the pursuit
+        itself is deterministic.
 
     Attributes
     ----------
@@ -231,13 +228,13 @@ class LatentPursuitInverter(_PursuitInverter):
     measurement_ : array, LinearOperator or None
         The validated measurement (a dense one in X's namespace and device).
     lipschitz_ : list of float
-        ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
-        first-order solvers (with a measurement, the folded ``A W_L`` is
-        bounded per batch).
+        ``lambda_max(W_i^T W_i)`` for every layer, computed once in ``fit``:
+        the step bounds of the first-order solvers (with a measurement, the
+        folded ``A W_L`` is bounded per batch).
     noise_gains_ : tuple of float
         ``g_i``, i = 0..L: the RMS error gain of the least squares of layer
         ``x_i`` from ``x_{i+1}`` on a support of about half the rows
-        (:func:`~skinvert.algorithms.latent_pursuit.noise_gains`), used with
+        (:func:`~skinvert.algorithms.noise.noise_gains`), used with
         ``noise_std``.
 
     Notes
@@ -293,9 +290,9 @@ class LatentPursuitInverter(_PursuitInverter):
         random_state=None,
     ):
         super().__init__(
-            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
+            generator, measurement=measurement, batch_size=batch_size, n_jobs=n_jobs,
+            verbose=verbose, random_state=random_state,
         )
-        self.measurement = measurement
         self.lam = lam
         self.rho = rho
         self.gamma = gamma
@@ -310,128 +307,5 @@ class LatentPursuitInverter(_PursuitInverter):
         self.noise_std = noise_std
         self.refresh_max_iter = refresh_max_iter
 
-    def _pursuit_options(self):
-        L = self.generator_.n_layers
-        return self._options(rho=_per_layer(self.rho, max(L, 1), "rho"), gamma=float(self.gamma))
-
-
-class LayeredBPInverter(_PursuitInverter):
-    """The paper's Layered Basis-Pursuit (Algorithm 2).
-
-    ``x_L = argmin 1/2 ||phi^-1(y) - b_L - W_L x||^2 + lambda_L ||x||_1``,
-    then for ``i = L-1..1`` a lasso on the rows ``S_{i+1}`` of the layer
-    above, then z by least squares on ``S_1``; optionally debiased by the
-    Oracle on the estimated supports (as in the paper's experiments).
-    Unlike Latent-Pursuit it uses neither ``x >= 0`` nor the zeros of the
-    layer above.
-
-    Parameters
-    ----------
-    generator : ReLUGenerator or None, default=None
-    measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
-        Linear measurements ``y = A G(z) + e``: X holds the m measurements of
-        each signal (see :class:`GradientDescentInverter`). Identity output
-        only (A is folded into the last layer); other outputs raise a
-        ValueError.
-
-    lam : float or array-like of shape (n_layers,), default=0.0
-        lambda_i, one per hidden layer or one for all. Ignored when
-        ``epsilon`` is given.
-    epsilon : float or None, default=None
-        A bound on the noise, ``||e||_2 <= epsilon``: sets Algorithm 2's
-        schedule ``lambda_L = 2 ell epsilon``, ``lambda_i = 2 epsilon_{i+1}``
-        with ``epsilon_i`` of Theorem 2 (eqs. 29-31) computed per sample from
-        the estimated support sizes. This worst-case schedule grows by
-        ``(3 + sqrt(1.5)) sqrt(s_i) / min_j ||w_{i,j}||`` per layer and
-        empties the supports of trained nets at moderate noise; prefer
-        ``noise_std`` for Gaussian noise. At most one of ``epsilon`` and
-        ``noise_std``.
-    noise_std : float or None, default=None
-        Standard deviation of iid Gaussian noise on X: sets the support
-        thresholds as in :class:`LatentPursuitInverter` (on ``|x_i|``).
-    solver, support_tol, transform_max_iter, tol, refine_max_iter, debias, \
-debias_max_iter, fallback_max_iter, refresh_max_iter, batch_size, n_jobs, verbose, random_state
-        As in :class:`LatentPursuitInverter` (``solver="paper"`` runs FISTA
-        for every lasso).
-
-    Attributes
-    ----------
-    generator_ : ReLUGenerator
-    n_components_ : int
-    n_features_in_ : int
-        The number of features of X (m with a ``measurement``).
-    measurement_ : array, LinearOperator or None
-        The validated measurement (a dense one in X's namespace and device).
-    lipschitz_ : list of float
-        ``lambda_max(W_i^T W_i)`` for every layer: the step bounds of the
-        first-order solvers (with a measurement, the folded ``A W_L`` is
-        bounded per batch).
-    noise_gains_ : tuple of float
-        ``g_i``, i = 0..L: the RMS error gain of the least squares of layer
-        ``x_i`` from ``x_{i+1}`` on a support of about half the rows
-        (:func:`~skinvert.algorithms.latent_pursuit.noise_gains`), used with
-        ``noise_std``.
-
-    Notes
-    -----
-    Theorem 2: when ``s_i < 1 / (3 mu_{s_{i+1}}(W_i))`` in every layer, the
-    estimated supports are subsets of the true ones and the error obeys
-    eq. 7; without noise (Corollary 2) z is recovered exactly.
-    """
-
-    _nonneg = False
-    _constraints = False
-
-    _parameter_constraints = {
-        **_PursuitInverter._parameter_constraints,
-        "epsilon": [_POS, None],
-    }
-
-    def __init__(
-        self,
-        generator=None,
-        *,
-        measurement=None,
-        lam=0.0,
-        epsilon=None,
-        solver="active_set",
-        support_tol=1e-6,
-        transform_max_iter=1000,
-        tol=1e-10,
-        refine_max_iter=30,
-        debias=True,
-        debias_max_iter=30,
-        fallback_max_iter=0,
-        noise_std=None,
-        refresh_max_iter=10,
-        batch_size=None,
-        n_jobs=None,
-        verbose=0,
-        random_state=None,
-    ):
-        super().__init__(
-            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
-        )
-        self.measurement = measurement
-        self.lam = lam
-        self.epsilon = epsilon
-        self.solver = solver
-        self.support_tol = support_tol
-        self.transform_max_iter = transform_max_iter
-        self.tol = tol
-        self.refine_max_iter = refine_max_iter
-        self.debias = debias
-        self.debias_max_iter = debias_max_iter
-        self.fallback_max_iter = fallback_max_iter
-        self.noise_std = noise_std
-        self.refresh_max_iter = refresh_max_iter
-
-    def _pursuit_options(self):
-        if self.epsilon is not None and self.noise_std is not None:
-            raise ValueError(
-                "Give at most one of epsilon (a bound on ||e||_2, Algorithm 2's schedule) "
-                f"and noise_std (iid Gaussian noise), got epsilon={self.epsilon!r} and "
-                f"noise_std={self.noise_std!r}."
-            )
-        eps = None if self.epsilon is None else float(self.epsilon)
-        return self._options(epsilon=eps)
+    def _run(self, batch):
+        return _latent_pursuit(batch, rho=self.rho, gamma=self.gamma, **self._common_kwargs())

@@ -1,4 +1,4 @@
-"""Batched solvers of the per-layer sparse-coding problems.
+"""Batched kernels of the per-layer quadratic problems (P) of the pursuits.
 
 Every layer of the pursuits (Algorithms 2-5) reduces to a quadratic problem in
 Gram form, one per sample (row):
@@ -27,16 +27,15 @@ changing (gathered with ``xp.take`` and scattered back with a masked select).
 """
 
 from .._array_api import device, single_threaded_blas
-from .._linalg import matvec
+from .._linalg import compress_rows, matvec, scatter_rows
+from ._lam import as_lam, lam_col, take_lam
 
 __all__ = [
     "active_set_refine",
-    "compress_rows",
     "fista",
     "gram_matvec",
     "masked_gram_solve",
     "objective",
-    "scatter_rows",
 ]
 
 
@@ -45,17 +44,12 @@ def gram_matvec(G, x, xp):
     return matvec(G, x, xp)
 
 
-def _lam_col(lam, x, xp):
-    if isinstance(lam, (int, float)):
-        return lam
-    return lam[:, None]
-
-
 def objective(G, r, lam, x, xp, *, nonneg):
     """Value of (P) for every row."""
     pen = xp.sum(x if nonneg else xp.abs(x), axis=1)
-    lam_v = lam if isinstance(lam, (int, float)) else lam
-    return 0.5 * xp.sum(x * gram_matvec(G, x, xp), axis=1) - xp.sum(r * x, axis=1) + lam_v * pen
+    return (
+        0.5 * xp.sum(x * gram_matvec(G, x, xp), axis=1) - xp.sum(r * x, axis=1) + as_lam(lam) * pen
+    )
 
 
 def _soft(v, t, xp, nonneg):
@@ -92,17 +86,18 @@ def fista(G, r, lam, x0, xp, *, nonneg, lipschitz, max_iter=200, tol=1e-10):
     -----
     This is Algorithm 3 of the paper written for a quadratic data term; the
     image layer of eq. 8 takes this form after the change of variable
-    ``u = phi^-1(y)`` (see :mod:`skinvert.algorithms.latent_pursuit`).
+    ``u = phi^-1(y)`` (see :class:`~skinvert.solvers.ActiveSet`).
     """
     x = x0
     y = x0
     t = 1.0
-    lam_c = _lam_col(lam, x0, xp)
+    lam = as_lam(lam)
+    lam_c = lam_col(lam)
     step = 1.0 / lipschitz
     B = x0.shape[0]
     converged = xp.zeros((B,), dtype=xp.bool, device=device(x0))
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (returned)
         g = gram_matvec(G, y, xp) - r
         x_new = _soft(y - step * g, step * lam_c, xp, nonneg)
         x_new = xp.where(converged[:, None], x, x_new)
@@ -144,14 +139,6 @@ def masked_gram_solve(G, rhs, mask, xp):
     return mask * x
 
 
-def _take_rows(a, idx, xp):
-    if a is None or isinstance(a, (int, float)):
-        return a
-    if a.ndim >= 1 and a.shape[0] > 0:
-        return xp.take(a, idx, axis=0)
-    return a
-
-
 def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
     """Primal-dual active-set refinement of (P) from ``x0``; exact on convergence.
 
@@ -172,6 +159,7 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
     """
     B, k = x0.shape
     dt = x0.dtype
+    lam = as_lam(lam)
     if kkt_tol is None:
         kkt_tol = float(xp.finfo(dt).eps) ** 0.5
     diag = xp.linalg.diagonal(G)
@@ -187,7 +175,7 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
 
     def guess(G_, r_, lam_, x_, c_, tau_):
         g0 = gram_matvec(G_, x_, xp) - r_
-        lc = _lam_col(lam_, x_, xp)
+        lc = lam_col(lam_)
         tc = tau_[:, None]
         if nonneg:
             # On the support: keep j while x_j - c_j g_j > 0 (g = g0 + lam);
@@ -203,7 +191,7 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
     def kkt_ok(G_, r_, lam_, x_, tau_):
         """Rows where ``x_`` satisfies the KKT conditions of (P) up to tau."""
         g0 = gram_matvec(G_, x_, xp) - r_
-        lc = _lam_col(lam_, x_, xp)
+        lc = lam_col(lam_)
         tc = tau_[:, None]
         if nonneg:
             g = g0 + lc
@@ -226,53 +214,21 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
         n_live = int(xp.sum(xp.astype(live, xp.int32)))
         if n_live == 0:
             break
-        sub = idx if n_live == B else _compress(idx, live, xp)
+        sub = idx if n_live == B else compress_rows(live, xp)
         Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
         rs, As, ss = (xp.take(a, sub, axis=0) for a in (r, A, s))
-        lam_s = _take_rows(lam, sub, xp)
+        lam_s = take_lam(lam, sub, xp)
         cs = c if c.shape[0] == 1 else xp.take(c, sub, axis=0)
-        rhs = rs - _lam_col(lam_s, rs, xp) * ss
+        rhs = rs - lam_col(lam_s) * ss
         xs = masked_gram_solve(Gs, rhs, As, xp)
         A2, s2 = guess(Gs, rs, lam_s, xs, cs, xp.take(tau, sub, axis=0))
         same = xp.all((A2 == As) & (s2 == ss), axis=1)
-        x = _scatter(x, xs, live, xp)
-        A = _scatter(A, A2, live, xp)
-        s = _scatter(s, s2, live, xp)
-        converged = converged | _scatter(converged, same, live, xp)
+        x = scatter_rows(x, xs, live, xp)
+        A = scatter_rows(A, A2, live, xp)
+        s = scatter_rows(s, s2, live, xp)
+        converged = converged | scatter_rows(converged, same, live, xp)
     # Rows that did not reach a fixed point keep the better of x0 and x.
     f0 = objective(G, r, lam, x0, xp, nonneg=nonneg)
     f1 = objective(G, r, lam, x, xp, nonneg=nonneg)
     keep_new = converged | (f1 <= f0)
     return xp.where(keep_new[:, None], x, x0), converged
-
-
-def compress_rows(mask, xp):
-    """Indices of the rows where ``mask`` holds, for ``xp.take``."""
-    idx = xp.arange(mask.shape[0], device=device(mask))
-    return _compress(idx, mask, xp)
-
-
-def scatter_rows(full, part, mask, xp):
-    """``full`` with its rows where ``mask`` holds replaced, in order, by ``part``."""
-    return _scatter(full, part, mask, xp)
-
-
-def _compress(idx, mask, xp):
-    """The entries of ``idx`` where ``mask`` holds (namespace-generic)."""
-    pos = xp.cumulative_sum(xp.astype(mask, xp.int64)) - 1
-    n = int(xp.sum(xp.astype(mask, xp.int64)))
-    # order[k] = the k-th True position: sort so that True entries come first.
-    key = xp.where(mask, pos, xp.full_like(pos, idx.shape[0] + 1))
-    order = xp.argsort(key, stable=True)
-    return xp.take(idx, order[:n], axis=0)
-
-
-def _scatter(full, part, mask, xp):
-    """Rows of ``full`` with the rows where ``mask`` holds replaced by ``part``."""
-    m = xp.reshape(mask, (mask.shape[0],) + (1,) * (full.ndim - 1))
-    if part.shape[0] == full.shape[0]:
-        return xp.where(m, part, full)
-    pos = xp.cumulative_sum(xp.astype(mask, xp.int64)) - 1
-    pos = xp.clip(pos, 0, max(part.shape[0] - 1, 0))
-    expanded = xp.take(part, pos, axis=0)
-    return xp.where(m, expanded, full)

@@ -9,7 +9,7 @@ equations (``k > m``: the paper's Figure 4 beyond ``n_1 > n``), ``G`` is
 singular and the problem is a non-negative least squares with more unknowns
 than equations. Its solution is still unique when the signal's support is
 small enough (the sub-spark conditions of section 4), but the semismooth
-Newton iteration of :func:`~skinvert.algorithms.sparse_coding.active_set_refine`
+Newton iteration of :func:`~skinvert.solvers._quadratic.active_set_refine`
 cycles and first-order methods (FISTA, ADMM) crawl. The Lawson-Hanson method
 (Lawson & Hanson 1974, ch. 23) does not: it grows a passive set ``P`` whose
 columns stay linearly independent, always solving the least squares on ``P``
@@ -32,14 +32,9 @@ Batched form used here:
 """
 
 from .._array_api import device, single_threaded_blas
-from .._linalg import matvec
-from .sparse_coding import (
-    compress_rows,
-    gram_matvec,
-    masked_gram_solve,
-    objective,
-    scatter_rows,
-)
+from .._linalg import compress_rows, matvec, scatter_rows
+from ._lam import as_lam, lam_col
+from ._quadratic import gram_matvec, masked_gram_solve, objective
 
 __all__ = ["nnls_lawson_hanson"]
 
@@ -185,7 +180,7 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
         kkt_tol = eps**0.5
     if max_iter is None:
         max_iter = 3 * k
-    lam_c = lam if isinstance(lam, (int, float)) else lam[:, None]
+    lam_c = lam_col(as_lam(lam))
     rp = r - lam_c
     tau = kkt_tol * (xp.max(xp.abs(r), axis=1) + eps)
     if rank is None:
@@ -210,7 +205,7 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
             if n_live == 0:
                 break
             sub = compress_rows(live, xp) if n_live < B else None
-            pick = (lambda a: a) if sub is None else (lambda a: xp.take(a, sub, axis=0))
+            pick = _picker(sub, xp)
             Gs = G if G.ndim == 2 else pick(G)
             Ms, Ps, xs, gs, cs, rs = pick(M), pick(P), pick(x), pick(g), pick(cand), pick(rp)
             n_c = xp.sum(xp.astype(cs, dt), axis=1)
@@ -251,6 +246,13 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
     return x, xp.all(ok, axis=1)
 
 
+def _picker(sub, xp):
+    """``a -> a[sub]`` (rows), or the identity when ``sub`` is None."""
+    if sub is None:
+        return lambda a: a
+    return lambda a: xp.take(a, sub, axis=0)
+
+
 def _feasible_ls(M, G, r, x, P, xp, aggressive, max_inner=None):
     """Lawson-Hanson's inner loop: least squares on ``P``; while it has
     non-positive entries, step from the feasible ``x`` towards it as far as
@@ -282,7 +284,9 @@ def _feasible_ls(M, G, r, x, P, xp, aggressive, max_inner=None):
                 continue
         # alpha = min over bad j of x_j / (x_j - z_j)  (x_j >= 0 > = z_j)
         den = xp.where(bad, x - z, xp.ones_like(x))
-        ratio = xp.where(bad, x / xp.where(den > 0, den, xp.ones_like(den)), xp.full_like(x, xp.inf))
+        ratio = xp.where(
+            bad, x / xp.where(den > 0, den, xp.ones_like(den)), xp.full_like(x, xp.inf)
+        )
         alpha = xp.clip(xp.min(ratio, axis=1), min=0.0, max=1.0)
         alpha = xp.where(rows, alpha, xp.ones_like(alpha))
         x = xp.where(rows[:, None], x + alpha[:, None] * (z - x), x)

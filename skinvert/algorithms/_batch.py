@@ -1,0 +1,144 @@
+"""The problem of one batch, shared by every algorithm: :class:`Batch`.
+
+A batch holds the signals ``Y`` (missing entries set to 0), the observed mask
+``obs`` (1.0 observed, 0.0 missing), the generator's ``W_0..W_L``, ``b_0..b_L``
+in the batch's namespace and dtype, phi, an optional linear measurement
+``A`` (``y = A G(z) + e``), the namespace ``xp`` and the step bounds
+``lambda_max(W_i^T W_i)`` (computed once per generator). It replaces the long
+argument lists ``(Y, obs, weights, biases, activation, xp, measurement)``.
+"""
+
+import numpy as np
+
+from .._array_api import to_numpy
+from .gradient_descent import loss_and_gradient
+from .oracle import inverse_target
+
+__all__ = ["Batch", "PursuitResult", "lipschitz_constants"]
+
+
+def lipschitz_constants(weights):
+    """``lambda_max(W_i^T W_i)`` of every layer (computed once per generator, on host)."""
+    out = []
+    for W in weights:
+        W = np.asarray(to_numpy(W))
+        out.append(float(np.linalg.eigvalsh(W.T @ W)[-1]))
+    return tuple(out)
+
+
+def lipschitz_of(W, xp):
+    """``lambda_max(W^T W)`` of one matrix in its namespace (e.g. ``A W_L``)."""
+    return float(xp.max(xp.linalg.eigvalsh(W.T @ W)))
+
+
+class Batch:
+    """One batch of signals and the generator they are inverted through.
+
+    Parameters
+    ----------
+    Y : array of shape (B, n)
+        Signals, missing entries set to 0 (with a measurement: (B, m)).
+    obs : array of shape (B, n)
+        1.0 on observed entries, 0.0 on missing ones.
+    weights, biases : lists of arrays
+        ``W_0..W_L``, ``b_0..b_L`` in ``xp``, in Y's dtype and device.
+    activation : Activation
+        The output activation phi.
+    xp : namespace
+    measurement : Measurement or None
+        Linear measurements ``y = A G(z)``.
+    lipschitz : sequence of float or None
+        ``lambda_max(W_i^T W_i)``, i = 0..L (None: computed here).
+    """
+
+    def __init__(
+        self, Y, obs, weights, biases, activation, xp, *, measurement=None, lipschitz=None
+    ):
+        self.Y = Y
+        self.obs = obs
+        self.weights = list(weights)
+        self.biases = list(biases)
+        self.activation = activation
+        self.xp = xp
+        self.measurement = measurement
+        self._lipschitz = None if lipschitz is None else tuple(lipschitz)
+        self._target = None
+
+    @property
+    def lipschitz(self):
+        """``lambda_max(W_i^T W_i)``, i = 0..L (computed here on first use when not given)."""
+        if self._lipschitz is None:
+            self._lipschitz = tuple(lipschitz_of(W, self.xp) for W in self.weights)
+        return self._lipschitz
+
+    @property
+    def dtype(self):
+        return self.Y.dtype
+
+    @property
+    def n_layers(self):
+        """``L``: the number of hidden layers."""
+        return len(self.weights) - 1
+
+    def inverse_target(self):
+        """``(U, w)``: phi^-1(Y) and its 0/1 usable-entry weights (computed once)."""
+        if self._target is None:
+            self._target = inverse_target(self.Y, self.obs, self.activation, self.xp)
+        return self._target
+
+    def take(self, idx):
+        """The batch of the rows ``idx`` (same generator and measurement)."""
+        xp = self.xp
+        return Batch(
+            xp.take(self.Y, idx, axis=0),
+            xp.take(self.obs, idx, axis=0),
+            self.weights,
+            self.biases,
+            self.activation,
+            xp,
+            measurement=self.measurement,
+            lipschitz=self._lipschitz,
+        )
+
+    def replace(self, **changes):
+        """A copy with some of ``weights``, ``biases``, ``measurement``, ``lipschitz`` replaced."""
+        kw = dict(measurement=self.measurement, lipschitz=self._lipschitz)
+        kw.update({k: v for k, v in changes.items() if k in kw})
+        return Batch(
+            self.Y,
+            self.obs,
+            changes.get("weights", self.weights),
+            changes.get("biases", self.biases),
+            self.activation,
+            self.xp,
+            **kw,
+        )
+
+    def loss(self, Z, gamma=0.0):
+        """The loss of eq. 1 per row, ``1/2 ||obs (G(z) - y)||^2 + gamma/2 ||z||^2``."""
+        loss, _ = loss_and_gradient(
+            Z,
+            self.Y,
+            self.obs,
+            self.weights,
+            self.biases,
+            self.activation,
+            self.xp,
+            alpha=gamma,
+            measurement=self.measurement,
+        )
+        return loss
+
+
+class PursuitResult:
+    """Estimates of a batch: ``z``, hidden layers, supports and stage counts."""
+
+    def __init__(self):
+        self.z = None
+        self.hidden = []
+        self.supports = []
+        self.not_converged = {}
+
+    def count(self, stage, n_bad):
+        """Add ``n_bad`` rows that hit ``stage``'s iteration limit."""
+        self.not_converged[stage] = self.not_converged.get(stage, 0) + int(n_bad)

@@ -1,0 +1,191 @@
+"""Refinement stages after the layer-wise pass of Algorithm 5.
+
+- :func:`debias`: Algorithm 5's last step, the Oracle (Algorithm 1) on the
+  estimated supports;
+- :func:`refresh`: the Oracle again on the supports of ``G(z_hat)`` itself,
+  while they change and the loss of eq. 1 drops;
+- :func:`fallback`: gradient descent on eq. 1 (the paper's section 6.1
+  outlook) for the rows the layers did not determine.
+
+:class:`Refinement` holds the knobs of all three; :func:`refine` runs them
+in that order.
+"""
+
+from dataclasses import dataclass
+
+from .._array_api import device
+from .._linalg import compress_rows, forward_preactivations, scatter_rows
+from .gradient_descent import momentum_descent
+from .oracle import oracle_end_to_end
+
+__all__ = ["Refinement", "debias", "fallback", "refine", "refresh"]
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """Knobs of the stages after the layer-wise pass.
+
+    Attributes
+    ----------
+    debias : bool, default=True
+        Run Algorithm 1 on the estimated supports.
+    debias_max_iter : int, default=30
+        Gauss-Newton iterations of each Oracle solve (non-linear phi).
+    refresh_max_iter : int, default=0
+        Support refreshes after the debiasing (0: none).
+    fallback_max_iter : int, default=0
+        Gradient-descent steps for the rows the pursuit did not fit (0: none).
+    fallback_tol : float, default=1e-6
+        Relative residual ``||obs (G(z) - y)|| / ||obs y||`` below which a
+        row never falls back.
+    """
+
+    debias: bool = True
+    debias_max_iter: int = 30
+    refresh_max_iter: int = 0
+    fallback_max_iter: int = 0
+    fallback_tol: float = 1e-6
+
+
+def refine(res, batch, *, gamma, refinement):
+    """Run the enabled stages on ``res`` (in place) and return it."""
+    if not refinement.debias:
+        return res
+    debias(res, batch, gamma=gamma, max_iter=refinement.debias_max_iter)
+    if refinement.refresh_max_iter > 0:
+        refresh(
+            res,
+            batch,
+            gamma=gamma,
+            max_iter=refinement.refresh_max_iter,
+            debias_max_iter=refinement.debias_max_iter,
+        )
+    if refinement.fallback_max_iter > 0:
+        fallback(res, batch, max_iter=refinement.fallback_max_iter, tol=refinement.fallback_tol)
+    return res
+
+
+def debias(res, batch, *, gamma, max_iter):
+    """Algorithm 5's last step: the Oracle (Algorithm 1) on the estimated supports.
+
+    With a ``measurement`` (non-identity phi; an identity phi arrives folded)
+    the Oracle's Gauss-Newton starts from the pursuit's own z.
+    """
+    xp = batch.xp
+    masks = [xp.astype(S, batch.dtype) for S in res.supports]
+    meas = batch.measurement
+    z, _, conv = oracle_end_to_end(
+        batch.Y,
+        batch.obs,
+        batch.weights,
+        batch.biases,
+        batch.activation,
+        masks,
+        xp,
+        gamma=gamma,
+        max_iter=max_iter,
+        measurement=meas,
+        z0=res.z if meas is not None else None,
+    )
+    ok = xp.all(xp.isfinite(z), axis=1)
+    res.z = xp.where(ok[:, None], z, res.z)
+    if max_iter > 0 and batch.activation.name != "identity":
+        res.count("debiasing", int(xp.sum(xp.astype(~conv, xp.int32))))
+
+
+def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
+    """Support refresh after the debiasing.
+
+    Re-run Algorithm 1 on the supports of ``G(z_hat)`` itself, up to
+    ``max_iter`` times, on the rows whose forward supports differ from those
+    the last Oracle step used; a row keeps the new estimate only when it
+    lowers the loss of eq. 1. A fixed point is a ``z`` whose own supports
+    give it back: a stationary point of eq. 1 on that linear region, i.e. the
+    Oracle's estimate (Theorem 3) once the supports are right. Noiseless rows
+    the pursuit recovered are fixed points already.
+    """
+    xp = batch.xp
+    meas = batch.measurement
+    masks = [xp.astype(S, batch.dtype) for S in res.supports]
+    loss = batch.loss(res.z, gamma)
+    z = res.z
+    active = xp.ones((z.shape[0],), dtype=xp.bool, device=device(z))
+    for _ in range(max_iter):
+        pre, _ = forward_preactivations(z, batch.weights, batch.biases, xp)
+        new = [xp.astype(u > 0, z.dtype) for u in pre]
+        changed = xp.zeros_like(active)
+        for m, m_new in zip(masks, new, strict=True):
+            changed = changed | xp.any(m != m_new, axis=1)
+        changed = changed & active
+        if not bool(xp.any(changed)):
+            break
+        sub = compress_rows(changed, xp)
+        part = batch.take(sub)
+        ms = [xp.take(m, sub, axis=0) for m in new]
+        zs, _, _ = oracle_end_to_end(
+            part.Y,
+            part.obs,
+            batch.weights,
+            batch.biases,
+            batch.activation,
+            ms,
+            xp,
+            gamma=gamma,
+            max_iter=debias_max_iter,
+            measurement=meas,
+            z0=None if meas is None else xp.take(z, sub, axis=0),
+        )
+        ls = part.loss(zs, gamma)
+        old = xp.take(loss, sub, axis=0)
+        better = xp.isfinite(ls) & (ls < old)
+        z = scatter_rows(z, xp.where(better[:, None], zs, xp.take(z, sub, axis=0)), changed, xp)
+        loss = scatter_rows(loss, xp.where(better, ls, old), changed, xp)
+        masks = [xp.where(changed[:, None], m_new, m) for m, m_new in zip(masks, new, strict=True)]
+        # Rows already at a fixed point, or that did not improve, stop.
+        active = scatter_rows(xp.zeros_like(active), better, changed, xp)
+    res.z = z
+
+
+def fallback(res, batch, *, max_iter, tol):
+    """Gradient descent on eq. 1 for the rows the layers did not determine.
+
+    A hybrid step (the paper's section 6.1 outlook): rows whose final
+    estimate fits the signal much worse than their image-layer estimate does
+    (loss above 10 times the image layer's, and above ``tol`` relative), e.g.
+    a hidden layer wider than the signal, where eq. 8 alone has many
+    non-negative solutions, continue with gradient descent on eq. 1 from the
+    pursuit's estimate; a row keeps whichever estimate has the lower loss.
+    """
+    xp = batch.xp
+    Y, obs, meas = batch.Y, batch.obs, batch.measurement
+    loss = batch.loss(res.z)
+    energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
+    floor = tol**2 * xp.where(energy > 0, energy, xp.ones_like(energy))
+    if res.hidden:
+        # The image layer alone fits the signal this well; a final estimate
+        # far worse than that means the layers below were not determined
+        # (e.g. eq. 8 with many non-negative solutions). Noise alone does not
+        # trigger the fallback: it limits both fits alike.
+        out = batch.activation(res.hidden[-1] @ batch.weights[-1].T + batch.biases[-1], xp)
+        R = obs * ((out if meas is None else meas.forward(out)) - Y)
+        floor = floor + 10.0 * 0.5 * xp.sum(R * R, axis=1)
+    bad = loss > floor
+    if not bool(xp.any(bad)):
+        return
+    sub = compress_rows(bad, xp)
+    Z0, Ys, Os = (xp.take(a, sub, axis=0) for a in (res.z, Y, obs))
+    Zg, lg, _, conv = momentum_descent(
+        Z0,
+        Ys,
+        Os,
+        batch.weights,
+        batch.biases,
+        batch.activation,
+        xp,
+        max_iter=max_iter,
+        measurement=meas,
+    )
+    better = lg < xp.take(loss, sub, axis=0)
+    Zb = xp.where(better[:, None], Zg, Z0)
+    res.z = scatter_rows(res.z, Zb, bad, xp)
+    res.count("the gradient-descent fallback", int(xp.sum(xp.astype(~conv, xp.int32))))

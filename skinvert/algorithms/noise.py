@@ -1,0 +1,210 @@
+"""Support rules of the pursuits: lambda and the support of every layer.
+
+- :class:`SupportRule` -- fixed ``lambda_i`` and the support
+  ``S_i = {k : x_i[k] > support_tol max_k x_i[k]}`` (``|x_i|`` for the signed
+  lassos of Algorithm 2);
+- :class:`NoiseRule` -- thresholds from the noise level ``noise_std``
+  (Theorem 3, eq. 21; gains from :func:`noise_gains`), with the
+  noise-consistency retries of :func:`retry_thresholds`;
+- Algorithm 2's epsilon rule lives with its driver
+  (:class:`~skinvert.algorithms.layered_bp.EpsilonRule`).
+
+A rule is configured once (per call) and started per batch (``start``), which
+returns a fresh object holding the batch's state.
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .._array_api import to_numpy
+from .._linalg import compress_rows, scatter_rows
+
+__all__ = [
+    "NoiseModel",
+    "NoiseRule",
+    "SupportRule",
+    "noise_gains",
+    "retry_thresholds",
+    "support_mask",
+]
+
+
+def support_mask(x, tol, xp, nonneg, floor=None):
+    """Entries above ``tol`` times the row's largest entry (``tol`` is raised to
+    ``10 sqrt(eps)`` in single precision, where rounding alone reaches 1e-6),
+    and above ``floor`` (B,) when given (the noise rule's threshold)."""
+    tol = max(tol, 10.0 * float(xp.finfo(x.dtype).eps) ** 0.5) if x.dtype == xp.float32 else tol
+    mag = x if nonneg else xp.abs(x)
+    top = xp.max(mag, axis=1, keepdims=True)
+    S = mag > tol * xp.where(top > 0, top, xp.ones_like(top))
+    if floor is not None:
+        S = S & (mag > floor[:, None])
+    return S
+
+
+class SupportRule:
+    """Fixed ``lambda_i`` per hidden layer and the relative support threshold.
+
+    Parameters
+    ----------
+    lam : tuple
+        ``lambda_i`` of ``x_1..x_L`` (index ``i - 1``), floats or (B,) arrays.
+    support_tol : float
+    nonneg : bool
+        Latent-Pursuit (supports of ``x``) or Layered BP (of ``|x|``).
+    """
+
+    def __init__(self, lam, support_tol, nonneg):
+        self._lams = tuple(lam)
+        self.support_tol = support_tol
+        self.nonneg = nonneg
+
+    def start(self, batch, U, w):
+        """The rule's state for one batch (``U, w``: the image-layer target)."""
+        return self
+
+    def lam(self, i):
+        """``lambda_i`` of the hidden layer ``x_i`` (i = 1..L)."""
+        return self._lams[min(i - 1, len(self._lams) - 1)]
+
+    def support(self, x, i, W, rows, xp):
+        """``S_i`` of the estimate ``x`` of ``x_i`` (``W = W_i``, ``rows`` its equations)."""
+        return support_mask(x, self.support_tol, xp, self.nonneg)
+
+
+def noise_gains(weights):
+    """Per-layer noise gains ``g_i`` of :class:`NoiseRule`, i = 0..L.
+
+    ``g_i = sqrt(mean_j 1 / lambda_j)`` over the ``k = min(n_i, ceil(n_{i+1}/2))``
+    largest eigenvalues of ``W_i^T W_i / 2``: the root-mean-square error gain of
+    the least squares of ``x_i`` from a target with unit iid noise on the
+    rows of a support holding about half of the ``n_{i+1}`` entries (Theorem 3,
+    eq. 21, with ``trace((Wbar^T Wbar)^-1) / s`` in place of its bounds; half
+    the rows halve the Gram matrix). Computed once per generator.
+    """
+    gains = []
+    for W in weights:
+        W = np.asarray(to_numpy(W), dtype=np.float64)
+        ev = np.sort(np.linalg.eigvalsh(W.T @ W))[::-1]
+        k = max(1, min(W.shape[1], -(-W.shape[0] // 2)))
+        top = np.clip(ev[:k] / 2.0, np.finfo(np.float64).tiny, None)
+        gains.append(float(np.sqrt(np.mean(1.0 / top))))
+    return tuple(gains)
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """The noise level of ``y`` and the knobs of :class:`NoiseRule`.
+
+    Attributes
+    ----------
+    noise_std : float
+        Standard deviation of the iid Gaussian noise on the observed entries.
+    gains : tuple of float or None
+        ``g_i`` of :func:`noise_gains` (None: computed from the batch's weights).
+    c : float, default=1.0
+        Support threshold in error standard deviations.
+    retries : tuple of float, default=(3.0, 0.5, 6.0, 2.0, 10.0)
+        Scalings of ``c`` tried, in turn, on rows that fit badly
+        (:func:`retry_thresholds`; empty: no retries).
+    retry_sd : float, default=10.0
+        "Badly": a loss this many chi^2 standard deviations above its mean.
+    """
+
+    noise_std: float
+    gains: tuple = None
+    c: float = 1.0
+    retries: tuple = (3.0, 0.5, 6.0, 2.0, 10.0)
+    retry_sd: float = 10.0
+
+
+class NoiseRule(SupportRule):
+    """Support thresholds from the noise level ``noise_std`` of ``y``.
+
+    ``y = G(z) + e`` with ``e ~ N(0, noise_std^2 I)`` on the observed entries.
+    The image-layer target ``u = phi^-1(y)`` then carries noise of standard
+    deviation ``noise_std / phi'(u_k)`` on entry ``k``, of per-sample RMS
+    ``delta_{L+1} = noise_std * sqrt(median_k phi'(u_k)^-2)`` (``ell`` of
+    eq. 7 in RMS rather than worst case). Each layer estimate multiplies the
+    error by its gain (:func:`noise_gains`): ``delta_i = g_i delta_{i+1}``,
+    the RMS error of ``x_i`` on its support expected from Theorem 3
+    (eq. 21). The support of ``x_i`` is then
+    ``S_i = {k : x_i[k] > c * delta_i}``: an entry within the error level of
+    0 is not trusted as an equation for the layer below. It becomes one of
+    eq. 9's ReLU inequalities instead, which is right for a spurious entry
+    (its true pre-activation is negative, often far below 0, so the
+    equation ``W_k x + b_k = x_hat_k ~ 0`` would pull the layer below far
+    off) and costs about the threshold for a small true one, which the
+    support refresh of the debiasing then recovers.
+    """
+
+    def __init__(self, lam, support_tol, nonneg, model):
+        super().__init__(lam, support_tol, nonneg)
+        self.model = model
+        self.delta = None
+
+    def with_model(self, model):
+        """The same rule with another :class:`NoiseModel` (e.g. another ``c``)."""
+        return NoiseRule(self._lams, self.support_tol, self.nonneg, model)
+
+    def start(self, batch, U, w):
+        xp = batch.xp
+        rule = self.with_model(self.model)
+        gains = self.model.gains
+        rule.gains = noise_gains(batch.weights) if gains is None else gains
+        d = batch.activation.derivative(U, xp)
+        ok = w > 0
+        inv2 = xp.where(ok, 1.0 / xp.where(d > 0, d * d, xp.ones_like(d)), xp.zeros_like(d))
+        # Median over the usable entries (missing ones sort last): robust to
+        # the few nearly saturated entries of tanh / sigmoid.
+        n_ok = xp.sum(xp.astype(ok, xp.int64), axis=1)
+        srt = xp.sort(xp.where(ok, inv2, xp.full_like(inv2, float("inf"))), axis=1)
+        mid = xp.take_along_axis(srt, xp.clip(n_ok // 2, max=U.shape[1] - 1)[:, None], axis=1)[
+            :, 0
+        ]
+        rule.delta = self.model.noise_std * xp.sqrt(mid)  # delta_{L+1}, (B,)
+        return rule
+
+    def support(self, x, i, W, rows, xp):
+        # Advance to x_i's error level: its threshold is c delta_i.
+        self.delta = self.gains[i] * self.delta
+        return support_mask(x, self.support_tol, xp, self.nonneg, self.model.c * self.delta)
+
+
+def retry_thresholds(res, batch, run, model, gamma):
+    """Rows whose fit is inconsistent with the noise level try other thresholds.
+
+    With ``y = G(z) + e``, ``e ~ N(0, noise_std^2 I)``, the loss of eq. 1 at
+    the true ``z`` is ``1/2 noise_std^2`` times a chi-square variable with
+    ``n_obs`` degrees of freedom. A row whose final loss exceeds its mean by
+    more than ``model.retry_sd`` standard deviations (a wrong support
+    estimate that the debiasing and the refresh did not repair: measured on
+    1-3 % of the rows of the shipped generator at sigma = 1e-3) is solved
+    again with the threshold ``c`` scaled by each of ``model.retries`` in
+    turn (a larger one drops spurious entries, a smaller one keeps small
+    true ones); a row keeps the estimate with the lowest loss and stops once
+    its loss is consistent with the noise. Only ``z`` is updated.
+
+    ``run(sub_batch, model)`` runs one pass of the pursuit on the rows of
+    ``sub_batch`` with the noise model ``model``.
+    """
+    xp = batch.xp
+    n_obs = xp.sum(batch.obs, axis=1)
+    # 1/2 noise_std^2 chi^2_{n_obs}: mean n_obs, standard deviation sqrt(2 n_obs).
+    spread = n_obs + model.retry_sd * xp.sqrt(2.0 * n_obs)
+    bound = 0.5 * model.noise_std**2 * spread
+    loss = batch.loss(res.z, gamma)
+    for scale in model.retries:
+        bad = ~(loss <= bound)
+        if not bool(xp.any(bad)):
+            break
+        sub = compress_rows(bad, xp)
+        part = batch.take(sub)
+        trial = run(part, replace(model, c=model.c * scale))
+        lt = part.loss(trial.z, gamma)
+        old = xp.take(loss, sub, axis=0)
+        better = xp.isfinite(lt) & (lt < old)
+        zs = xp.where(better[:, None], trial.z, xp.take(res.z, sub, axis=0))
+        res.z = scatter_rows(res.z, zs, bad, xp)
+        loss = scatter_rows(loss, xp.where(better, lt, old), bad, xp)

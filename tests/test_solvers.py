@@ -1,0 +1,261 @@
+"""Kernel-level tests of the per-layer solvers against dense SciPy references.
+
+Each solver (skinvert.solvers) gets tiny layer problems (a few rows, a few
+unknowns) whose minimiser SciPy finds to tight tolerance: scipy.optimize.nnls
+for non-negative least squares, L-BFGS-B with bounds for the non-negative and
+(split-variable) signed lassos, SLSQP for eq. 9's inequality constraints.
+"""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize, nnls
+
+from skinvert.solvers import FISTA, ActiveSet, LayerProblem, LinearizedADMM, resolve_solver
+
+DTYPES = [np.float64, np.float32]
+RTOL = {np.float64: 1e-6, np.float32: 2e-3}
+
+
+def _objective(W, b, t, w, lam, x, nonneg, ridge=0.0):
+    r = np.sqrt(w) * (W @ x + b - t)
+    pen = np.sum(x) if nonneg else np.sum(np.abs(x))
+    return 0.5 * r @ r + lam * pen + 0.5 * ridge * x @ x
+
+
+def _reference(W, b, t, w, lam, nonneg, ridge=0.0):
+    """The minimiser of one row's problem (no inequality constraints)."""
+    m, k = W.shape
+    if nonneg and lam == 0 and ridge == 0:
+        x, _ = nnls(np.sqrt(w)[:, None] * W, np.sqrt(w) * (t - b), maxiter=100 * k)
+        return x
+    Wd = np.sqrt(w)[:, None] * W
+    td = np.sqrt(w) * (t - b)
+    if nonneg:
+
+        def f(x):
+            r = Wd @ x - td
+            return 0.5 * r @ r + lam * x.sum() + 0.5 * ridge * x @ x, Wd.T @ r + lam + ridge * x
+
+        res = minimize(
+            f,
+            np.zeros(k),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0, None)] * k,
+            options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 10000},
+        )
+        return res.x
+
+    def g(v):  # x = p - n, p, n >= 0
+        x = v[:k] - v[k:]
+        r = Wd @ x - td
+        gx = Wd.T @ r + ridge * x
+        return 0.5 * r @ r + lam * v.sum() + 0.5 * ridge * x @ x, np.concatenate(
+            [gx + lam, -gx + lam]
+        )
+
+    res = minimize(
+        g,
+        np.zeros(2 * k),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0, None)] * (2 * k),
+        options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 10000},
+    )
+    return res.x[:k] - res.x[k:]
+
+
+def _problem(m, k, B, seed, dtype, *, all_rows=True, kind="hidden", layer=1):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, k))
+    b = 0.1 * rng.standard_normal(m)
+    t = rng.standard_normal((B, m))
+    w = np.ones((B, m)) if all_rows else (rng.random((B, m)) < 0.8).astype(float)
+    return W, b, t, w
+
+
+def _solve(
+    solver,
+    W,
+    b,
+    t,
+    w,
+    lam,
+    nonneg,
+    dtype,
+    *,
+    kind="hidden",
+    rows_none=False,
+    constraints=False,
+    ridge=0.0,
+):
+    lip = float(np.linalg.eigvalsh(W.T @ W)[-1])
+    p = LayerProblem(
+        kind,
+        0 if kind == "latent" else 1,
+        W.astype(dtype),
+        b.astype(dtype),
+        t.astype(dtype),
+        None if rows_none else w.astype(dtype),
+        lam,
+        nonneg,
+        constraints,
+        lip,
+        np,
+        ridge=ridge,
+    )
+    x, n_bad = solver.solve(p)
+    assert x.dtype == dtype and x.shape == (t.shape[0], W.shape[1])
+    return x, n_bad
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k", [(12, 5), (6, 10)])
+@pytest.mark.parametrize("lam", [0.0, 0.3])
+@pytest.mark.parametrize("all_rows", [True, False])
+def test_active_set_nonneg_matches_scipy(dtype, m, k, lam, all_rows):
+    """Eq. 8 / 9 without constraints: the exact solver reaches SciPy's
+    minimum (nnls for lam = 0, bounded L-BFGS-B otherwise), tall and wide."""
+    W, b, t, w = _problem(m, k, 4, 0, dtype, all_rows=all_rows)
+    x, n_bad = _solve(ActiveSet(), W, b, t, w, lam, True, dtype, rows_none=all_rows)
+    assert n_bad == 0
+    assert np.all(x >= 0)
+    for i in range(t.shape[0]):
+        # (lam > 0 with k > m: the minimiser need not be unique; the minimum is.)
+        ref = _reference(W, b, t[i], w[i], lam, True)
+        f_ref = _objective(W, b, t[i], w[i], lam, ref, True)
+        f = _objective(W, b, t[i], w[i], lam, x[i].astype(float), True)
+        assert f <= f_ref + RTOL[dtype] * (1 + abs(f_ref))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("solver", [ActiveSet(), FISTA(20000, tol=1e-14)], ids=repr)
+@pytest.mark.parametrize("lam", [0.05, 0.5])
+def test_signed_lasso_matches_scipy(dtype, solver, lam):
+    """Algorithm 2's lasso: exact and FISTA solvers reach SciPy's minimiser."""
+    W, b, t, w = _problem(15, 6, 3, 1, dtype, all_rows=False)
+    x, _ = _solve(solver, W, b, t, w, lam, False, dtype)
+    for i in range(t.shape[0]):
+        ref = _reference(W, b, t[i], w[i], lam, False)
+        tol = RTOL[dtype] if solver.exact else max(RTOL[dtype], 1e-5)
+        np.testing.assert_allclose(x[i], ref, rtol=0, atol=tol * (1 + np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fista_image_layer_through_phi(dtype):
+    """Algorithm 3 on eq. 8 with phi = identity equals the non-negative lasso."""
+    W, b, t, w = _problem(14, 5, 3, 2, dtype)
+    lip = float(np.linalg.eigvalsh(W.T @ W)[-1])
+
+    class Identity:
+        name = "identity"
+
+        def __call__(self, u, xp):
+            return u
+
+        def derivative(self, u, xp):
+            return np.ones_like(u)
+
+    p = LayerProblem(
+        "image",
+        1,
+        W.astype(dtype),
+        b.astype(dtype),
+        t.astype(dtype),
+        None,
+        0.1,
+        True,
+        False,
+        lip,
+        np,
+        Y=t.astype(dtype),
+        obs=np.ones_like(t, dtype=dtype),
+        activation=Identity(),
+    )
+    x, n_bad = FISTA(20000, tol=1e-14).solve(p)
+    assert n_bad == 0 and x.dtype == dtype
+    for i in range(t.shape[0]):
+        ref = _reference(W, b, t[i], w[i], 0.1, True)
+        np.testing.assert_allclose(x[i], ref, atol=10 * RTOL[dtype] * (1 + ref.max()))
+
+
+def _planted_eq9(seed, dtype, m=20, k=6):
+    """Eq. 9 with a planted non-negative x: rows S (x_{i+1} > 0) are equations,
+    the others ReLU inequalities that x satisfies."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, k))
+    x = np.abs(rng.standard_normal((3, k))) * (rng.random((3, k)) < 0.7)
+    b = 0.1 * rng.standard_normal(m)
+    u = x @ W.T + b
+    rows = (u > 0).astype(float)
+    return W, b, np.maximum(u, 0) * rows, rows, x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "solver", [ActiveSet(), LinearizedADMM(1.0, max_iter=50000, tol=1e-15)], ids=repr
+)
+def test_eq9_constraints_match_slsqp(dtype, solver):
+    """Eq. 9 with its inequality constraints: the solution is feasible and
+    reaches SLSQP's constrained minimum (the planted x here)."""
+    W, b, t, rows, x_true = _planted_eq9(3, dtype)
+    x, _ = _solve(solver, W, b, t, rows, 0.0, True, dtype, constraints=True)
+    for i in range(t.shape[0]):
+        off = rows[i] == 0
+        cons = [{"type": "ineq", "fun": lambda z, o=off: -(W[o] @ z + b[o])}]
+        ref = minimize(
+            lambda z, i=i: _objective(W, b, t[i], rows[i], 0.0, z, True),
+            np.zeros(W.shape[1]),
+            method="SLSQP",
+            bounds=[(0, None)] * W.shape[1],
+            constraints=cons,
+            options={"ftol": 1e-14, "maxiter": 1000},
+        ).x
+        np.testing.assert_allclose(ref, x_true[i], atol=1e-5)
+        scale = 1 + np.abs(ref).max()
+        tol = RTOL[dtype] if solver.exact else max(RTOL[dtype], 1e-4)
+        np.testing.assert_allclose(x[i], ref, atol=tol * scale)
+        assert np.all(W[off] @ x[i].astype(float) + b[off] <= tol * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "solver",
+    [ActiveSet(), LinearizedADMM(max_iter=50000, tol=1e-15), FISTA(20000, tol=1e-14)],
+    ids=repr,
+)
+def test_z_step_with_ridge_matches_scipy(dtype, solver):
+    """Eq. 16 / eq. 18 without inequality constraints: the ridge least squares."""
+    W, b, t, w = _problem(10, 4, 3, 4, dtype, all_rows=False)
+    gamma = 0.5
+    x, _ = _solve(solver, W, b, t, w, 0.0, False, dtype, kind="latent", ridge=gamma)
+    for i in range(t.shape[0]):
+        Wd = np.sqrt(w[i])[:, None] * W
+        ref = np.linalg.solve(Wd.T @ Wd + gamma * np.eye(4), Wd.T @ (np.sqrt(w[i]) * (t[i] - b)))
+        tol = RTOL[dtype] if solver.exact else max(RTOL[dtype], 1e-6)
+        np.testing.assert_allclose(x[i], ref, atol=tol * (1 + np.abs(ref).max()))
+
+
+def test_solvers_state_what_they_handle():
+    """solve = checks + _solve: a problem a solver does not handle is refused."""
+    W, b, t, rows, _ = _planted_eq9(0, np.float64)
+    with pytest.raises(ValueError, match="inequality"):
+        _solve(FISTA(), W, b, t, rows, 0.0, True, np.float64, constraints=True)
+    with pytest.raises(ValueError, match="image"):
+        _solve(LinearizedADMM(), W, b, t, rows, 0.0, True, np.float64, kind="image")
+    with pytest.raises(ValueError, match="signed lasso"):
+        _solve(LinearizedADMM(), W, b, t, rows, 0.1, False, np.float64)
+
+
+def test_resolve_solver_aliases():
+    plan = resolve_solver("paper", nonneg=True, max_iter=7, tol=1e-3, rho=(0.5,))
+    assert isinstance(plan.image, FISTA) and isinstance(plan.hidden, LinearizedADMM)
+    assert plan.hidden.max_iter == 7 and plan.hidden.rho == (0.5,)
+    plan = resolve_solver("paper", nonneg=False)
+    assert all(isinstance(s, FISTA) for s in (plan.image, plan.hidden, plan.latent))
+    plan = resolve_solver("active_set", nonneg=True, refine_max_iter=3)
+    assert plan.exact and plan.image.max_iter == 3
+    plan = resolve_solver({"hidden": LinearizedADMM()}, nonneg=True)
+    assert isinstance(plan.image, ActiveSet) and isinstance(plan.hidden, LinearizedADMM)
+    with pytest.raises(ValueError, match="solver"):
+        resolve_solver("nope", nonneg=True)
