@@ -44,7 +44,7 @@ def direct_plan(w, in_hw, out_hw, stride, padding):
     n_in = c_in * H * W
     idx = np.where(valid, np.arange(c_in)[:, None, None, None, None] * (H * W) + spatial, n_in)
     return {"kind": "im2col", "index_in": idx.reshape(-1),
-            "weights": w.reshape(1, c_out, c_in * kh * kw), "index_out": None,
+            "weights": np.array(w.reshape(1, c_out, c_in * kh * kw)), "index_out": None,
             "dims": (1, c_in * kh * kw, Ho * Wo)}
 
 
