@@ -150,6 +150,17 @@ def test_dot_test_and_to_dense(name):
         layer.to_dense(max_elements=A.size - 1)
 
 
+@pytest.mark.parametrize("name", list(_layers()))
+@pytest.mark.parametrize("n_samples", [0, 1])
+def test_small_batches(name, n_samples):
+    layer = _layers()[name]
+    L = _bound(layer)
+    X = np.random.default_rng(10).standard_normal((n_samples, L.n_in))
+    Y = L.forward(X)
+    assert Y.shape == (n_samples, L.n_out) and L.rmatmat(Y).shape == (n_samples, L.n_in)
+    np.testing.assert_allclose(Y, X @ layer.to_dense().T + layer.bias, rtol=0, atol=1e-12)
+
+
 def test_upsample_and_composite_match_torch():
     rng = np.random.default_rng(4)
     conv = Conv2d(rng.standard_normal((2, 3, 3, 3)), rng.standard_normal(2),

@@ -142,11 +142,13 @@ def apply_plan(xp, plan, X, device):
     if plan["kind"] == "im2col":
         P, K, N = plan["dims"]
         G = xp.take(_with_zero_row(xp, Xt, device), plan["index_in"], axis=0)
-        Y = xp.reshape(xp.matmul(plan["weights"], xp.reshape(G, (P, K, N * B))), (-1, B))
+        C = plan["weights"].shape[1]
+        Y = xp.reshape(xp.matmul(plan["weights"], xp.reshape(G, (P, K, N * B))), (P * C * N, B))
         if plan["index_out"] is not None:
             Y = xp.take(Y, plan["index_out"], axis=0)
     else:
-        Q = xp.matmul(plan["weights"], xp.reshape(Xt, (plan["c_in"], -1)))
-        G = xp.take(xp.reshape(Q, (-1, B)), plan["index"], axis=0)
-        Y = xp.sum(xp.reshape(G, (-1, plan["taps"], B)), axis=1)
+        c_in, T = plan["c_in"], plan["taps"]
+        Q = xp.matmul(plan["weights"], xp.reshape(Xt, (c_in, Xt.shape[0] // c_in * B)))
+        G = xp.take(xp.reshape(Q, (Q.shape[0] * (Xt.shape[0] // c_in), B)), plan["index"], axis=0)
+        Y = xp.sum(xp.reshape(G, (G.shape[0] // T, T, B)), axis=1)
     return xp.permute_dims(Y, (1, 0))

@@ -71,7 +71,7 @@ class Upsample(_ConfigEq, _LayerBase):
         self._require_bound()
         (C, H, W), (sh, sw) = self.in_shape, self.scale_factor
         blocks = self.xp.reshape(R, (R.shape[0], C, H, sh, W, sw))
-        return self.xp.reshape(self.xp.sum(blocks, axis=(3, 5)), (R.shape[0], -1))
+        return self.xp.reshape(self.xp.sum(blocks, axis=(3, 5)), (R.shape[0], self.n_in))
 
     def to_dense(self, max_elements=MAX_DENSE_ELEMENTS):
         return _dense_by_columns(self, max_elements)
