@@ -14,6 +14,7 @@ import argparse
 import functools
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,12 +22,16 @@ import tempfile
 import threading
 import urllib.request
 from pathlib import Path
+from urllib.parse import urljoin
 
-# (path in the build, text the <title> must contain, text the body must contain)
+# (path in the build, text the <title> must contain, text the body must contain,
+#  an image the page must show (substring of an <img src>) or None, screenshot height)
 PAGES = [
-    ("index.html", "skinvert", "Latent-Pursuit"),
-    ("api/generated/skinvert.LatentPursuitInverter.html", "LatentPursuitInverter", "noise_std"),
-    ("auto_examples/plot_inpainting.html", "Inpainting", "GeneratorImputer"),
+    ("index.html", "skinvert", "Latent-Pursuit", "inpainting.png", 1000),
+    ("api/generated/skinvert.LatentPursuitInverter.html", "LatentPursuitInverter", "noise_std",
+     None, 1000),
+    ("auto_examples/plot_inpainting.html", "Inpainting", "GeneratorImputer",
+     "sphx_glr_plot_inpainting_001.png", 2400),
 ]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -87,8 +92,9 @@ def check(build, shots, browser):
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     failures = []
     try:
-        for path, title, body_text in PAGES:
+        for path, title, body_text, image, height in PAGES:
             url = base + path
+            n_failed = len(failures)
             try:
                 html = urllib.request.urlopen(url, timeout=30).read().decode("utf-8")
             except Exception as exc:  # noqa: BLE001 - report any failure to fetch
@@ -99,16 +105,28 @@ def check(build, shots, browser):
                 failures.append(f"{path}: title {head_title!r} lacks {title!r}")
             if body_text not in html:
                 failures.append(f"{path}: page lacks {body_text!r}")
+            if image is not None:
+                srcs = re.findall(r'<img[^>]*src="([^"]+)"', html)
+                src = next((s for s in srcs if image in s), None)
+                if src is None:
+                    failures.append(f"{path}: no <img> showing {image!r}")
+                else:
+                    try:
+                        n = len(urllib.request.urlopen(urljoin(url, src), timeout=30).read())
+                    except Exception as exc:  # noqa: BLE001
+                        n, src = 0, f"{src} ({exc})"
+                    if n < 1000:
+                        failures.append(f"{path}: image {src} missing or empty")
             png = shots / (path.replace("/", "__").replace(".html", ".png"))
             try:
-                screenshot(browser, url, png)
+                screenshot(browser, url, png, size=(1280, height))
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"{path}: {exc}")
                 continue
             reason = blank_reason(png)
             if reason:
                 failures.append(f"{path}: {reason} ({png})")
-            else:
+            if len(failures) == n_failed:
                 print(f"ok  {path}: title {head_title.strip()!r}, screenshot {png}")
     finally:
         server.shutdown()

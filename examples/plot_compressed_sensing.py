@@ -1,7 +1,7 @@
 """
-=================================================
+==================================================
 Compressed sensing: linear measurements y = A G(z)
-=================================================
+==================================================
 
 Every inverter takes ``measurement=A`` for signals observed through a linear
 operator, ``y = A G(z) + e``: ``X`` then holds the ``m`` measurements of each

@@ -56,8 +56,8 @@ for name, missing in masks.items():
     print(f"{name}: median SNR of the restored pixels {np.median(np.minimum(snr, 300)):.1f} dB")
 
 # %%
-# Observed (gray: missing) and filled images
-# ------------------------------------------
+# Observed (olive: missing) and filled images
+# -------------------------------------------
 n = min(6, args.n_signals)
 fig, axes = plt.subplots(4, n, figsize=(1.3 * n, 5.6))
 for r, (name, missing) in enumerate(masks.items()):
