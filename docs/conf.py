@@ -83,9 +83,16 @@ SECURITY_TOCTREE = """
 """
 
 
+THREAT_MODEL_TEXT = "the threat model (the security page of this guide)"
+
+
 def _add_security_page(app, docname, source):
-    if docname == "user_guide/index" and (HERE / "security.md").exists():
+    if not (HERE / "security.md").exists():
+        return
+    if docname == "user_guide/index":
         source[0] += SECURITY_TOCTREE
+    if docname.startswith("user_guide/"):
+        source[0] = source[0].replace(THREAT_MODEL_TEXT, "[the threat model](../security.md)")
 
 
 def setup(app):
