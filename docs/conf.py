@@ -15,6 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # document the checkout, installed or not
+sys.path.insert(0, str(HERE))  # gallery_order
 
 import skinvert
 
@@ -117,7 +118,7 @@ sphinx_gallery_conf = {
     "examples_dirs": str(HERE.parent / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.ExampleOrder",
     "backreferences_dir": "api/generated",
     "doc_module": ("skinvert",),
     "reference_url": {"skinvert": None},
