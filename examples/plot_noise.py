@@ -77,7 +77,7 @@ def main(argv=None):
                 t0 = time.perf_counter()
                 Zg = GradientDescentInverter(G, transform_max_iter=a.gd_iter, random_state=0).fit(Y).transform(Y[: a.gd])
                 row["gradient_descent"] = {**_errors(Zg, Z[: a.gd]), "n_signals": a.gd, "time_s": time.perf_counter() - t0}
-        rep = invertibility_report(G, Z, sigma=std, worst_case=False)
+        rep = invertibility_report(G, Z, noise_std=std, worst_case=False)
         q = rep.quantities
         row["theorem3_rms_band"] = [float(np.sqrt(np.median(q["oracle_latent_mse_lower"]))),
                                     float(np.sqrt(np.median(q["oracle_latent_mse_upper"])))]

@@ -60,7 +60,7 @@ for sigma in sigmas:
     Y = X + sigma * E
     Z_hat = OracleInverter(G, method="layerwise").fit(Y).transform(Y, supports=S)
     rms.append(np.sqrt(np.mean(np.sum((Z_hat - Z) ** 2, axis=1))))
-    q = invertibility_report(G, Z, sigma=sigma, worst_case=False).quantities
+    q = invertibility_report(G, Z, noise_std=sigma, worst_case=False).quantities
     lower.append(np.sqrt(np.median(q["oracle_latent_mse_lower"])))
     upper.append(np.sqrt(np.median(q["oracle_latent_mse_upper"])))
     print(f"sigma {sigma:g}: RMS latent error {rms[-1]:.3g}, "

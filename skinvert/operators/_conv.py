@@ -19,12 +19,10 @@ Aberdam, Simon & Elad (2020), "When and how can deep generative models be
 inverted?", eq. 3 (the generator these layers build).
 """
 
-import copy
-import math
 
 import numpy as np
 
-from .._array_api import as_namespace
+from ._base import Layer as _LayerBase
 from ._conv_plans import apply_plan, bind_plan, direct_plan, transposed_plan
 
 __all__ = ["MAX_DENSE_ELEMENTS", "Conv2d", "ConvTranspose2d"]
@@ -37,72 +35,6 @@ def _readonly(array):
     array = np.array(array, copy=True)
     array.setflags(write=False)
     return array
-
-
-class _LayerBase:
-    """Mirror of ``skinvert.operators._base.Layer`` (the layer contract).
-
-    At merge this class is replaced by ``from ._base import Layer as _LayerBase``.
-    """
-
-    xp = None
-    device = None
-    compute_dtype = None
-
-    def _set_common(self, in_shape, out_shape, bias, dtype):
-        self.in_shape = tuple(int(s) for s in in_shape)
-        self.out_shape = tuple(int(s) for s in out_shape)
-        self.dtype = np.dtype(dtype)
-        n_out = math.prod(self.out_shape)
-        bias = np.zeros(n_out, dtype=self.dtype) if bias is None else np.asarray(bias, self.dtype)
-        if bias.shape != (n_out,):
-            raise ValueError(f"bias must have shape ({n_out},), got {bias.shape}.")
-        self.bias = _readonly(bias)
-
-    @property
-    def shape(self):
-        """``(n_out, n_in)``: the flattened output and input sizes."""
-        return (math.prod(self.out_shape), math.prod(self.in_shape))
-
-    @property
-    def n_in(self):
-        return self.shape[1]
-
-    @property
-    def n_out(self):
-        return self.shape[0]
-
-    def to_namespace(self, xp, *, dtype, device=None):
-        """A copy of this layer whose arrays are ``xp`` arrays of ``dtype`` on ``device``."""
-        new = copy.copy(self)
-        new.xp, new.device, new.compute_dtype = xp, device, dtype
-        new._bias_bound = as_namespace(self.bias, xp, dtype=dtype, device=device)
-        new._bind(xp, dtype, device)
-        return new
-
-    def _require_bound(self):
-        if self.xp is None:
-            raise RuntimeError(
-                f"{type(self).__name__} is a host layer: call "
-                "layer.to_namespace(xp, dtype=...) before matmat / rmatmat / forward."
-            )
-
-    def forward(self, X):
-        """The affine map ``X A^T + b``, (B, n_in) -> (B, n_out)."""
-        return self.matmat(X) + self._bias_bound
-
-    def __eq__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        if (self.in_shape, self.out_shape) != (other.in_shape, other.out_shape):
-            return False
-        a, b = self.parameters(), other.parameters()
-        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-
-    __hash__ = None
-
-    def __repr__(self):
-        return f"{type(self).__name__}(in_shape={self.in_shape}, out_shape={self.out_shape})"
 
 
 def _dense_by_columns(layer, max_elements):
