@@ -85,7 +85,8 @@ def test_affine_map_equals_torch_jacobian():
     assert J.shape == (4, G.n_output, G.n_latent) and c.shape == (4, G.n_output)
     for b in range(Z.shape[0]):
         ref = torch.autograd.functional.jacobian(
-            lambda z: _torch_pre(params, z[None])[0], torch.from_numpy(Z[b]))
+            lambda z: _torch_pre(params, z[None])[0], torch.from_numpy(Z[b]),
+            vectorize=True, strategy="forward-mode")
         np.testing.assert_allclose(J[b], ref.numpy(), rtol=0, atol=TOL)
     np.testing.assert_allclose(np.einsum("bnk,bk->bn", J, Z) + c, U, rtol=0, atol=TOL)
     # J and J^T without forming J
