@@ -142,3 +142,59 @@ def test_torch_forward_helper_matches():
     G, params, Z, _ = _setup()
     X, _ = torch_forward(params, Z)
     np.testing.assert_allclose(G.forward(Z), X, rtol=0, atol=1e-12)
+
+
+# -- property: the fixed-support least squares is exact (Algorithm 1 on conv nets) ----------
+from hypothesis import assume, given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from skinvert import ReLUGenerator  # noqa: E402
+from skinvert._linalg import batched_lstsq  # noqa: E402
+from skinvert.operators import Composite, Conv2d, ConvTranspose2d, Dense, Reshape  # noqa: E402
+
+
+@st.composite
+def small_conv_generators(draw):
+    """z -> Dense -> (C1, H, H) -> ConvTranspose2d -> (C2, ...) [-> Conv2d], identity output."""
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    n0, c1, c2 = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    H = draw(st.integers(2, 4))
+    k, s, p = draw(st.integers(1, 4)), draw(st.integers(1, 2)), draw(st.integers(0, 1))
+    op = draw(st.integers(0, s - 1))
+    assume((H - 1) * s - 2 * p + k + op >= 1)
+    n1 = c1 * H * H
+    layers = [
+        Composite([Dense(rng.standard_normal((n1, n0)), rng.standard_normal(n1) * 0.3),
+                   Reshape((n1,), (c1, H, H))]),
+        ConvTranspose2d(rng.standard_normal((c1, c2, k, k)), rng.standard_normal(c2) * 0.3,
+                        in_shape=(c1, H, H), stride=s, padding=p, output_padding=op),
+    ]
+    if draw(st.booleans()):
+        shape = layers[-1].out_shape
+        k2 = draw(st.integers(1, 3))
+        layers.append(Conv2d(rng.standard_normal((draw(st.integers(1, 3)), shape[0], k2, k2)),
+                             None,
+                             in_shape=shape, padding=k2 // 2))
+    G = ReLUGenerator.from_layers(layers, output_activation="identity")
+    Z = rng.standard_normal((4, n0))
+    return G, Z
+
+
+@given(small_conv_generators())
+def test_fixed_support_least_squares_recovers_z(case):
+    """With the true supports fixed, ``min_z ||J z + c - x||`` returns z where J has full rank."""
+    G, Z = case
+    layers = G.bound_layers(np, dtype=np.float64)
+    X = G.forward(Z)
+    pre, _ = network_forward(Z, layers, np)
+    masks = hidden_masks(pre, np)
+    J, c = network_affine_map(layers, masks, np, n_samples=Z.shape[0])
+    sv = np.linalg.svd(J, compute_uv=False)
+    full = (sv[:, -1] > 1e-6 * sv[:, 0]) & (J.shape[1] >= J.shape[2])  # rank n_0
+    assume(np.any(full))
+    Z_hat = batched_lstsq(J, X - c, np)
+    err = np.linalg.norm(Z_hat - Z, axis=1) / (1 + np.linalg.norm(Z, axis=1))
+    assert np.all(err[full] < 1e-8), (err, sv[:, -1] / sv[:, 0])
+    # and the estimate reproduces the signal on every row (full rank or not)
+    np.testing.assert_allclose(G.forward(Z_hat[full]), X[full], rtol=0, atol=1e-8)
