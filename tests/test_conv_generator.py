@@ -277,3 +277,63 @@ def test_parameter_free_layers_do_not_set_the_dtype():
                                   output_activation="identity")
     assert G.dtype == np.float32
     assert G.forward(np.ones((1, 2), np.float32)).dtype == np.float32
+
+
+# -- invertibility_report on convolutional generators ---------------------------------
+
+
+def test_invertibility_report_is_exact_where_the_dense_matrices_fit():
+    from skinvert.analysis import invertibility_report
+
+    G, _ = conv_generator(seed=7)
+    D = ReLUGenerator(G.weights, G.biases, output_activation="tanh")
+    Z = np.random.default_rng(8).standard_normal((6, 6))
+    rc = invertibility_report(G, Z, epsilon=0.01, noise_std=0.01)
+    rd = invertibility_report(D, Z, epsilon=0.01, noise_std=0.01)
+    for key in rd.status:
+        np.testing.assert_array_equal(rc.status[key], rd.status[key])
+        np.testing.assert_array_equal(rc.estimated[key], rd.estimated[key])
+    for key, value in rd.quantities.items():
+        np.testing.assert_allclose(rc.quantities[key], value, rtol=1e-12, atol=1e-12,
+                                   err_msg=key)
+    assert rc.notes == rd.notes and "not computed" not in str(rc)
+
+
+def test_invertibility_report_labels_wide_layers():
+    from skinvert.analysis import UNKNOWN, VIOLATED, invertibility_report
+
+    G, _ = conv_generator(seed=7)  # sizes [6, 36, 108, 288]
+    Z = np.random.default_rng(8).standard_normal((6, 6))
+    full = invertibility_report(G, Z, epsilon=0.01, noise_std=0.01)
+    rep = invertibility_report(G, Z, epsilon=0.01, noise_std=0.01, max_gram_columns=40)
+    # layer 2 (108 columns) is too wide for the Gram matrices: labelled, NaN, unknown or sized
+    assert rep.notes["theorem2_at_support"][2].startswith("not computed: n_2 = 108 columns")
+    assert np.all(np.isnan(rep.coherence[:, 2])) and np.all(rep.rank[:, 2] == -1)
+    assert np.all(rep.status["theorem2_at_support"][:, 2] == UNKNOWN)
+    np.testing.assert_array_equal(rep.rank_upper[:, 2], np.minimum(288, 108))
+    # what the sizes prove agrees with the exact report
+    exact_t1 = full.status["theorem1_at_support"][:, 2]
+    sized_t1 = rep.status["theorem1_at_support"][:, 2]
+    assert np.all((sized_t1 == UNKNOWN) | (sized_t1 == exact_t1))
+    # the narrow layers are computed exactly, as in the full report
+    for j in (0, 1):
+        np.testing.assert_array_equal(rep.rank[:, j], full.rank[:, j])
+        np.testing.assert_allclose(rep.coherence[:, j], full.coherence[:, j], rtol=1e-12)
+    np.testing.assert_allclose(rep.min_column_norm, full.min_column_norm, rtol=1e-12)
+    # a contracting wide layer: rank <= rows < columns is proved
+    H = ReLUGenerator.from_layers([Dense(np.random.default_rng(0).standard_normal((50, 3))),
+                                   Dense(np.random.default_rng(1).standard_normal((20, 50)))])
+    r = invertibility_report(H, np.random.default_rng(2).standard_normal((5, 3)),
+                             max_gram_columns=10)
+    assert np.all(r.status["theorem1_at_support"][:, 1] == VIOLATED)
+    assert np.all(r.lambda_min[:, 1][r.sparsity[:, 0] > 20] == 0)
+
+
+def test_invertibility_report_refuses_layers_too_large_for_dense():
+    from skinvert.analysis import invertibility_report
+
+    big = Conv2d(np.ones((1, 1, 3, 3)) / 9, in_shape=(1, 100, 100), padding=1)
+    G = ReLUGenerator.from_layers([Composite([Dense(np.ones((10_000, 2))),
+                                              Reshape((10_000,), (1, 100, 100))]), big])
+    with pytest.raises(ValueError, match=r"needs every layer's dense matrix: layers\[1\]"):
+        invertibility_report(G, np.ones((2, 2)))
