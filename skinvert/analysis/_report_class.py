@@ -46,7 +46,11 @@ class InvertibilityReport:
         Per condition and layer: what was exact and what was bounded.
     quantities : dict of str to ndarray
         The numbers (also reachable as attributes, e.g. ``report.varphi``):
-        ``rank`` (n, L+1) rank of ``A_j = W_j^{S_{j+1}}``, exact (numerical);
+        ``rank`` (n, L+1) rank of ``A_j = W_j^{S_{j+1}}``, exact (numerical),
+        ``-1`` where not computed (a layer wider than ``max_gram_columns``);
+        ``rank_upper`` (n, L+1) a proved upper bound (the rank, or
+        ``min(rows, n_j)`` where not computed); NaN in any other quantity means
+        "not computed" (see ``notes``);
         ``coherence`` (n, L+1) ``mu(A_j)``, exact; ``spark_lower`` /
         ``spark_upper`` (n, L+1) proved bounds on ``spark(A_j)``;
         ``min_column_norm`` (n, L+1); ``varphi`` (n,) ``lambda_min(A_0^T A_0)``;
