@@ -22,7 +22,8 @@ See docs/security.md.
 
 from ..activations import Activation
 from ..generator import ReLUGenerator
-from ..operators import Layer, Measurement
+from ..operators import Layer
+from ..solvers import FISTA, ActiveSet, LinearizedADMM, Measurement
 from ._gradient_descent import GradientDescentInverter
 from ._imputer import GeneratorImputer
 from ._oracle import OracleInverter
@@ -53,6 +54,9 @@ SKOPS_TRUSTED_TYPES = tuple(
         Activation,
         ReLUGenerator,
         *sorted(set(_layer_classes()), key=_type_name),
+        ActiveSet,
+        FISTA,
+        LinearizedADMM,
         GeneratorImputer,
         GradientDescentInverter,
         LatentPursuitInverter,
