@@ -22,8 +22,8 @@ See docs/security.md.
 
 from ..activations import Activation
 from ..generator import ReLUGenerator
-from ..operators import Layer
-from ..solvers import FISTA, ActiveSet, LinearizedADMM, Measurement
+from ..operators import Layer, Measurement
+from ..solvers import FISTA, ActiveSet, LinearizedADMM
 from ._gradient_descent import GradientDescentInverter
 from ._imputer import GeneratorImputer
 from ._oracle import OracleInverter
