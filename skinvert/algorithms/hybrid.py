@@ -1,0 +1,202 @@
+"""The hybrid inversion of section 6.1: starts, exact polish, selection by loss.
+
+The paper closes its random-weights study (section 6.1) noting that the
+layer-wise pursuits fail where a layer's own equations do not determine its
+support, while gradient descent, solving a problem in only ``n_0``
+unknowns, still succeeds there, and that "a hybrid approach, utilizing both
+gradient descent and the layered approach, might be of interest". This
+module is that hybrid:
+
+1. **starts**: the layer-wise pursuit's estimate (Algorithm 5) where its
+   problems are posed, and multi-start gradient descent on eq. 1 (all
+   signals x restarts in one batch);
+2. **exact polish**: Algorithm 1 on the supports of the current estimate,
+   alternated with support refresh until the supports are a fixed point
+   (:func:`~skinvert.algorithms.polish.polish_batch`);
+3. **selection** by the loss of eq. 1; a row stops trying further starts
+   once its loss is consistent with the noise level (``noise_std``), or
+   with rounding for noiseless signals.
+"""
+
+from .._array_api import device
+from .gradient_descent import adam_descent, momentum_descent
+from .polish import forward_loss, polish_batch
+
+__all__ = ["HybridStarts", "consistent_loss_bound", "hybrid_batch"]
+
+
+def _compress_rows(mask, xp):
+    from .sparse_coding import compress_rows  # adapter: moving to skinvert._linalg
+
+    return compress_rows(mask, xp)
+
+
+def _scatter_rows(full, part, mask, xp):
+    from .sparse_coding import scatter_rows
+
+    return scatter_rows(full, part, mask, xp)
+
+
+class HybridStarts:
+    """How the hybrid draws its starts (see :func:`hybrid_batch`).
+
+    Parameters
+    ----------
+    init_codes : array of shape (R, n_0) or None
+        Gradient-descent starting points shared by every row (drawn once, so a
+        row's result does not depend on its batch); None: no gradient descent.
+    solver : {"adam", "momentum"}
+        The gradient-descent solver of the starts.
+    learning_rate : float
+        Its step (Adam: in z units; momentum: an absolute step, e.g. 1 / L).
+    max_iter : int
+        Gradient-descent iterations per start.
+    pursuit : callable or None
+        ``pursuit(Y, obs) -> Z``: the layer-wise pursuit's estimate of a
+        batch, or None where its problems are not posed.
+    """
+
+    def __init__(self, init_codes, *, solver="adam", learning_rate=0.05, max_iter=300,
+                 pursuit=None):
+        self.init_codes = init_codes
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.pursuit = pursuit
+
+
+def consistent_loss_bound(Y, obs, xp, *, noise_std=None, n_sd=10.0):
+    """The loss of eq. 1 below which a row's fit needs no further start.
+
+    With iid noise of std ``sigma`` on the ``n_obs`` observed entries, the loss
+    at the true z is ``sigma^2 / 2`` times a chi-square variable with
+    ``n_obs`` degrees of freedom; the bound is its mean plus ``n_sd`` standard
+    deviations, ``sigma^2 / 2 (n_obs + n_sd sqrt(2 n_obs))`` (the rule of the
+    pursuits' noise retries). Without noise it is rounding:
+    ``1/2 (sqrt(eps) ||obs * y||)^2``.
+    """
+    if noise_std is not None and noise_std > 0:
+        n_obs = xp.sum(obs, axis=1)
+        return 0.5 * noise_std**2 * (n_obs + n_sd * xp.sqrt(2.0 * n_obs))
+    eps = float(xp.finfo(Y.dtype).eps)
+    Yo = obs * Y
+    return 0.5 * eps * xp.sum(Yo * Yo, axis=1)
+
+
+def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measurement):
+    run = adam_descent if starts.solver == "adam" else momentum_descent
+    Z, loss, _, _ = run(
+        Z0, Y, obs, weights, biases, activation, xp, learning_rate=starts.learning_rate,
+        alpha=gamma, max_iter=starts.max_iter, measurement=measurement,
+    )
+    return Z, loss
+
+
+def hybrid_batch(
+    Y, obs, weights, biases, activation, xp, starts, *, measurement=None, gamma=0.0,
+    noise_std=None, polish_max_iter=50, tol=None,
+):
+    """Invert a batch by the hybrid of section 6.1 (starts, polish, selection).
+
+    Parameters
+    ----------
+    Y, obs, weights, biases, activation, xp, measurement, gamma
+        As in :func:`~skinvert.algorithms.polish.polish_batch`.
+    starts : HybridStarts
+    noise_std : float or None
+        Sets the loss a row must reach to stop trying starts
+        (:func:`consistent_loss_bound`).
+    polish_max_iter, tol
+        Of the polish.
+
+    Returns
+    -------
+    Z : array of shape (B, n_0)
+    info : dict of arrays of shape (B,)
+        ``"loss"`` (eq. 1 at Z), ``"start"`` (-1: the pursuit's estimate, r >= 0:
+        the gradient-descent start from ``init_codes[r]``), ``"fixed_point"``
+        (the winning polish reached a support fixed point) and ``"n_iter"``
+        (Gauss-Newton steps of the winning polish).
+
+    Notes
+    -----
+    Every row first polishes the pursuit's estimate (when there is one); the
+    rows whose loss is not yet below the bound run gradient descent from all
+    ``R`` starts at once (rows x restarts in one batch), then polish their
+    starts in the order of their gradient-descent loss, one start per round,
+    until the bound is met or the starts run out. A row returns the lowest
+    loss among every start it ran and every polish of one, so its loss is
+    never above that of its best start. Every decision is per row: a row's
+    result does not depend on the batch it is in.
+    """
+    B, n0 = Y.shape[0], weights[0].shape[1]
+    dev = device(Y)
+    kw = dict(measurement=measurement, gamma=gamma)
+    bound = consistent_loss_bound(Y, obs, xp, noise_std=noise_std)
+    Z = xp.zeros((B, n0), dtype=Y.dtype, device=dev)
+    loss = xp.full((B,), float("inf"), dtype=Y.dtype, device=dev)
+    start = xp.full((B,), -2, dtype=xp.int32, device=dev)
+    fixed = xp.zeros((B,), dtype=xp.bool, device=dev)
+    n_iter = xp.zeros((B,), dtype=xp.int32, device=dev)
+
+    def keep(rows, Zc, lc, sc, fc, ic):
+        # Rows `rows` (a mask) take the candidate where it lowers their loss.
+        nonlocal Z, loss, start, fixed, n_iter
+        take = lambda a: xp.take(a, _compress_rows(rows, xp), axis=0)  # noqa: E731
+        better = (lc < take(loss)) & xp.isfinite(lc)
+        Z = _scatter_rows(Z, xp.where(better[:, None], Zc, take(Z)), rows, xp)
+        loss = _scatter_rows(loss, xp.where(better, lc, take(loss)), rows, xp)
+        start = _scatter_rows(start, xp.where(better, sc, take(start)), rows, xp)
+        fixed = _scatter_rows(fixed, xp.where(better, fc, take(fixed)), rows, xp)
+        n_iter = _scatter_rows(n_iter, xp.where(better, ic, take(n_iter)), rows, xp)
+
+    everyone = xp.ones((B,), dtype=xp.bool, device=dev)
+    if starts.pursuit is not None:
+        Zp = starts.pursuit(Y, obs)
+        lp, _, _ = forward_loss(Zp, Y, obs, weights, biases, activation, xp, **kw)
+        no = xp.zeros((B,), dtype=xp.bool, device=dev)
+        keep(everyone, Zp, lp, xp.full((B,), -1, dtype=xp.int32, device=dev), no, n_iter)
+        Zq, lq, iq, fq = polish_batch(Zp, Y, obs, weights, biases, activation, xp, **kw,
+                                      max_iter=polish_max_iter, tol=tol)
+        keep(everyone, Zq, lq, xp.full((B,), -1, dtype=xp.int32, device=dev), fq, iq)
+    R = 0 if starts.init_codes is None else starts.init_codes.shape[0]
+    todo = ~(loss <= bound)
+    n_todo = int(xp.sum(xp.astype(todo, xp.int32)))
+    if R == 0 or n_todo == 0:
+        return Z, _info(loss, start, fixed, n_iter)
+    # Gradient descent from every start, rows x restarts in one batch
+    # (restart-major: block r holds every remaining row's start r).
+    rows = _compress_rows(todo, xp)
+    Yt, Ot = xp.take(Y, rows, axis=0), xp.take(obs, rows, axis=0)
+    init = starts.init_codes
+    Z0 = xp.concat([xp.broadcast_to(init[r : r + 1, :], (n_todo, n0)) for r in range(R)])
+    Yr, Or = xp.concat([Yt] * R), xp.concat([Ot] * R)
+    Zg, lg = _descend(Z0, Yr, Or, weights, biases, activation, xp, starts, gamma, measurement)
+    Zg = xp.reshape(Zg, (R, n_todo, n0))
+    lg = xp.reshape(lg, (R, n_todo))
+    no = xp.zeros((n_todo,), dtype=xp.bool, device=dev)
+    zero_it = xp.zeros((n_todo,), dtype=xp.int32, device=dev)
+    for r in range(R):
+        keep(todo, Zg[r, ...], lg[r, ...], xp.full((n_todo,), r, dtype=xp.int32, device=dev),
+             no, zero_it)
+    # Polish the starts of each remaining row in the order of their loss.
+    order = xp.argsort(lg, axis=0, stable=True)  # (R, n_todo): k-th best start per row
+    pending = todo
+    for k in range(R):
+        sub_todo = xp.take(~(loss <= bound), rows, axis=0)  # (n_todo,) rows still to fit
+        pending = _scatter_rows(todo, sub_todo, todo, xp) & todo
+        if not bool(xp.any(sub_todo)):
+            break
+        idx = _compress_rows(sub_todo, xp)
+        rk = xp.take(order[k, ...], idx, axis=0)
+        Zk = xp.take(xp.reshape(Zg, (R * n_todo, n0)), rk * n_todo + idx, axis=0)
+        Zq, lq, iq, fq = polish_batch(
+            Zk, xp.take(Yt, idx, axis=0), xp.take(Ot, idx, axis=0), weights, biases,
+            activation, xp, **kw, max_iter=polish_max_iter, tol=tol,
+        )
+        keep(pending, Zq, lq, xp.astype(rk, xp.int32), fq, iq)
+    return Z, _info(loss, start, fixed, n_iter)
+
+
+def _info(loss, start, fixed, n_iter):
+    return {"loss": loss, "start": start, "fixed_point": fixed, "n_iter": n_iter}
