@@ -11,9 +11,12 @@ from .generator import ReLUGenerator, make_random_generator
 from .inverters import (
     GeneratorImputer,
     GradientDescentInverter,
+    HybridInverter,
     LatentPursuitInverter,
     LayeredBPInverter,
     OracleInverter,
+    gradient_descent_inversion,
+    polish,
 )
 from .io import load_generator
 
@@ -23,10 +26,13 @@ __all__ = [
     "Activation",
     "GeneratorImputer",
     "GradientDescentInverter",
+    "HybridInverter",
     "LatentPursuitInverter",
     "LayeredBPInverter",
     "OracleInverter",
     "ReLUGenerator",
+    "gradient_descent_inversion",
     "load_generator",
     "make_random_generator",
+    "polish",
 ]

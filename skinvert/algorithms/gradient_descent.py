@@ -186,16 +186,19 @@ def adam_descent(
     return best_Z, best_loss, n_iter, done
 
 
-def gradient_lipschitz(weights, biases, activation, xp, Z, *, measurement=None, alpha=0.0):
+def gradient_lipschitz(weights, biases, activation, xp, Z, *, measurement=None, alpha=0.0,
+                       quantile=1.0):
     """Estimate of the Lipschitz constant of the gradient of eq. 1 near the codes ``Z``.
 
     The Gauss-Newton part of the Hessian of ``1/2 ||A G(z) - y||^2`` is
     ``J^T J`` with ``J = A diag(phi'(u)) A_S`` the end-to-end Jacobian on the
     supports of ``z`` (Algorithm 1's row-supported product), so its largest
     eigenvalue ``||J||_2^2`` is the curvature a gradient step must resolve.
-    Returned as the largest ``||J(z)||_2^2 + alpha`` over the probe codes
-    ``Z`` (e.g. draws from the prior z ~ N(0, I)): a step ``1 / L`` is then
-    scaled to the generator and the measurement, not to one network.
+    Returned as the largest (``quantile=1``) or another quantile (e.g. the
+    median, the typical curvature) of ``||J(z)||_2^2 + alpha`` over the
+    probe codes ``Z`` (e.g. draws from the prior z ~ N(0, I)): a step
+    ``c / L`` is then scaled to the generator and the measurement, not to
+    one network.
 
     Returns
     -------
@@ -210,4 +213,12 @@ def gradient_lipschitz(weights, biases, activation, xp, Z, *, measurement=None, 
                                measurement=measurement)
     J = jacobian(U, masks, weights, biases, activation, xp, measurement=measurement)
     S = xp.linalg.svdvals(J)
-    return float(xp.max(S[:, 0] ** 2)) + float(alpha)
+    top = sorted(float(v) for v in _host(S[:, 0] ** 2, xp))
+    k = min(len(top) - 1, max(0, int(round(quantile * (len(top) - 1)))))
+    return top[k] + float(alpha)
+
+
+def _host(x, xp):
+    from .._array_api import to_numpy
+
+    return to_numpy(x, xp).ravel()

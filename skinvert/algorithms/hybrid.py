@@ -139,11 +139,13 @@ def hybrid_batch(
     fixed = xp.zeros((B,), dtype=xp.bool, device=dev)
     n_iter = xp.zeros((B,), dtype=xp.int32, device=dev)
 
-    def keep(rows, Zc, lc, sc, fc, ic):
-        # Rows `rows` (a mask) take the candidate where it lowers their loss.
+    def keep(rows, Zc, lc, sc, fc, ic, polished=True):
+        # Rows `rows` (a mask) take the candidate where it lowers their loss
+        # (a polished candidate also where it ties: it carries the diagnostics).
         nonlocal Z, loss, start, fixed, n_iter
         take = lambda a: xp.take(a, _compress_rows(rows, xp), axis=0)  # noqa: E731
-        better = (lc < take(loss)) & xp.isfinite(lc)
+        old = take(loss)
+        better = ((lc <= old) if polished else (lc < old)) & xp.isfinite(lc)
         Z = _scatter_rows(Z, xp.where(better[:, None], Zc, take(Z)), rows, xp)
         loss = _scatter_rows(loss, xp.where(better, lc, take(loss)), rows, xp)
         start = _scatter_rows(start, xp.where(better, sc, take(start)), rows, xp)
@@ -155,7 +157,7 @@ def hybrid_batch(
         Zp = starts.pursuit(Y, obs)
         lp, _, _ = forward_loss(Zp, Y, obs, weights, biases, activation, xp, **kw)
         no = xp.zeros((B,), dtype=xp.bool, device=dev)
-        keep(everyone, Zp, lp, xp.full((B,), -1, dtype=xp.int32, device=dev), no, n_iter)
+        keep(everyone, Zp, lp, xp.full((B,), -1, dtype=xp.int32, device=dev), no, n_iter, False)
         Zq, lq, iq, fq = polish_batch(Zp, Y, obs, weights, biases, activation, xp, **kw,
                                       max_iter=polish_max_iter, tol=tol)
         keep(everyone, Zq, lq, xp.full((B,), -1, dtype=xp.int32, device=dev), fq, iq)
@@ -178,7 +180,7 @@ def hybrid_batch(
     zero_it = xp.zeros((n_todo,), dtype=xp.int32, device=dev)
     for r in range(R):
         keep(todo, Zg[r, ...], lg[r, ...], xp.full((n_todo,), r, dtype=xp.int32, device=dev),
-             no, zero_it)
+             no, zero_it, False)
     # Polish the starts of each remaining row in the order of their loss.
     order = xp.argsort(lg, axis=0, stable=True)  # (R, n_todo): k-th best start per row
     pending = todo
