@@ -34,9 +34,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from skinvert import (  # noqa: E402
+from skinvert import (
     GradientDescentInverter,
     HybridInverter,
     LatentPursuitInverter,
@@ -44,7 +44,7 @@ from skinvert import (  # noqa: E402
     ReLUGenerator,
     make_random_generator,
 )
-from skinvert.datasets import load_pretrained_generator  # noqa: E402
+from skinvert.datasets import load_pretrained_generator
 
 M_ALL = [20, 30, 40, 50, 60, 80, 100, 150, 200, 300, 784]
 RESULTS = Path(__file__).parent / "results"
@@ -125,17 +125,23 @@ def run_cs(args, G, Z, rng, methods):
                     continue
                 Zh = adam_loop(G, A, Y, iters=args.adam_iters, restarts=args.adam_restarts)
             else:
-                est = {
-                    "hybrid": lambda: HybridInverter(G, measurement=A, random_state=0),
-                    "gd": lambda: GradientDescentInverter(
-                        G, measurement=A, learning_rate="auto", random_state=0),
-                    "lp": lambda: LatentPursuitInverter(G, measurement=A),
-                }[name]()
-                Zh = est.fit(Y).transform(Y)
+                Zh = make(name, G, A).fit(Y).transform(Y)
             row[name] = stats(Z, Zh, time.perf_counter() - t)
             print(f"  m={m:4d} {name:7s} {row[name]}", flush=True)
         rows[str(m)] = row
     return rows
+
+
+def make(name, G, A):
+    if name == "hybrid":
+        return HybridInverter(G, measurement=A, random_state=0)
+    if name == "gd":
+        return GradientDescentInverter(G, measurement=A, learning_rate="auto", random_state=0)
+    return LatentPursuitInverter(G, measurement=A)
+
+
+def rms(E):
+    return float(np.sqrt(np.mean(E**2)))
 
 
 def run_inpainting(G, Z, rng):
@@ -165,7 +171,6 @@ def run_noise(G, Z, rng, sigmas, m=200):
         Zh = HybridInverter(G, measurement=A, noise_std=sigma, random_state=0).fit(Y).transform(Y)
         th = time.perf_counter() - t
         Zo = OracleInverter(G, measurement=A).fit(Y).transform(Y, supports=S)
-        rms = lambda E: float(np.sqrt(np.mean(E**2)))  # noqa: E731
         out[str(sigma)] = {
             "hybrid_rms": rms(Zh - Z), "oracle_rms": rms(Zo - Z),
             "ratio": rms(Zh - Z) / rms(Zo - Z), "hybrid_seconds": th,

@@ -158,7 +158,7 @@ def adam_descent(
     """
     b1, b2 = betas
     Z = Z0
-    kw = dict(alpha=alpha, measurement=measurement)
+    kw = {"alpha": alpha, "measurement": measurement}
     loss, grad = loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, **kw)
     best_Z, best_loss = Z, loss
     M = xp.zeros_like(Z)
@@ -214,7 +214,7 @@ def gradient_lipschitz(weights, biases, activation, xp, Z, *, measurement=None, 
     J = jacobian(U, masks, weights, biases, activation, xp, measurement=measurement)
     S = xp.linalg.svdvals(J)
     top = sorted(float(v) for v in _host(S[:, 0] ** 2, xp))
-    k = min(len(top) - 1, max(0, int(round(quantile * (len(top) - 1)))))
+    k = min(len(top) - 1, max(0, round(quantile * (len(top) - 1))))
     return top[k] + float(alpha)
 
 

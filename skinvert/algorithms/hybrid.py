@@ -54,10 +54,14 @@ class HybridStarts:
     pursuit : callable or None
         ``pursuit(Y, obs) -> Z``: the layer-wise pursuit's estimate of a
         batch, or None where its problems are not posed.
+    per_round : int or None
+        Starts run per round (None: all at once); the rows a round fits
+        exactly (or to the noise level) skip the later rounds.
     """
 
     def __init__(self, init_codes, *, solver="adam", learning_rate=0.05, max_iter=300,
-                 pursuit=None):
+                 pursuit=None, per_round=None):
+        self.per_round = per_round
         self.init_codes = init_codes
         self.solver = solver
         self.learning_rate = learning_rate
@@ -121,17 +125,18 @@ def hybrid_batch(
     Notes
     -----
     Every row first polishes the pursuit's estimate (when there is one); the
-    rows whose loss is not yet below the bound run gradient descent from all
-    ``R`` starts at once (rows x restarts in one batch), then polish their
-    starts in the order of their gradient-descent loss, one start per round,
-    until the bound is met or the starts run out. A row returns the lowest
+    rows whose loss is not yet below the bound run gradient descent from
+    ``starts.per_round`` starts at once (rows x restarts in one batch), then
+    polish these in the order of their gradient-descent loss, one at a time,
+    until the bound is met; rows still above it take the next round of
+    starts, until the starts run out. A row returns the lowest
     loss among every start it ran and every polish of one, so its loss is
     never above that of its best start. Every decision is per row: a row's
     result does not depend on the batch it is in.
     """
     B, n0 = Y.shape[0], weights[0].shape[1]
     dev = device(Y)
-    kw = dict(measurement=measurement, gamma=gamma)
+    kw = {"measurement": measurement, "gamma": gamma}
     bound = consistent_loss_bound(Y, obs, xp, noise_std=noise_std)
     Z = xp.zeros((B, n0), dtype=Y.dtype, device=dev)
     loss = xp.full((B,), float("inf"), dtype=Y.dtype, device=dev)
@@ -143,7 +148,11 @@ def hybrid_batch(
         # Rows `rows` (a mask) take the candidate where it lowers their loss
         # (a polished candidate also where it ties: it carries the diagnostics).
         nonlocal Z, loss, start, fixed, n_iter
-        take = lambda a: xp.take(a, _compress_rows(rows, xp), axis=0)  # noqa: E731
+        sub = _compress_rows(rows, xp)
+
+        def take(a):
+            return xp.take(a, sub, axis=0)
+
         old = take(loss)
         better = ((lc <= old) if polished else (lc < old)) & xp.isfinite(lc)
         Z = _scatter_rows(Z, xp.where(better[:, None], Zc, take(Z)), rows, xp)
@@ -151,6 +160,8 @@ def hybrid_batch(
         start = _scatter_rows(start, xp.where(better, sc, take(start)), rows, xp)
         fixed = _scatter_rows(fixed, xp.where(better, fc, take(fixed)), rows, xp)
         n_iter = _scatter_rows(n_iter, xp.where(better, ic, take(n_iter)), rows, xp)
+
+    keep.state = lambda: (Z, loss, start, fixed, n_iter)
 
     everyone = xp.ones((B,), dtype=xp.bool, device=dev)
     if starts.pursuit is not None:
@@ -162,33 +173,48 @@ def hybrid_batch(
                                       max_iter=polish_max_iter, tol=tol)
         keep(everyone, Zq, lq, xp.full((B,), -1, dtype=xp.int32, device=dev), fq, iq)
     R = 0 if starts.init_codes is None else starts.init_codes.shape[0]
-    todo = ~(loss <= bound)
-    n_todo = int(xp.sum(xp.astype(todo, xp.int32)))
-    if R == 0 or n_todo == 0:
-        return Z, _info(loss, start, fixed, n_iter)
-    # Gradient descent from every start, rows x restarts in one batch
-    # (restart-major: block r holds every remaining row's start r).
+    step = max(1, min(R, starts.per_round or R))
+    for first in range(0, R, step):
+        todo = ~(loss <= bound)
+        n_todo = int(xp.sum(xp.astype(todo, xp.int32)))
+        if n_todo == 0:
+            break
+        _round(todo, n_todo, range(first, min(R, first + step)), keep, bound, Y, obs,
+               weights, biases, activation, xp, starts, kw, polish_max_iter, tol)
+        loss = keep.state()[1]
+    Z, loss, start, fixed, n_iter = keep.state()
+    return Z, _info(loss, start, fixed, n_iter)
+
+
+def _round(todo, n_todo, restarts, keep, bound, Y, obs, weights, biases, activation, xp,
+           starts, kw, polish_max_iter, tol):
+    """One round: gradient descent from the starts ``restarts`` for the rows
+    ``todo`` (rows x restarts in one batch, restart-major), then their polish
+    in the order of the gradient-descent loss until each row meets the bound."""
+    dev = device(Y)
+    n0 = weights[0].shape[1]
+    R = len(restarts)
     rows = _compress_rows(todo, xp)
     Yt, Ot = xp.take(Y, rows, axis=0), xp.take(obs, rows, axis=0)
     init = starts.init_codes
-    Z0 = xp.concat([xp.broadcast_to(init[r : r + 1, :], (n_todo, n0)) for r in range(R)])
+    Z0 = xp.concat([xp.broadcast_to(init[r : r + 1, :], (n_todo, n0)) for r in restarts])
     Yr, Or = xp.concat([Yt] * R), xp.concat([Ot] * R)
-    Zg, lg = _descend(Z0, Yr, Or, weights, biases, activation, xp, starts, gamma, measurement)
+    Zg, lg = _descend(Z0, Yr, Or, weights, biases, activation, xp, starts, kw["gamma"],
+                      kw["measurement"])
     Zg = xp.reshape(Zg, (R, n_todo, n0))
     lg = xp.reshape(lg, (R, n_todo))
     no = xp.zeros((n_todo,), dtype=xp.bool, device=dev)
     zero_it = xp.zeros((n_todo,), dtype=xp.int32, device=dev)
-    for r in range(R):
-        keep(todo, Zg[r, ...], lg[r, ...], xp.full((n_todo,), r, dtype=xp.int32, device=dev),
+    for k, r in enumerate(restarts):
+        keep(todo, Zg[k, ...], lg[k, ...], xp.full((n_todo,), r, dtype=xp.int32, device=dev),
              no, zero_it, False)
     # Polish the starts of each remaining row in the order of their loss.
     order = xp.argsort(lg, axis=0, stable=True)  # (R, n_todo): k-th best start per row
-    pending = todo
     for k in range(R):
-        sub_todo = xp.take(~(loss <= bound), rows, axis=0)  # (n_todo,) rows still to fit
-        pending = _scatter_rows(todo, sub_todo, todo, xp) & todo
+        sub_todo = xp.take(~(keep.state()[1] <= bound), rows, axis=0)  # rows still to fit
         if not bool(xp.any(sub_todo)):
             break
+        pending = _scatter_rows(todo, sub_todo, todo, xp) & todo
         idx = _compress_rows(sub_todo, xp)
         rk = xp.take(order[k, ...], idx, axis=0)
         Zk = xp.take(xp.reshape(Zg, (R * n_todo, n0)), rk * n_todo + idx, axis=0)
@@ -196,8 +222,7 @@ def hybrid_batch(
             Zk, xp.take(Yt, idx, axis=0), xp.take(Ot, idx, axis=0), weights, biases,
             activation, xp, **kw, max_iter=polish_max_iter, tol=tol,
         )
-        keep(pending, Zq, lq, xp.astype(rk, xp.int32), fq, iq)
-    return Z, _info(loss, start, fixed, n_iter)
+        keep(pending, Zq, lq, xp.astype(rk, xp.int32) + restarts[0], fq, iq)
 
 
 def _info(loss, start, fixed, n_iter):

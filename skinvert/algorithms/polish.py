@@ -137,7 +137,7 @@ def polish_batch(
     eps = float(xp.finfo(dt).eps)
     if tol is None:
         tol = eps**0.5
-    kw = dict(measurement=measurement, gamma=gamma)
+    kw = {"measurement": measurement, "gamma": gamma}
     Z = Z0
     loss, U, masks = forward_loss(Z, Y, obs, weights, biases, activation, xp, **kw)
     mu = xp.zeros((B,), dtype=dt, device=dev)
@@ -151,9 +151,8 @@ def polish_batch(
             break
         if n_live < B:
             sub = _compress_rows(live, xp)
-            take = lambda a: xp.take(a, sub, axis=0)  # noqa: E731
-            Z_, Y_, o_, U_, l_, mu_ = (take(a) for a in (Z, Y, obs, U, loss, mu))
-            m_ = [take(m) for m in masks]
+            Z_, Y_, o_, U_, l_, mu_ = (xp.take(a, sub, axis=0) for a in (Z, Y, obs, U, loss, mu))
+            m_ = [xp.take(m, sub, axis=0) for m in masks]
         else:
             Z_, Y_, o_, U_, l_, mu_, m_ = Z, Y, obs, U, loss, mu, masks
         J = jacobian(U_, m_, weights, biases, activation, xp, measurement=measurement, obs=o_)

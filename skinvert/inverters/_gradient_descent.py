@@ -221,7 +221,7 @@ class GradientDescentInverter(BaseInverter):
         else:
             run, extra = momentum_descent, {"momentum": self.momentum}
         gamma = float(self.gamma) if isinstance(self.alpha, str) else float(self.alpha)
-        Z, loss, n_iter, converged = run(
+        Z, loss, _, converged = run(
             Z0,
             Yr,
             obsr,

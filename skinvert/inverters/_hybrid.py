@@ -83,6 +83,10 @@ class HybridInverter(BaseInverter):
     n_restarts : int, default=8
         Gradient-descent starts per signal (codes drawn from N(0, I) in
         ``fit``); 0 keeps the pursuit start only (needs a pursuit).
+    restarts_per_round : int, default=2
+        Gradient-descent starts run together per round: the rows a round fits
+        exactly (or to the noise level) skip the later rounds, so easy
+        problems pay for two starts, hard ones for all ``n_restarts``.
     start_solver : {"adam", "momentum"}, default="adam"
         The gradient-descent solver of the starts.
     start_learning_rate : float or "auto", default="auto"
@@ -151,6 +155,7 @@ class HybridInverter(BaseInverter):
         "noise_std": [Interval(Real, 0, None, closed="left"), None],
         "gamma": [Interval(Real, 0, None, closed="left")],
         "n_restarts": [Interval(Integral, 0, None, closed="left")],
+        "restarts_per_round": [Interval(Integral, 1, None, closed="left")],
         "start_solver": [StrOptions({"adam", "momentum"})],
         "start_learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "start_max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -167,6 +172,7 @@ class HybridInverter(BaseInverter):
         noise_std=None,
         gamma=0.0,
         n_restarts=8,
+        restarts_per_round=2,
         start_solver="adam",
         start_learning_rate="auto",
         start_max_iter=100,
@@ -185,6 +191,7 @@ class HybridInverter(BaseInverter):
         self.noise_std = noise_std
         self.gamma = gamma
         self.n_restarts = n_restarts
+        self.restarts_per_round = restarts_per_round
         self.start_solver = start_solver
         self.start_learning_rate = start_learning_rate
         self.start_max_iter = start_max_iter
@@ -281,13 +288,17 @@ class HybridInverter(BaseInverter):
         _, dev = namespace_of(Y)
         pursuit = None
         if self.pursuit_ is not None:
-            pursuit = lambda Yb, Ob: _pursuit_estimate(self.pursuit_, Yb, Ob, xp, state)  # noqa: E731
+
+            def pursuit(Yb, Ob):
+                return _pursuit_estimate(self.pursuit_, Yb, Ob, xp, state)
+
         init = None
         if self.n_restarts:
             init = as_namespace(self.init_codes_, xp, dtype=Y.dtype, device=dev)
         starts = HybridStarts(init, solver=self.start_solver,
                               learning_rate=self.start_learning_rate_,
-                              max_iter=self.start_max_iter, pursuit=pursuit)
+                              max_iter=self.start_max_iter, pursuit=pursuit,
+                              per_round=self.restarts_per_round)
         Z, info = hybrid_batch(
             Y, obs, state.weights, state.biases, act, xp, starts,
             measurement=state.measurement, gamma=self.gamma, noise_std=self.noise_std,
