@@ -128,8 +128,9 @@ def hybrid_batch(
     rows whose loss is not yet below the bound run gradient descent from
     ``starts.per_round`` starts at once (rows x restarts in one batch), then
     polish these in the order of their gradient-descent loss, one at a time,
-    until the bound is met; rows still above it take the next round of
-    starts, until the starts run out. A row returns the lowest
+    until the bound is met (by the data term of the loss, without the
+    ridge); rows still above it take the next round of starts, until the
+    starts run out. A row returns the lowest
     loss among every start it ran and every polish of one, so its loss is
     never above that of its best start. Every decision is per row: a row's
     result does not depend on the batch it is in.
@@ -163,6 +164,10 @@ def hybrid_batch(
 
     keep.state = lambda: (Z, loss, start, fixed, n_iter)
 
+    def fits(Zc, lc):
+        # The data term of the loss (without the ridge) against the bound.
+        return (lc - 0.5 * gamma * xp.sum(Zc * Zc, axis=1)) <= bound
+
     everyone = xp.ones((B,), dtype=xp.bool, device=dev)
     if starts.pursuit is not None:
         Zp = starts.pursuit(Y, obs)
@@ -175,18 +180,17 @@ def hybrid_batch(
     R = 0 if starts.init_codes is None else starts.init_codes.shape[0]
     step = max(1, min(R, starts.per_round or R))
     for first in range(0, R, step):
-        todo = ~(loss <= bound)
+        todo = ~fits(*keep.state()[:2])
         n_todo = int(xp.sum(xp.astype(todo, xp.int32)))
         if n_todo == 0:
             break
-        _round(todo, n_todo, range(first, min(R, first + step)), keep, bound, Y, obs,
+        _round(todo, n_todo, range(first, min(R, first + step)), keep, fits, Y, obs,
                weights, biases, activation, xp, starts, kw, polish_max_iter, tol)
-        loss = keep.state()[1]
     Z, loss, start, fixed, n_iter = keep.state()
     return Z, _info(loss, start, fixed, n_iter)
 
 
-def _round(todo, n_todo, restarts, keep, bound, Y, obs, weights, biases, activation, xp,
+def _round(todo, n_todo, restarts, keep, fits, Y, obs, weights, biases, activation, xp,
            starts, kw, polish_max_iter, tol):
     """One round: gradient descent from the starts ``restarts`` for the rows
     ``todo`` (rows x restarts in one batch, restart-major), then their polish
@@ -211,7 +215,7 @@ def _round(todo, n_todo, restarts, keep, bound, Y, obs, weights, biases, activat
     # Polish the starts of each remaining row in the order of their loss.
     order = xp.argsort(lg, axis=0, stable=True)  # (R, n_todo): k-th best start per row
     for k in range(R):
-        sub_todo = xp.take(~(keep.state()[1] <= bound), rows, axis=0)  # rows still to fit
+        sub_todo = xp.take(~fits(*keep.state()[:2]), rows, axis=0)  # rows still to fit
         if not bool(xp.any(sub_todo)):
             break
         pending = _scatter_rows(todo, sub_todo, todo, xp) & todo

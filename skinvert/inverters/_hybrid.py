@@ -307,7 +307,8 @@ class HybridInverter(BaseInverter):
         bound = consistent_loss_bound(Y, obs, xp, noise_std=self.noise_std)
         B = Y.shape[0]
         n_fixed = int(xp.sum(xp.astype(info["fixed_point"], xp.int32)))
-        n_fit = int(xp.sum(xp.astype(info["loss"] <= bound, xp.int32)))
+        fit = info["loss"] - 0.5 * self.gamma * xp.sum(Z * Z, axis=1)
+        n_fit = int(xp.sum(xp.astype(fit <= bound, xp.int32)))
         state.count("the polish (supports not at a fixed point within polish_max_iter)",
                     B - n_fixed)
         state.count("every start (loss above the noise level)" if self.noise_std
