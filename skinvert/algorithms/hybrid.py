@@ -20,21 +20,9 @@ module is that hybrid:
 
 from .._array_api import device
 from .gradient_descent import adam_descent, momentum_descent
-from .polish import forward_loss, polish_batch
+from .polish import _compress_rows, _scatter_rows, forward_loss, polish_batch
 
 __all__ = ["HybridStarts", "consistent_loss_bound", "hybrid_batch"]
-
-
-def _compress_rows(mask, xp):
-    from .sparse_coding import compress_rows  # adapter: moving to skinvert._linalg
-
-    return compress_rows(mask, xp)
-
-
-def _scatter_rows(full, part, mask, xp):
-    from .sparse_coding import scatter_rows
-
-    return scatter_rows(full, part, mask, xp)
 
 
 class HybridStarts:

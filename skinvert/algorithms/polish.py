@@ -18,20 +18,11 @@ step, and every other accepted step moves to another support region.
 from .._array_api import device
 from .._linalg import batched_lstsq, row_norm, supported_affine_map
 
+# Adapter (the one line to repoint: compress_rows / scatter_rows move to skinvert._linalg).
+from .sparse_coding import compress_rows as _compress_rows
+from .sparse_coding import scatter_rows as _scatter_rows
+
 __all__ = ["forward_loss", "jacobian", "polish_batch"]
-
-
-def _compress_rows(mask, xp):
-    # Adapter: compress_rows / scatter_rows move to skinvert._linalg (one line to repoint).
-    from .sparse_coding import compress_rows
-
-    return compress_rows(mask, xp)
-
-
-def _scatter_rows(full, part, mask, xp):
-    from .sparse_coding import scatter_rows
-
-    return scatter_rows(full, part, mask, xp)
 
 
 def _hidden(Z, weights, biases, xp):
