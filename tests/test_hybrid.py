@@ -176,6 +176,21 @@ def test_pursuit_start_and_missing_entries(act):
     assert np.all(snr_db(Z, Zh) > 60)
 
 
+def test_array_api_strict_with_info(tanh_cs):
+    array_api_strict = pytest.importorskip("array_api_strict")
+    from sklearn import config_context
+
+    G, Z, A, Y = tanh_cs
+    with config_context(array_api_dispatch=True):
+        Ya = array_api_strict.asarray(Y[:4])
+        est = HybridInverter(G, measurement=array_api_strict.asarray(A), n_restarts=4,
+                             random_state=0).fit(Ya)
+        Zh, info = est.transform(Ya, return_info=True)
+        Zp = polish(Zh, Ya, G, measurement=array_api_strict.asarray(A))
+    assert type(Zh) is type(Ya) and info["start"].dtype == array_api_strict.int32
+    assert np.all(snr_db(Z[:4], np.asarray(Zp)) > 60)
+
+
 def test_float32_preserved(tanh_cs):
     G, Z, A, Y = tanh_cs
     Y32 = Y.astype(np.float32)

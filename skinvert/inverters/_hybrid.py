@@ -270,13 +270,13 @@ class HybridInverter(BaseInverter):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         out = self._transform(X, validated=True)
-        xp, _ = namespace_of(X)
+        xp, dev = namespace_of(X)
         k = self.n_components_
         Z = out[:, :k]
         if not return_info:
             return Z
         if out.shape[1] == k:  # no rows: BaseInverter returns the codes only
-            out = xp.concat([out, xp.zeros((0, len(_INFO)), dtype=out.dtype)], axis=1)
+            out = xp.concat([out, xp.zeros((0, len(_INFO)), dtype=out.dtype, device=dev)], axis=1)
         info = {key: out[:, k + j] for j, key in enumerate(_INFO)}
         info["start"] = xp.astype(info["start"], xp.int32)
         info["n_iter"] = xp.astype(info["n_iter"], xp.int32)
