@@ -25,6 +25,7 @@ from ..generator import ReLUGenerator
 from ..operators import Layer, Measurement
 from ..solvers import FISTA, ActiveSet, LinearizedADMM
 from ._gradient_descent import GradientDescentInverter
+from ._hybrid import HybridInverter
 from ._imputer import GeneratorImputer
 from ._oracle import OracleInverter
 from ._layered_bp import LayeredBPInverter
@@ -59,6 +60,7 @@ SKOPS_TRUSTED_TYPES = tuple(
         LinearizedADMM,
         GeneratorImputer,
         GradientDescentInverter,
+        HybridInverter,
         LatentPursuitInverter,
         LayeredBPInverter,
         OracleInverter,
