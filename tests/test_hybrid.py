@@ -23,7 +23,7 @@ from skinvert.algorithms.hybrid import HybridStarts, hybrid_batch
 from skinvert.operators import Measurement
 from skinvert.algorithms.polish import forward_loss, jacobian, polish_batch
 
-from .conftest import snr_db
+from ._helpers import snr_db
 
 PIECEWISE = ["identity", "leaky_relu", "plu"]
 
