@@ -13,6 +13,7 @@ from skinvert.algorithms._network import (
     network_affine_map,
     network_forward,
     network_loss_and_gradient,
+    operator_norm_sq,
 )
 from skinvert.operators import Measurement
 
@@ -198,3 +199,11 @@ def test_fixed_support_least_squares_recovers_z(case):
     assert np.all(err[full] < 1e-8), (err, sv[:, -1] / sv[:, 0])
     # and the estimate reproduces the signal on every row (full rank or not)
     np.testing.assert_allclose(G.forward(Z_hat[full]), X[full], rtol=0, atol=1e-8)
+
+
+def test_operator_norm_sq_bounds_the_top_eigenvalue():
+    G, _, _, layers = _setup(seed=9)
+    for layer, W in zip(layers, G.weights, strict=True):
+        exact = np.linalg.eigvalsh(W.T @ W)[-1]
+        est = operator_norm_sq(layer, np, n_iter=200)
+        assert exact <= est <= 1.011 * exact

@@ -27,6 +27,8 @@ Aberdam, Simon & Elad (2020), "When and how can deep generative models be
 inverted?", eq. 1 (the loss), eq. 3 (the generator), Algorithm 1 (the Oracle).
 """
 
+import numpy as np
+
 __all__ = [
     "hidden_masks",
     "masked_forward",
@@ -35,6 +37,7 @@ __all__ = [
     "network_affine_map",
     "network_forward",
     "network_loss_and_gradient",
+    "operator_norm_sq",
 ]
 
 
@@ -234,3 +237,41 @@ def network_affine_map(layers, masks, xp, *, n_samples):
     J = xp.permute_dims(xp.reshape(E, (B, n0, E.shape[1])), (0, 2, 1))
     c = masked_forward(xp.zeros((B, n0), dtype=dtype, device=dev), layers, masks, xp)
     return J, c
+
+
+def operator_norm_sq(layer, xp, *, n_iter=50, seed=0):
+    """``lambda_max(A^T A)`` of a bound layer by power iteration on ``rmatmat(matmat(.))``.
+
+    The layer-generic replacement of ``eigvalsh(W.T @ W)[-1]`` (the step
+    bounds of Algorithms 3-5 and of gradient descent) for layers without a
+    dense matrix. Power iteration converges from below: the value returned is
+    the last Rayleigh quotient times ``1.01``, a safe upper bound once the
+    iteration has converged to 1 % (it does in a few dozen steps for
+    convolutions, whose top singular values are well separated in practice;
+    use :meth:`~skinvert.operators.Layer.to_dense` where it fits for an
+    exact value).
+
+    Parameters
+    ----------
+    layer : bound Layer
+    xp : namespace
+    n_iter : int, default=50
+    seed : int, default=0
+        Seed of the (host) random start vector.
+
+    Returns
+    -------
+    value : float
+    """
+    v = np.random.default_rng(seed).standard_normal((1, layer.n_in))
+    v = xp.asarray(v, dtype=layer.compute_dtype, device=layer.device)
+    v = v / xp.sqrt(xp.sum(v * v))
+    lam = 0.0
+    for _ in range(n_iter):
+        w = layer.rmatmat(layer.matmat(v))
+        lam = float(xp.sum(v * w))
+        norm = xp.sqrt(xp.sum(w * w))
+        if float(norm) == 0.0:
+            return 0.0
+        v = w / norm
+    return 1.01 * lam
