@@ -23,7 +23,6 @@ from ._generator_layers import (
     check_layer_values,
     check_layers,
     dense_layers,
-    describe_layer,
     has_parameters,
     layerwise_obstacle,
     too_large_for_dense,
@@ -125,9 +124,10 @@ class ReLUGenerator(GeneratorState):
         if i is not None:
             layer = self.layers[i]
             raise ValueError(
-                f"{describe_layer(i, layer)} is too large for a dense matrix "
-                f"({layer.shape[0]} x {layer.shape[1]}, over {MAX_DENSE_ENTRIES} entries): "
-                "use generator.layers and the layers' matmat / rmatmat instead of weights."
+                f"layers[{i}] ({type(layer).__name__}, shape {layer.shape}) is too large for a "
+                f"dense matrix (per sample {layer.in_shape} -> {layer.out_shape}, over "
+                f"{MAX_DENSE_ENTRIES} entries): use generator.layers and the layers' matmat / "
+                "rmatmat instead of weights."
             )
         return [np.asarray(layer.to_dense(), dtype=self.dtype) for layer in self.layers]
 
@@ -143,7 +143,18 @@ class ReLUGenerator(GeneratorState):
         return all(type(layer) is Dense for layer in self.layers)
 
     def fits_dense(self, max_entries=MAX_DENSE_ENTRIES):
-        """True when every layer's dense matrix has at most ``max_entries`` entries."""
+        """Whether every layer's dense matrix has at most ``max_entries`` entries.
+
+        Parameters
+        ----------
+        max_entries : int, default=MAX_DENSE_ENTRIES
+            The largest ``n_out * n_in`` allowed.
+
+        Returns
+        -------
+        fits : bool
+            True when :attr:`weights` can be built.
+        """
         return too_large_for_dense(self.layers, max_entries) is None
 
     def layerwise_obstacle(self, max_entries=MAX_DENSE_ENTRIES):
