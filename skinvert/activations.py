@@ -148,6 +148,7 @@ class Activation:
         Returns
         -------
         D : array of U's shape
+            phi' at every entry.
         """
         n = self.name
         if n == "identity":
@@ -180,6 +181,7 @@ class Activation:
         Returns
         -------
         U : array of Y's shape
+            phi^-1 at every entry (NaN outside the range).
         """
         n = self.name
         if n == "identity":
@@ -239,6 +241,7 @@ def get_activation(spec):
     Returns
     -------
     activation : Activation
+        The activation described by ``spec``.
     """
     if isinstance(spec, Activation):
         return spec
