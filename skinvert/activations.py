@@ -148,7 +148,7 @@ class Activation:
         Returns
         -------
         D : array of U's shape
-            phi' at every entry.
+            The derivative phi' at every entry.
         """
         n = self.name
         if n == "identity":
@@ -181,7 +181,7 @@ class Activation:
         Returns
         -------
         U : array of Y's shape
-            phi^-1 at every entry (NaN outside the range).
+            The inverse phi^-1 at every entry (NaN outside the range).
         """
         n = self.name
         if n == "identity":
