@@ -319,9 +319,15 @@ class ReLUGenerator(GeneratorState):
     def supports(self, Z):
         """The supports ``S_i = {j : x_i[j] > 0}`` of every hidden layer.
 
+        Parameters
+        ----------
+        Z : array of shape (n_samples, n_latent)
+            Latent codes, one per row, in any array API namespace.
+
         Returns
         -------
         supports : list of bool arrays of shape (n_samples, n_i), i = 1..L
+            The active units of each hidden layer of ``G(Z)``.
         """
         _, hidden = self.forward(Z, return_hidden=True)
         return [h > 0 for h in hidden]
@@ -365,7 +371,7 @@ def make_random_generator(layer_sizes, *, output_activation="tanh", random_state
         ``[n_0, n_1, ..., n_L, n]``: the latent size, the hidden sizes and the
         signal size (at least two entries).
     output_activation : str, default="tanh"
-        phi; see :class:`ReLUGenerator`.
+        The output activation phi; see :class:`ReLUGenerator`.
     random_state : int, RandomState instance or None, default=None
         Seed of the weights.
 

@@ -24,6 +24,17 @@ class InvertibilityReport:
     :func:`invertibility_report_from_supports`; ``print(report)`` gives a
     summary table.
 
+    Parameters
+    ----------
+    layer_sizes, sparsity, status, estimated, notes, quantities : object
+        Stored as the attributes of the same names (see Attributes).
+    epsilon, noise_std : float or None
+        The noise bound and noise level the report was built for.
+    elapsed : float
+        Seconds spent building the report.
+    output_activation : str
+        The generator's output activation phi.
+
     Attributes
     ----------
     layer_sizes : list of int
@@ -109,6 +120,13 @@ class InvertibilityReport:
     def holds(self, condition, *, estimated=False):
         """Per-sample verdict over all layers: met if every layer is met.
 
+        Parameters
+        ----------
+        condition : str
+            One of :attr:`conditions`.
+        estimated : bool, default=False
+            Use the verdicts with the unknowns settled by estimates.
+
         Returns
         -------
         status : ndarray of int8, shape (n_samples,)
@@ -121,7 +139,22 @@ class InvertibilityReport:
         return out
 
     def fraction_met(self, condition, *, estimated=False, layer=None):
-        """Fraction of samples meeting ``condition`` (at one ``layer`` or all)."""
+        """Fraction of samples meeting ``condition`` (at one ``layer`` or all).
+
+        Parameters
+        ----------
+        condition : str
+            One of :attr:`conditions`.
+        estimated : bool, default=False
+            Use the verdicts with the unknowns settled by estimates.
+        layer : int or None, default=None
+            A column of the status arrays; None: every layer must be met.
+
+        Returns
+        -------
+        fraction : float
+            The fraction of samples whose verdict is met.
+        """
         if layer is None:
             return float(np.mean(self.holds(condition, estimated=estimated) == MET))
         a = (self.estimated if estimated else self.status)[condition]
@@ -187,5 +220,16 @@ class InvertibilityReport:
 
     @staticmethod
     def status_name(code):
-        """``"met"``, ``"violated"`` or ``"unknown"`` for a status code."""
+        """Name of a status code.
+
+        Parameters
+        ----------
+        code : int
+            ``1``, ``0`` or ``-1``.
+
+        Returns
+        -------
+        name : str
+            ``"met"``, ``"violated"`` or ``"unknown"``.
+        """
         return STATUS_NAMES[int(code)]

@@ -105,7 +105,7 @@ def load_pretrained_generator(name):
     Returns
     -------
     generator : ReLUGenerator
-        float32 weights, batch-norm folded into the biases. The fully connected
+        The generator: float32 weights, batch-norm folded into the biases. The fully connected
         ones have a PLU output (``slope=0.1, c=1``); ``fashion-mnist-dcgan`` has
         a tanh output and convolutional layers (``generator.layers``: a
         ``Composite`` of ``Dense`` and ``Reshape`` to 64 x 7 x 7, then two
@@ -173,6 +173,7 @@ def pretrained_provenance(name):
     Parameters
     ----------
     name : str
+        A name from :func:`list_pretrained_generators`.
 
     Returns
     -------
