@@ -1,6 +1,7 @@
 """scikit-learn estimators that invert a generator: signals X -> latent codes Z."""
 
 from ._base import BaseInverter
+from ._diagnostics import DataRangeWarning
 from ._gradient_descent import GradientDescentInverter
 from ._imputer import GeneratorImputer
 from ._oracle import OracleInverter
@@ -10,6 +11,7 @@ from ._pursuit import LatentPursuitInverter
 
 __all__ = [
     "BaseInverter",
+    "DataRangeWarning",
     "GeneratorImputer",
     "GradientDescentInverter",
     "LatentPursuitInverter",
