@@ -220,13 +220,17 @@ def test_batchnorm_without_running_stats_raises():
     [
         (lambda: [nn.Linear(4, 8), nn.Linear(8, 3)], "without a ReLU"),
         (lambda: [nn.Linear(4, 8), nn.ReLU()], "ends with a ReLU"),
-        (lambda: [nn.Linear(4, 8), nn.Tanh(), nn.ReLU(), nn.Linear(8, 3)], "last layer"),
-        (lambda: [nn.Linear(4, 8), nn.LeakyReLU(), nn.Linear(8, 3)], "last layer"),
+        (lambda: [nn.Linear(4, 8), nn.Tanh(), nn.ReLU(), nn.Linear(8, 3)],
+         "hidden activations must be ReLU: Tanh at index 1"),
+        (lambda: [nn.Linear(4, 8), nn.LeakyReLU(), nn.Linear(8, 3)],
+         "hidden activations must be ReLU: LeakyReLU at index 1"),
+        (lambda: [nn.Linear(4, 8), nn.Tanh(), nn.ReLU()], "must be the last layer"),
         (lambda: [nn.ReLU(), nn.Linear(4, 8)], "must follow a Linear"),
         (lambda: [nn.Identity()], "no Linear"),
         (lambda: [nn.Linear(4, 8), nn.ReLU(), nn.Linear(7, 3)], "expects inputs of size 7"),
     ],
-    ids=["linear-linear", "relu-end", "after-final", "leaky-hidden", "relu-first",
+    ids=["linear-linear", "relu-end", "after-final", "leaky-hidden", "after-final-end",
+         "relu-first",
          "no-linear", "shape"],
 )
 def test_bad_layer_order_raises(layers, match):

@@ -247,12 +247,21 @@ def from_torch(module):
     state = "start"  # "start" | "linear" (after Linear[/BN]) | "closed" (after ReLU) | "end"
     bn_ok = False  # a BatchNorm1d may follow (directly after a Linear)
     activation = "identity"
+    out_where = None  # the output activation seen, if any
 
     for name, layer in layers:
         where = _describe(name, layer)
         if state == "end" and not isinstance(layer, nn.Identity):
+            if any(isinstance(later, nn.Linear) for _, later in layers[layers.index((name, layer)):]):
+                raise ValueError(
+                    f"hidden activations must be ReLU: {out_where} is followed by more "
+                    f"layers ({where}, then a Linear), so it acts as a hidden activation. A "
+                    "ReLU generator is (Linear [BatchNorm1d] ReLU)* Linear [BatchNorm1d] "
+                    "[output activation], where only the output activation may be Tanh, "
+                    "Sigmoid, LeakyReLU or PLU."
+                )
             raise ValueError(
-                f"{where} follows the final output activation; the output "
+                f"{where} follows the output activation {out_where}; the output "
                 "activation must be the last layer."
             )
         if isinstance(layer, nn.Linear):
@@ -330,12 +339,12 @@ def from_torch(module):
                 activation = ("leaky_relu", {"slope": float(layer.negative_slope)})
             else:
                 activation = ("plu", {"slope": float(layer.alpha), "c": float(layer.c)})
-            state = "end"
+            state, out_where = "end", where
         else:
             raise TypeError(
                 f"from_torch does not support {where} ({layer!r}); supported: "
-                "Linear, BatchNorm1d (eval mode, after a Linear), ReLU, Identity and "
-                "a final Tanh, Sigmoid, LeakyReLU or PLU."
+                "Linear, BatchNorm1d (eval mode, after a Linear), ReLU (the only hidden "
+                "activation), Identity and a final Tanh, Sigmoid, LeakyReLU or PLU."
             )
 
     if state == "start":
