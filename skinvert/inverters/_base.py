@@ -379,8 +379,9 @@ def _run_batch(estimator, X, kwargs):
     state = _TransformState(weights, biases, meas, Y.shape[0])
     with single_threaded_blas(xp):
         Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)
+        # (A subclass may append columns after the codes: HybridInverter's info.)
         loss, _ = loss_and_gradient(
-            Z, Y, obs, weights, biases, gen.activation, xp, measurement=meas
+            Z[:, : gen.n_latent], Y, obs, weights, biases, gen.activation, xp, measurement=meas
         )
     energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
     rtol2 = float(xp.finfo(Y.dtype).eps)  # (sqrt(eps))^2: ||r|| <= sqrt(eps) ||y||
