@@ -120,6 +120,7 @@ def scan_rows(X, batches, activation, *, bounded, needs_inverse, owner):
                 f"the generator's {activation.name} output), e.g. row {int(dead[0])}: there is nothing "
                 f"for {owner} to invert (it works on phi^-1(X)). Check the scaling of X, or "
                 "use GradientDescentInverter, which keeps saturated values."
+                + _unscaled_hint(scan, activation.name, lo, hi)
             )
     return scan
 
@@ -147,12 +148,8 @@ def range_warning(scan, activation, *, bounded, needs_inverse, owner, recovered)
             + ("; the steps posed on phi^-1(X) treat all of them as missing." if needs_inverse
                else ".")
         )
-        if scan.max_abs > 10.0 * max(abs(lo), abs(hi)) and n_clip > 0.25 * n_obs:
-            fix = "X / 127.5 - 1" if name == "tanh" else "X / 255"
-            msgs.append(
-                f"X looks unscaled (values up to {scan.max_abs:.3g}): scale it to the "
-                f"output's range, e.g. {fix} for 8-bit images."
-            )
+        if n_clip > 0.25 * n_obs:
+            msgs.append(_unscaled_hint(scan, name, lo, hi).strip())
     sat = np.where(recovered, 0, scan.n_saturated)
     n_sat = int(sat.sum())
     if needs_inverse and n_sat:
@@ -166,6 +163,15 @@ def range_warning(scan, activation, *, bounded, needs_inverse, owner, recovered)
         )
     if msgs:
         warn_user(f"{owner}: " + " ".join(msgs), DataRangeWarning)
+
+
+def _unscaled_hint(scan, name, lo, hi):
+    """A hint when X's values reach far beyond phi's range (e.g. 0..255 images)."""
+    if scan.max_abs <= 10.0 * max(abs(lo), abs(hi)):
+        return ""
+    fix = "X / 127.5 - 1" if name == "tanh" else "X / 255"
+    return (f" X looks unscaled (values up to {scan.max_abs:.3g}): scale it to the output's "
+            f"range [{lo:g}, {hi:g}], e.g. {fix} for 8-bit images.")
 
 
 def clip_to_range(Y, activation, xp):

@@ -1,6 +1,5 @@
 """GradientDescentInverter: the paper's baseline (eq. 1 by momentum gradient descent)."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,6 +9,7 @@ from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import adam_descent, gradient_lipschitz, momentum_descent
 from ..generator import ReLUGenerator
 from ._base import BaseInverter, _to_host
+from ._diagnostics import warn_user
 
 
 class GradientDescentInverter(BaseInverter):
@@ -197,7 +197,7 @@ class GradientDescentInverter(BaseInverter):
     def _gamma(self):
         if isinstance(self.alpha, str):  # "deprecated": not set
             return float(self.gamma)
-        warnings.warn(
+        warn_user(
             "'alpha' was renamed 'gamma' (the ridge weight's name in every inverter) in "
             "0.2 and will be removed in 0.4; use gamma instead.",
             FutureWarning,

@@ -246,7 +246,17 @@ class LatentPursuitInverter(_PursuitInverter):
         what brings the estimate to the Oracle's error (Theorem 3). Needs
         ``debias=True``; 0 disables it.
     batch_size : int or None, default=None
-        Rows per batch (None: about 512 MiB of working memory).
+        Rows per batch (None: about 512 MiB of working memory; with
+        ``verbose`` about 20 batches). A row's code does not depend on its
+        batch, ``n_jobs`` or the row order, to rounding (measured below 1e-8
+        with ``batch_size=7`` against the default, also on noisy rows with
+        missing entries that are not fitted exactly), with one exception:
+        with ``noise_std``, rows whose fit is inconsistent with the noise are
+        re-solved together with the other such rows of their batch (the
+        noise retries), and rounding differences between batch shapes can
+        move an entry that sits at its support threshold, so such a row may
+        settle on another support of similar loss (measured: 1 of 60 rows of
+        ``digits-fc`` at noise 0.05 moved by 0.99).
     n_jobs : int or None, default=None
         Joblib workers for the batches; see :class:`GradientDescentInverter`.
     verbose : int, default=0

@@ -253,9 +253,10 @@ def from_torch(module):
         where = _describe(name, layer)
         if state == "end" and not isinstance(layer, nn.Identity):
             if any(isinstance(later, nn.Linear) for _, later in layers[layers.index((name, layer)):]):
+                then = "" if isinstance(layer, nn.Linear) else ", then a Linear"
                 raise ValueError(
-                    f"hidden activations must be ReLU: {out_where} is followed by more "
-                    f"layers ({where}, then a Linear), so it acts as a hidden activation. A "
+                    f"hidden activations must be ReLU: {out_where} is followed by {where}"
+                    f"{then}, so it acts as a hidden activation. A "
                     "ReLU generator is (Linear [BatchNorm1d] ReLU)* Linear [BatchNorm1d] "
                     "[output activation], where only the output activation may be Tanh, "
                     "Sigmoid, LeakyReLU or PLU."
