@@ -37,7 +37,8 @@ def show(title, fn):
         except Exception as exc:  # noqa: BLE001 - shown to the reader
             print(f"   {type(exc).__name__}: {exc}")
     for w in rec:
-        print(f"   {w.category.__name__} at {os.path.basename(w.filename)}:{w.lineno}: {w.message}")
+        where = f"{os.path.basename(w.filename)}:{w.lineno}"
+        print(f"   {w.category.__name__} at {where}: {w.message}")
 
 
 G = make_random_generator([20, 80, 200, 400], random_state=0)

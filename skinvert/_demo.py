@@ -25,7 +25,8 @@ def _generator(name, seed):
     if name == "random":
         from .generator import make_random_generator
 
-        return make_random_generator([20, 80, 200, 400], random_state=seed), "random [20, 80, 200, 400], tanh"
+        desc = "random [20, 80, 200, 400], tanh"
+        return make_random_generator([20, 80, 200, 400], random_state=seed), desc
     try:
         from .datasets import load_pretrained_generator
     except ImportError:  # pragma: no cover - the datasets package ships with skinvert
@@ -209,8 +210,8 @@ def demo_figure(generator, X, recon, masks, out, *, n_show=2, title=None):
             if c == 0:
                 ax.set_ylabel(f"{_MASK_LABELS.get(mask, mask)}\nsignal {k + 1}", fontsize=7)
     fig.suptitle(
-        title or f"skinvert demo: G(z_hat) of each inverter, SNR vs the clean signal "
-        f"(magenta: missing pixels)", fontsize=9,
+        title or "skinvert demo: G(z_hat) of each inverter, SNR vs the clean signal "
+        "(magenta: missing pixels)", fontsize=9,
     )
     fig.tight_layout()
     folder = os.path.dirname(os.path.abspath(out))

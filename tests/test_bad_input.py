@@ -628,7 +628,8 @@ def _arrays(draw):
 def test_fuzz_only_value_or_type_errors(A):
     """Any shape, dtype and value: a finite result of the right shape or a
     ValueError / TypeError. A call that succeeds warns with ConvergenceWarning
-    or DataRangeWarning (values beyond tanh's range) only, or NumPy's overflow RuntimeWarning when values are so large their
+    or DataRangeWarning (values beyond tanh's range) only, or NumPy's overflow
+    RuntimeWarning when values are so large their
     squares overflow (see docs/scaling.md); the input is never modified."""
     A.setflags(write=False)
     A_copy = A.copy()

@@ -117,9 +117,9 @@ def scan_rows(X, batches, activation, *, bounded, needs_inverse, owner):
             raise ValueError(
                 f"{dead.size} row(s) of X have no usable entry (every observed entry is "
                 f"saturated: at, beyond or within sqrt(eps) of the bounds [{lo:g}, {hi:g}] of "
-                f"the generator's {activation.name} output), e.g. row {int(dead[0])}: there is nothing "
-                f"for {owner} to invert (it works on phi^-1(X)). Check the scaling of X, or "
-                "use GradientDescentInverter, which keeps saturated values."
+                f"the generator's {activation.name} output), e.g. row {int(dead[0])}: there is "
+                f"nothing for {owner} to invert (it works on phi^-1(X)). Check the scaling of "
+                "X, or use GradientDescentInverter, which keeps saturated values."
                 + _unscaled_hint(scan, activation.name, lo, hi)
             )
     return scan

@@ -223,7 +223,8 @@ class OracleInverter(BaseInverter):
         n = X.shape[0]
         shapes = [(n, s) for s in sizes]
         if not isinstance(supports, (list, tuple)):
-            if isinstance(supports, (str, bytes, Integral, Real)) or not hasattr(supports, "shape"):
+            scalar = isinstance(supports, (str, bytes, Integral, Real))
+            if scalar or not hasattr(supports, "shape"):
                 raise TypeError(
                     f"supports must be a list of {len(sizes)} boolean arrays of shapes {shapes} "
                     f"or one array of shape ({n}, {sum(sizes)}); got {type(supports).__name__}."

@@ -249,10 +249,10 @@ def from_torch(module):
     activation = "identity"
     out_where = None  # the output activation seen, if any
 
-    for name, layer in layers:
+    for pos, (name, layer) in enumerate(layers):
         where = _describe(name, layer)
         if state == "end" and not isinstance(layer, nn.Identity):
-            if any(isinstance(later, nn.Linear) for _, later in layers[layers.index((name, layer)):]):
+            if any(isinstance(later, nn.Linear) for _, later in layers[pos:]):
                 then = "" if isinstance(layer, nn.Linear) else ", then a Linear"
                 raise ValueError(
                     f"hidden activations must be ReLU: {out_where} is followed by {where}"
