@@ -13,14 +13,14 @@
 - :func:`progress` -- a progress bar over rows for ``verbose >= 1``.
 """
 
-import os
 import sys
 import time
-import warnings
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Bunch
+
+from .._warnings import warn_user
 
 __all__ = ["BatchRecord", "DataRangeWarning", "Report", "progress", "warn_user"]
 
@@ -34,30 +34,6 @@ class DataRangeWarning(UserWarning):
     where phi^-1 is not usable: the steps posed on phi^-1(y) treat them as
     missing).
     """
-
-
-_SKIP = tuple(
-    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-    for m in (sys.modules["sklearn"], sys.modules[__name__.split(".")[0]])
-)
-
-
-def _stacklevel():
-    """The stacklevel of the first frame outside skinvert and scikit-learn."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None:
-        fname = os.path.abspath(frame.f_code.co_filename)
-        if not fname.startswith(_SKIP) and "joblib" not in fname:
-            return level
-        frame = frame.f_back
-        level += 1
-    return 1
-
-
-def warn_user(message, category):
-    """``warnings.warn`` with the caller's line as the location (see module notes)."""
-    warnings.warn(message, category, stacklevel=_stacklevel())
 
 
 class BatchRecord:
