@@ -354,7 +354,9 @@ def test_imputer_set_output_pandas():
     df = pd.DataFrame(X, columns=[f"px{i}" for i in range(400)])
     pipe = make_pipeline(GeneratorImputer(LatentPursuitInverter(G)))
     pipe.set_output(transform="pandas")
-    out = pipe.fit(df).transform(df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. no "X does not have valid feature names"
+        out = pipe.fit(df).transform(df)
     assert isinstance(out, pd.DataFrame) and list(out.columns) == list(df.columns)
     assert not out.isna().any().any()
     np.testing.assert_array_equal(GeneratorImputer(LatentPursuitInverter(G)).fit(X)

@@ -105,10 +105,11 @@ class GeneratorImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X_filled : array of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        X = self.inverter_._validate_X(X, reset=False)
-        xp, _ = get_namespace(X)
+        Xv = self.inverter_._validate_X(X, reset=False)
+        xp, _ = get_namespace(Xv)
+        # X as given (a DataFrame keeps its feature names for the inverter's check).
         X_hat = self.inverter_.inverse_transform(self.inverter_.transform(X))
-        return xp.where(xp.isnan(X), X_hat, X)
+        return xp.where(xp.isnan(Xv), X_hat, Xv)
 
 
 def _generator_help():
