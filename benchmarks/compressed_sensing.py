@@ -228,17 +228,22 @@ def main():
         print(name, G, flush=True)
         Z = np.random.default_rng(0).standard_normal((args.n, G.n_latent))
         res["cs"][name] = run_cs(args, G, Z, np.random.default_rng(1), args.methods)
+        save(res, args)  # after every net: a long run keeps what it measured
     if not args.skip_extra:
         G = all_nets["shipped_tanh"]
         Z = np.random.default_rng(2).standard_normal((args.n, G.n_latent))
         res["inpainting_tanh"] = run_inpainting(G, Z, np.random.default_rng(3))
         if args.sigmas:
             res["noise_m200_tanh"] = run_noise(G, Z, np.random.default_rng(4), args.sigmas)
+    save(res, args)
+
+
+def save(res, args):
     stem = "compressed_sensing" + (f"_{args.tag}" if args.tag else "")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=1))
     figure(res, RESULTS / f"{stem}.png")
-    print("wrote", RESULTS / f"{stem}.json")
+    print("wrote", RESULTS / f"{stem}.json", flush=True)
 
 
 if __name__ == "__main__":

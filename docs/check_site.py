@@ -32,6 +32,9 @@ PAGES = [
      None, 1000),
     ("auto_examples/plot_inpainting.html", "Inpainting", "GeneratorImputer",
      "sphx_glr_plot_inpainting_001.png", 2400),
+    ("architecture.html", "Architecture", "skinvert/algorithms/latent_pursuit.py", None, 1500),
+    ("auto_examples/plot_compressed_sensing.html", "Compressed sensing", "HybridInverter",
+     "sphx_glr_plot_compressed_sensing_001.png", 2400),
 ]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # document the checkout, installed or not
 sys.path.insert(0, str(HERE))  # gallery_order
 
-import skinvert
+import skinvert  # noqa: E402
 
 project = "skinvert"
 author = "skinvert developers"

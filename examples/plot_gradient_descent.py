@@ -67,7 +67,7 @@ print(f"Latent-Pursuit: {time.perf_counter() - t0:.1f} s")
 # ---------------------
 # 300 dB stands for an exact recovery (infinite SNR).
 fig, ax = plt.subplots(figsize=(6, 3.5))
-for k, (label, snr) in enumerate(results.items()):
+for label, snr in results.items():
     v = np.clip(snr, -20, 300)
     ax.plot(np.sort(v), np.linspace(0, 1, len(v)), drawstyle="steps-post", label=label)
     print(f"{label:32s} median z-SNR {np.median(v):6.1f} dB, "

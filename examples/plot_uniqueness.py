@@ -67,7 +67,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="few sizes, few signals")
     p.add_argument("--paper", action="store_true", help="the paper's sizes (n0=100, n=625)")
-    p.add_argument("--n0", type=int, default=None, help="latent size (default 20; paper: 100 or 200)")
+    p.add_argument(
+        "--n0", type=int, default=None, help="latent size (default 20; paper: 100 or 200)"
+    )
     p.add_argument("--n", type=int, default=None, help="signal size (default 125; paper: 625)")
     p.add_argument("--n1", type=int, nargs="+", default=None, help="hidden sizes to sweep")
     p.add_argument("--n-signals", type=int, default=16, help="signals per network (paper: 512)")

@@ -10,13 +10,13 @@ from ._functional import latent_pursuit, layered_basis_pursuit, oracle_inversion
 from .activations import Activation
 from .generator import ReLUGenerator, make_random_generator
 from .inverters import (
+    SKOPS_TRUSTED_TYPES,
     GeneratorImputer,
     GradientDescentInverter,
     HybridInverter,
     LatentPursuitInverter,
     LayeredBPInverter,
     OracleInverter,
-    SKOPS_TRUSTED_TYPES,
     gradient_descent_inversion,
     polish,
 )

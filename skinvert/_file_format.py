@@ -1,10 +1,23 @@
 """The generator file format: layout, header, limits and the writer.
 
-Both formats hold arrays ``weight_0 .. weight_L`` and ``bias_0 .. bias_L``
-and a JSON header (format name, version, number of weight matrices, output
+A file holds plain arrays and a JSON header (format name, version, output
 activation and its parameters). In ``.npz`` the header is a 0-d unicode array
 ``__header__``; in ``.safetensors`` it is the ``skinvert`` string of the file's
-metadata. The reader (:func:`skinvert.io.load_generator`) lives in
+metadata. Two layouts:
+
+* version 1 (fully connected generators, readable by every skinvert):
+  the header's ``n_weights`` and arrays ``weight_0 .. weight_L``,
+  ``bias_0 .. bias_L`` (dense matrices ``W_i`` and biases);
+* version 2 (any layers): the header's ``layers``, one record per layer
+  ``{"type": ..., "config": {...}}`` (a ``Composite`` also has ``"layers"``,
+  its children's records), and arrays ``layer_{i}.weight`` /
+  ``layer_{i}.bias`` (``layer_{i}.{j}.weight`` inside a ``Composite``) in the
+  layer's own layout: a ``Dense`` matrix ``(n_out, n_in)``, a ``Conv2d``
+  kernel ``(C_out, C_in, kh, kw)`` or a ``ConvTranspose2d`` kernel
+  ``(C_in, C_out, kh, kw)`` and per-channel bias ``(C_out,)``. ``Reshape``
+  and ``Upsample`` have no arrays. The configuration alone fixes every
+  array's shape, so the reader checks declared shapes before reading data.
+ The reader (:func:`skinvert.io.load_generator`) lives in
 :mod:`skinvert.io`; this module sits below :mod:`skinvert.generator` so that
 ``ReLUGenerator.save`` writes files without importing :mod:`skinvert.io`.
 The limits below bound what a hostile file can make the reader allocate
@@ -16,10 +29,25 @@ import os
 
 import numpy as np
 
-__all__ = ["FORMAT", "VERSION", "as_path", "make_header", "suffix", "write"]
+from .operators import Composite, Conv2d, ConvTranspose2d, Dense, Reshape, Upsample
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "as_path",
+    "dense_arrays",
+    "layer_record",
+    "layers_header",
+    "make_header",
+    "suffix",
+    "write",
+]
 
 FORMAT = "skinvert.ReLUGenerator"
-VERSION = 1
+#: The newest layout this skinvert reads and writes (1: dense, 2: any layers).
+VERSION = 2
+#: Deepest nesting of ``Composite`` records.
+MAX_DEPTH = 4
 
 #: Largest JSON header (bytes), in either format.
 MAX_HEADER_BYTES = 1 << 16
@@ -54,17 +82,78 @@ def _unknown_suffix(path):
 
 
 def make_header(n_weights, activation):
-    """The JSON-able header of a generator with ``n_weights`` layers and phi ``activation``."""
+    """The version-1 header: a dense generator, ``n_weights`` layers, phi ``activation``."""
     return {
         "format": FORMAT,
-        "version": VERSION,
+        "version": 1,
         "n_weights": int(n_weights),
         "output_activation": activation.name,
         "activation_params": activation.params(),
     }
 
 
-def write(path, header, weights, biases):
+def dense_arrays(weights, biases):
+    """The version-1 arrays ``weight_i`` / ``bias_i``."""
+    arrays = {}
+    for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
+        arrays[f"weight_{i}"] = W
+        arrays[f"bias_{i}"] = b
+    return arrays
+
+
+def _ints(values):
+    return [int(v) for v in values]
+
+
+def layer_record(layer, prefix, arrays):
+    """The version-2 record of ``layer``; its arrays go into ``arrays`` under ``prefix``."""
+    kind = type(layer)
+    if kind is Dense:
+        config = {"n_in": layer.n_in, "n_out": layer.n_out}
+        arrays[prefix + ".weight"], arrays[prefix + ".bias"] = layer.weight, layer.bias
+    elif kind in (Conv2d, ConvTranspose2d):
+        w = layer.weight
+        config = {
+            "in_shape": _ints(layer.in_shape),
+            "out_channels": int(layer.out_shape[0]),
+            "kernel_size": _ints(w.shape[2:]),
+            "stride": _ints(layer.stride),
+            "padding": _ints(layer.padding),
+        }
+        if kind is ConvTranspose2d:
+            config["output_padding"] = _ints(layer.output_padding)
+        arrays[prefix + ".weight"], arrays[prefix + ".bias"] = w, layer.channel_bias
+    elif kind is Upsample:
+        config = {"in_shape": _ints(layer.in_shape), "scale_factor": _ints(layer.scale_factor)}
+    elif kind is Reshape:
+        config = {"in_shape": _ints(layer.in_shape), "out_shape": _ints(layer.out_shape)}
+    elif kind is Composite:
+        children = [layer_record(child, f"{prefix}.{j}", arrays)
+                    for j, child in enumerate(layer.layers)]
+        return {"type": "Composite", "config": {}, "layers": children}
+    else:
+        raise TypeError(
+            f"Cannot write a {kind.__name__} layer to a generator file: the format stores "
+            "Dense, Conv2d, ConvTranspose2d, Upsample, Reshape and Composite layers."
+        )
+    return {"type": kind.__name__, "config": config}
+
+
+def layers_header(layers, activation):
+    """The version-2 header and arrays of a generator made of ``layers``."""
+    arrays = {}
+    records = [layer_record(layer, f"layer_{i}", arrays) for i, layer in enumerate(layers)]
+    header = {
+        "format": FORMAT,
+        "version": 2,
+        "layers": records,
+        "output_activation": activation.name,
+        "activation_params": activation.params(),
+    }
+    return header, arrays
+
+
+def write(path, header, arrays):
     """Write a generator file; the suffix of ``path`` picks the format.
 
     Parameters
@@ -72,18 +161,22 @@ def write(path, header, weights, biases):
     path : str, bytes or os.PathLike
         Ending in ``.npz`` or ``.safetensors``.
     header : dict
-        From :func:`make_header`.
-    weights, biases : lists of host arrays
+        From :func:`make_header` or :func:`layers_header`.
+    arrays : dict of str to host arrays
+        From :func:`dense_arrays` or :func:`layers_header`.
     """
-    arrays = {}
-    for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
-        arrays[f"weight_{i}"] = np.ascontiguousarray(W)
-        arrays[f"bias_{i}"] = np.ascontiguousarray(b)
+    arrays = {key: np.ascontiguousarray(value) for key, value in arrays.items()}
+    text = json.dumps(header)
+    if len(text) > MAX_HEADER_BYTES:
+        raise ValueError(
+            f"The generator's header has {len(text)} bytes, more than the format's limit of "
+            f"{MAX_HEADER_BYTES}: too many layers."
+        )
     kind = suffix(path)
     path = as_path(path)
     if kind == ".npz":
         with open(path, "wb") as fh:  # keep the exact file name (no implicit .npz)
-            np.savez(fh, __header__=np.array(json.dumps(header)), **arrays)
+            np.savez(fh, __header__=np.array(text), **arrays)
     elif kind == ".safetensors":
         try:
             from safetensors.numpy import save_file
@@ -91,6 +184,6 @@ def write(path, header, weights, biases):
             raise ImportError(
                 "Writing .safetensors files needs `pip install safetensors`."
             ) from exc
-        save_file(arrays, path, metadata={"skinvert": json.dumps(header)})
+        save_file(arrays, path, metadata={"skinvert": text})
     else:
         raise _unknown_suffix(path)

@@ -1,10 +1,12 @@
-"""The fully connected ReLU generator of the paper (eq. 3).
+"""The ReLU generator of the paper (eq. 3), over any linear layers.
 
     x_1 = ReLU(W_0 z + b_0),  x_{i+1} = ReLU(W_i x_i + b_i),  G(z) = phi(W_L x_L + b_L)
 
-``W_i`` has shape ``(n_{i+1}, n_i)`` exactly as in the paper. Rows are samples
-everywhere (scikit-learn layout): the forward map of a batch ``Z`` of shape
-``(n_samples, n_0)`` is ``Z @ W_0.T + b_0``.
+``W_i`` has shape ``(n_{i+1}, n_i)`` exactly as in the paper, or is any
+:class:`~skinvert.operators.Layer` (convolution, transposed convolution,
+chained reshapes and upsampling) used through its batched ``matmat``. Rows
+are samples everywhere (scikit-learn layout): the forward map of a batch
+``Z`` of shape ``(n_samples, n_0)`` is ``Z @ W_0.T + b_0``.
 """
 
 import numbers
@@ -14,50 +16,27 @@ from sklearn.utils import check_random_state
 
 from . import _file_format
 from ._array_api import as_namespace, floating_dtype_of, namespace_of
+from ._generator_layers import (
+    MAX_DENSE_ENTRIES,
+    GeneratorState,
+    check_compute_dtype,
+    check_layer_values,
+    check_layers,
+    dense_layers,
+    has_parameters,
+    layerwise_obstacle,
+    too_large_for_dense,
+)
 from .activations import get_activation
-from .operators import Dense, Layer
-from .operators._dense import check_bias, check_scale, check_weight
+from .operators import Dense
 
 __all__ = ["ReLUGenerator", "make_random_generator"]
 
-#: Largest ``n_out * n_in`` a layer may have for :attr:`ReLUGenerator.weights`
-#: to build its dense matrix (512 MiB in float64).
-MAX_DENSE_ENTRIES = 2**26
+class ReLUGenerator(GeneratorState):
+    """A ReLU generator ``G(z) = phi(W_L x_L + b_L)`` (paper, eq. 3).
 
-
-def _check_layers(layers):
-    """Validate a sequence of Layer objects: chained sizes, one dtype, sane scale."""
-    if isinstance(layers, Layer) or not hasattr(layers, "__len__"):
-        raise TypeError(
-            f"layers must be a sequence of Layer objects, got {type(layers).__name__}."
-        )
-    layers = list(layers)
-    if len(layers) == 0:
-        raise ValueError("layers must hold at least one layer.")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(
-                f"layers[{i}] must be a skinvert.operators.Layer, got {type(layer).__name__}."
-            )
-        if layer.xp is not None:
-            raise ValueError(f"layers[{i}] is bound to a namespace: pass the host layer.")
-    for i in range(1, len(layers)):
-        if layers[i].shape[1] != layers[i - 1].shape[0]:
-            raise ValueError(
-                f"layers do not chain: layers[{i}] has shape {layers[i].shape} (n_out, n_in), "
-                f"so it expects an input of size {layers[i].shape[1]}, but layers[{i - 1}] "
-                f"has shape {layers[i - 1].shape} and outputs size {layers[i - 1].shape[0]}."
-            )
-    dtypes = {layer.dtype for layer in layers}
-    if len(dtypes) > 1:
-        raise ValueError(
-            f"layers have different dtypes {sorted(d.name for d in dtypes)}: cast them to one."
-        )
-    return layers
-
-
-class ReLUGenerator:
-    """A fully connected ReLU generator ``G(z) = phi(W_L x_L + b_L)`` (paper, eq. 3).
+    Built from dense matrices here, or from any layers (convolutional ones
+    included) with :meth:`from_layers`; :attr:`layers` holds them either way.
 
     Parameters
     ----------
@@ -96,38 +75,7 @@ class ReLUGenerator:
     """
 
     def __init__(self, weights, biases=None, output_activation="tanh"):
-        if isinstance(weights, np.ndarray) or not hasattr(weights, "__len__"):
-            raise TypeError(
-                "weights must be a sequence of 2-D arrays [W_0, ..., W_L], "
-                f"got {type(weights).__name__}."
-            )
-        if len(weights) == 0:
-            raise ValueError("weights must hold at least one matrix.")
-        Ws = [check_weight(W, f"weights[{i}]") for i, W in enumerate(weights)]
-        for i in range(1, len(Ws)):
-            if Ws[i].shape[1] != Ws[i - 1].shape[0]:
-                raise ValueError(
-                    f"weights do not chain: weights[{i}] has shape {Ws[i].shape}, "
-                    f"so it expects an input of size {Ws[i].shape[1]}, but "
-                    f"weights[{i - 1}] has shape {Ws[i - 1].shape} and outputs size "
-                    f"{Ws[i - 1].shape[0]}."
-                )
-        dtype = np.result_type(*Ws)
-        Ws = [W if W.dtype == dtype else check_weight(W.astype(dtype)) for W in Ws]
-        for i, W in enumerate(Ws):
-            check_scale(W, dtype, f"weights[{i}]")
-        if biases is None:
-            biases = [None] * len(Ws)
-        if isinstance(biases, np.ndarray) or len(biases) != len(Ws):
-            raise ValueError(
-                f"biases must be a sequence of {len(Ws)} vectors (or None), one per "
-                "weight matrix."
-            )
-        bs = [
-            check_bias(b, W.shape[0], dtype, f"biases[{i}]")
-            for i, (W, b) in enumerate(zip(Ws, biases, strict=True))
-        ]
-        layers = [Dense._from_checked(W, b) for W, b in zip(Ws, bs, strict=True)]
+        layers = dense_layers(weights, biases)
         self._set_layers(layers, output_activation)
 
     @classmethod
@@ -148,13 +96,8 @@ class ReLUGenerator:
         generator : ReLUGenerator
             The generator ``phi(A_L ReLU(... ReLU(A_0 z + b_0) ...) + b_L)``.
         """
-        layers = _check_layers(layers)
-        for i, layer in enumerate(layers):
-            for key, value in layer.parameters().items():
-                if key != "bias":
-                    check_scale(value, layer.dtype, f"layers[{i}].{key}")
-                elif not np.all(np.isfinite(value)):
-                    raise ValueError(f"layers[{i}].bias holds non-finite values.")
+        layers = check_layers(layers)
+        check_layer_values(layers)
         self = cls.__new__(cls)
         self._set_layers(layers, output_activation)
         return self
@@ -168,15 +111,71 @@ class ReLUGenerator:
     # -- shapes -------------------------------------------------------------
     @property
     def weights(self):
-        """The host matrices ``[W_0, ..., W_L]`` (each layer's :meth:`to_dense`)."""
-        for i, layer in enumerate(self.layers):
-            if layer.shape[0] * layer.shape[1] > MAX_DENSE_ENTRIES:
-                raise ValueError(
-                    f"layers[{i}] ({type(layer).__name__}, shape {layer.shape}) is too large "
-                    f"for a dense matrix (over {MAX_DENSE_ENTRIES} entries): use "
-                    "generator.layers and the layer's matmat / rmatmat instead of weights."
-                )
-        return [layer.to_dense() for layer in self.layers]
+        """The host matrices ``[W_0, ..., W_L]`` (each layer's :meth:`to_dense`).
+
+        Raises
+        ------
+        ValueError
+            If a layer's dense matrix has more than ``MAX_DENSE_ENTRIES``
+            entries (the message names the layer); use :attr:`layers` and
+            their ``matmat`` / ``rmatmat`` instead.
+        """
+        i = too_large_for_dense(self.layers)
+        if i is not None:
+            layer = self.layers[i]
+            raise ValueError(
+                f"layers[{i}] ({type(layer).__name__}, shape {layer.shape}) is too large for a "
+                f"dense matrix (per sample {layer.in_shape} -> {layer.out_shape}, over "
+                f"{MAX_DENSE_ENTRIES} entries): use generator.layers and the layers' matmat / "
+                "rmatmat instead of weights."
+            )
+        return [np.asarray(layer.to_dense(), dtype=self.dtype) for layer in self.layers]
+
+    @property
+    def is_dense(self):
+        """True when every layer is a :class:`~skinvert.operators.Dense` matrix.
+
+        The fully connected generator of the paper (eq. 3): the inverters may
+        then work on :attr:`weights` directly. Otherwise (convolutions,
+        reshapes) they must use the layer-generic kernels of
+        :mod:`skinvert.algorithms._network`.
+        """
+        return all(type(layer) is Dense for layer in self.layers)
+
+    def fits_dense(self, max_entries=MAX_DENSE_ENTRIES):
+        """Whether every layer's dense matrix has at most ``max_entries`` entries.
+
+        Parameters
+        ----------
+        max_entries : int, default=MAX_DENSE_ENTRIES
+            The largest ``n_out * n_in`` allowed.
+
+        Returns
+        -------
+        fits : bool
+            True when :attr:`weights` can be built.
+        """
+        return too_large_for_dense(self.layers, max_entries) is None
+
+    def layerwise_obstacle(self, max_entries=MAX_DENSE_ENTRIES):
+        """Why layer-by-layer inversion (Algorithms 2-5) cannot work here, or None.
+
+        Parameters
+        ----------
+        max_entries : int, default=MAX_DENSE_ENTRIES
+            Largest dense matrix a layer-wise problem may build.
+
+        Returns
+        -------
+        reason : str or None
+            E.g. ``"layers[2] (ConvTranspose2d, (32, 14, 14) -> (1, 28, 28)) maps
+            6272 units to 784 outputs: its support cannot be recovered layer by
+            layer"``: a layer that contracts cannot meet Corollary 1
+            (``s_i < (s_{i+1} + 1) / 2``) at typical supports, and one whose
+            dense matrix is too large cannot be posed. None when every layer
+            expands (or keeps its size) and fits.
+        """
+        return layerwise_obstacle(self.layers, max_entries)
 
     @property
     def biases(self):
@@ -202,6 +201,9 @@ class ReLUGenerator:
     @property
     def dtype(self):
         """The host dtype of the stored weights."""
+        for layer in self.layers:
+            if has_parameters(layer):
+                return layer.dtype
         return self.layers[0].dtype
 
     def __repr__(self):
@@ -213,19 +215,7 @@ class ReLUGenerator:
     def _check_compute_dtype(self, xp, dtype):
         name = "float32" if dtype == xp.float32 else "float64"
         if name not in self._scale_checked:
-            # Host weights of another dtype (float64 weights on float32 data):
-            # refuse them if W^T W cannot be formed in the compute dtype.
-            for i, layer in enumerate(self.layers):
-                for key, value in layer.parameters().items():
-                    if key == "bias":
-                        with np.errstate(over="ignore"):
-                            if not np.all(np.isfinite(value.astype(name))):
-                                raise ValueError(
-                                    f"biases[{i}] holds non-finite values after the cast to "
-                                    f"{name}: use {self.dtype.name} data."
-                                )
-                    else:
-                        check_scale(value, name, f"weights[{i}]")
+            check_compute_dtype(self.layers, name)
             self._scale_checked.add(name)
 
     def bound_layers(self, xp, *, dtype, device=None):
@@ -329,9 +319,15 @@ class ReLUGenerator:
     def supports(self, Z):
         """The supports ``S_i = {j : x_i[j] > 0}`` of every hidden layer.
 
+        Parameters
+        ----------
+        Z : array of shape (n_samples, n_latent)
+            Latent codes, one per row, in any array API namespace.
+
         Returns
         -------
         supports : list of bool arrays of shape (n_samples, n_i), i = 1..L
+            The active units of each hidden layer of ``G(Z)``.
         """
         _, hidden = self.forward(Z, return_hidden=True)
         return [h > 0 for h in hidden]
@@ -340,16 +336,23 @@ class ReLUGenerator:
     def save(self, path):
         """Write the generator to ``path`` (``.npz``, or ``.safetensors``).
 
-        Every layer is written as its dense matrix and bias. See
-        :func:`skinvert.load_generator`. No pickles are written.
+        A fully connected generator is written in format version 1 (each
+        layer's matrix and bias, readable by every skinvert version); any other
+        (convolutions, reshapes, upsampling) in version 2, which stores each
+        layer's type, configuration and parameters (kernels, not dense
+        matrices). See :func:`skinvert.load_generator`. No pickles are written.
 
         Parameters
         ----------
         path : str, bytes or os.PathLike
             Ending in ``.npz`` or ``.safetensors``.
         """
-        header = _file_format.make_header(len(self.layers), self.activation)
-        _file_format.write(path, header, self.weights, self.biases)
+        if self.is_dense:
+            header = _file_format.make_header(len(self.layers), self.activation)
+            arrays = _file_format.dense_arrays(self.weights, self.biases)
+        else:
+            header, arrays = _file_format.layers_header(self.layers, self.activation)
+        _file_format.write(path, header, arrays)
 
     def __eq__(self, other):
         if not isinstance(other, ReLUGenerator):
@@ -357,32 +360,6 @@ class ReLUGenerator:
         return self.activation == other.activation and self.layers == other.layers
 
     __hash__ = None
-
-    # -- pickle / joblib / skops ------------------------------------------------
-    def __getstate__(self):
-        if all(type(layer) is Dense for layer in self.layers):
-            # The layout of skinvert <= 0.1, readable by every version.
-            return {"weights": self.weights, "biases": self.biases, "activation": self.activation}
-        return {"layers": list(self.layers), "activation": self.activation}
-
-    def __setstate__(self, state):
-        # Unpickled (joblib) or skops-loaded state is checked as a new
-        # generator is: shapes chain, values finite, arrays read-only copies.
-        try:
-            activation = state["activation"]
-            layers = state["layers"] if "layers" in state else None
-            if layers is None:
-                weights, biases = state["weights"], state["biases"]
-        except (KeyError, TypeError) as exc:
-            raise ValueError(
-                "Cannot restore a ReLUGenerator: the saved state needs 'weights', "
-                f"'biases' and 'activation', got {type(state).__name__}."
-            ) from exc
-        if layers is not None:
-            restored = ReLUGenerator.from_layers(layers, output_activation=activation)
-            self._set_layers(restored.layers, restored.activation)
-        else:
-            self.__init__(weights, biases, output_activation=activation)
 
 
 def make_random_generator(layer_sizes, *, output_activation="tanh", random_state=None):
@@ -394,7 +371,7 @@ def make_random_generator(layer_sizes, *, output_activation="tanh", random_state
         ``[n_0, n_1, ..., n_L, n]``: the latent size, the hidden sizes and the
         signal size (at least two entries).
     output_activation : str, default="tanh"
-        phi; see :class:`ReLUGenerator`.
+        The output activation phi; see :class:`ReLUGenerator`.
     random_state : int, RandomState instance or None, default=None
         Seed of the weights.
 

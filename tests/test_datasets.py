@@ -23,7 +23,7 @@ EXPECTED = {
 
 
 def test_list_pretrained_generators():
-    assert list_pretrained_generators() == sorted(EXPECTED)
+    assert list_pretrained_generators() == sorted([*EXPECTED, "fashion-mnist-dcgan"])
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -50,7 +50,8 @@ def test_pretrained_generator_loads(name):
 def test_aliases_and_unknown_name():
     assert load_pretrained_generator("digits") == load_pretrained_generator("digits-fc")
     assert load_pretrained_generator("Fashion_MNIST_FC").layer_sizes == [20, 128, 392, 784]
-    with pytest.raises(ValueError, match="available: digits-fc, fashion-mnist-fc"):
+    with pytest.raises(ValueError,
+                       match="available: digits-fc, fashion-mnist-dcgan, fashion-mnist-fc"):
         load_pretrained_generator("mnist-conv")
     with pytest.raises(TypeError):
         load_pretrained_generator(3)
@@ -88,6 +89,82 @@ def test_fashion_supports_match_provenance():
     assert np.median(s2) > np.median(s1) and np.max(s2) < 784
     stats = pretrained_provenance("fashion-mnist-fc")["support_statistics"]
     assert stats["support_sizes"][0]["median"] == pytest.approx(np.median(s1))
+
+
+# -- the convolutional generator -----------------------------------------------------
+
+
+def _dcgan_reference():
+    pytest.importorskip("safetensors")
+    from importlib import resources
+
+    from safetensors import safe_open
+
+    ref = resources.files("skinvert.datasets").joinpath("data", "fashion_mnist_dcgan.safetensors")
+    with resources.as_file(ref) as path, safe_open(path, framework="numpy") as fh:
+        return fh.get_tensor("reference.z"), fh.get_tensor("reference.x")
+
+
+def test_dcgan_loads_and_reproduces_the_torch_reference():
+    from skinvert.operators import Composite, ConvTranspose2d, Dense, Reshape
+
+    G = load_pretrained_generator("fashion-mnist-dcgan")
+    assert load_pretrained_generator("dcgan") == G
+    assert G.layer_sizes == [32, 3136, 6272, 784] and G.dtype == np.float32
+    assert G.activation.name == "tanh" and not G.is_dense
+    first, second, third = G.layers
+    assert isinstance(first, Composite) and [type(c) for c in first.layers] == [Dense, Reshape]
+    assert isinstance(second, ConvTranspose2d) and isinstance(third, ConvTranspose2d)
+    assert [layer.out_shape for layer in G.layers] == [(64, 7, 7), (32, 14, 14), (1, 28, 28)]
+    assert second.weight.shape == (64, 32, 4, 4) and second.stride == (2, 2)
+    Z, X_ref = _dcgan_reference()  # the eval-mode torch module's outputs (batch-norm unfolded)
+    X = G.forward(Z)
+    assert X.dtype == np.float32
+    np.testing.assert_allclose(X, X_ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(G.forward(Z.astype(np.float64)), X_ref, rtol=0, atol=1e-5)
+    assert "maps 6272 units to 784 outputs" in G.layerwise_obstacle()
+
+
+def test_dcgan_supports_and_provenance():
+    prov = pretrained_provenance("fashion-mnist-dcgan")
+    assert prov["seed"] == 0 and prov["command"].startswith("python tools/train_dcgan.py")
+    G = load_pretrained_generator("fashion-mnist-dcgan")
+    Z = np.random.default_rng(0).standard_normal((1000, 32)).astype(np.float32)
+    fractions = [m.mean() for m in G.supports(Z)]
+    stats = prov["support_statistics"]["hidden"]
+    for frac, st in zip(fractions, stats, strict=True):
+        assert frac == pytest.approx(st["mean_active_fraction"], abs=2e-3)
+
+
+def test_dcgan_file_is_read_with_the_generator_file_checks(tmp_path):
+    """The shipped file's reader checks declared shapes against the architecture."""
+    pytest.importorskip("safetensors")
+    from safetensors.numpy import save_file
+
+    from skinvert.datasets import _load_torch_layout
+
+    arch = pretrained_provenance("fashion-mnist-dcgan")["architecture"]
+    rng = np.random.default_rng(0)
+    tensors = {
+        "layer0.weight": rng.standard_normal((3136, 32)).astype(np.float32),
+        "layer0.bias": np.zeros(3136, np.float32),
+        "layer1.weight": rng.standard_normal((64, 32, 4, 4)).astype(np.float32),
+        "layer1.bias": np.zeros(32, np.float32),
+        "layer2.weight": rng.standard_normal((32, 1, 3, 3)).astype(np.float32),  # not 4x4
+        "layer2.bias": np.zeros(1, np.float32),
+    }
+    path = str(tmp_path / "bad.safetensors")
+    save_file(tensors, path, metadata={"architecture": json.dumps(arch)})
+    with pytest.raises(ValueError, match="'layer2.weight' declares shape .32, 1, 3, 3."):
+        _load_torch_layout(path, arch)
+    tensors["layer2.weight"] = rng.standard_normal((32, 1, 4, 4)).astype(np.float32)
+    tensors["payload"] = np.zeros(3, np.float32)
+    save_file(tensors, path, metadata={"architecture": json.dumps(arch)})
+    with pytest.raises(ValueError, match="unexpected arrays"):
+        _load_torch_layout(path, arch)
+    del tensors["payload"]
+    save_file(tensors, path, metadata={"architecture": json.dumps(arch)})
+    assert _load_torch_layout(path, arch).layer_sizes == [32, 3136, 6272, 784]
 
 
 # -- IDX reader --------------------------------------------------------------

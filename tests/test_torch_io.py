@@ -218,24 +218,49 @@ def test_batchnorm_without_running_stats_raises():
 @pytest.mark.parametrize(
     "layers, match",
     [
-        (lambda: [nn.Linear(4, 8), nn.Linear(8, 3)], "without a ReLU"),
         (lambda: [nn.Linear(4, 8), nn.ReLU()], "ends with a ReLU"),
-        (lambda: [nn.Linear(4, 8), nn.Tanh(), nn.ReLU(), nn.Linear(8, 3)],
-         "hidden activations must be ReLU: Tanh at index 1"),
-        (lambda: [nn.Linear(4, 8), nn.LeakyReLU(), nn.Linear(8, 3)],
-         "hidden activations must be ReLU: LeakyReLU at index 1"),
-        (lambda: [nn.Linear(4, 8), nn.Tanh(), nn.ReLU()], "must be the last layer"),
         (lambda: [nn.ReLU(), nn.Linear(4, 8)], "must follow a Linear"),
         (lambda: [nn.Identity()], "no Linear"),
         (lambda: [nn.Linear(4, 8), nn.ReLU(), nn.Linear(7, 3)], "expects inputs of size 7"),
     ],
-    ids=["linear-linear", "relu-end", "after-final", "leaky-hidden", "after-final-end",
-         "relu-first",
-         "no-linear", "shape"],
+    ids=["relu-end", "relu-first", "no-linear", "shape"],
 )
 def test_bad_layer_order_raises(layers, match):
     with pytest.raises(ValueError, match=match):
         from_torch(nn.Sequential(*layers()).eval())
+
+
+@pytest.mark.parametrize(
+    "layers, match",
+    [
+        (lambda: [nn.Linear(4, 8), nn.Tanh(), nn.ReLU(), nn.Linear(8, 3)],
+         r"ReLU at index 2 follows the output activation \(Tanh at index 1\)"),
+        (lambda: [nn.Linear(4, 8), nn.LeakyReLU(), nn.Linear(8, 3)],
+         r"Linear at index 2 .*LeakyReLU at index 1.*hidden activations must be ReLU"),
+        (lambda: [nn.Linear(4, 8), nn.Sigmoid(), nn.Unflatten(1, (2, 2, 2)),
+                  nn.ConvTranspose2d(2, 1, 3)], "hidden activations must be ReLU"),
+    ],
+    ids=["after-final", "leaky-hidden", "sigmoid-hidden-conv"],
+)
+def test_hidden_activation_other_than_relu_raises(layers, match):
+    with pytest.raises(TypeError, match=match):
+        from_torch(nn.Sequential(*layers()).eval())
+
+
+def test_linear_maps_without_relu_form_one_layer():
+    from skinvert.operators import Composite, Dense
+
+    net = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                        nn.Linear(16, 10), nn.Tanh())
+    _randomize_bn(net[2], torch.Generator().manual_seed(0))
+    net = net.eval().double()
+    G = from_torch(net)
+    assert G.layer_sizes == [4, 16, 10]
+    assert isinstance(G.layers[0], Composite) and type(G.layers[1]) is Dense
+    z = torch.randn(8, 4, dtype=torch.float64)
+    with torch.no_grad():
+        ref = net(z).numpy()
+    np.testing.assert_allclose(G.forward(z.numpy()), ref, rtol=0, atol=1e-10)
 
 
 def test_not_a_module_or_no_sequential_raises():
@@ -269,3 +294,129 @@ def test_importing_skinvert_does_not_import_torch():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+# -- convolutional networks ----------------------------------------------------------
+
+
+def _bn(kind, n, gen):
+    bn = kind(n)
+    _randomize_bn(bn, gen)
+    return bn
+
+
+CONV_NETS = {
+    "dcgan": (None, lambda g: [
+        nn.Linear(6, 4 * 3 * 3), _bn(nn.BatchNorm1d, 36, g), nn.ReLU(),
+        nn.Unflatten(1, (4, 3, 3)),
+        nn.ConvTranspose2d(4, 3, 4, 2, 1), _bn(nn.BatchNorm2d, 3, g), nn.ReLU(),
+        nn.ConvTranspose2d(3, 1, 4, 2, 1), nn.Tanh()]),
+    "upsample-conv-flatten-linear": (None, lambda g: [
+        nn.Unflatten(1, (2, 3, 3)), nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(2, 4, 3, padding=1), _bn(nn.BatchNorm2d, 4, g), nn.ReLU(),
+        nn.Conv2d(4, 2, 3, stride=2, padding=1, bias=False), nn.Flatten(),
+        nn.Linear(18, 30), nn.Sigmoid()]),
+    "conv-first": ((2, 5, 4), lambda g: [
+        nn.Conv2d(2, 5, 3, padding=1), _bn(nn.BatchNorm2d, 5, g), nn.ReLU(),
+        nn.ConvTranspose2d(5, 2, 3, stride=2, padding=1, output_padding=1),
+        nn.LeakyReLU(0.2)]),
+    "bn-after-unflatten": (None, lambda g: [
+        nn.Linear(5, 3 * 4 * 4), nn.Unflatten(1, (3, 4, 4)), _bn(nn.BatchNorm2d, 3, g),
+        nn.ReLU(), nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1),
+        PLU(alpha=0.1, c=1.0)]),
+    "bn-after-upsample": ((3, 3, 3), lambda g: [
+        nn.ConvTranspose2d(3, 4, 2, stride=1), nn.Upsample(scale_factor=(2, 1)),
+        _bn(nn.BatchNorm2d, 4, g), nn.ReLU(), nn.Conv2d(4, 3, 3), nn.Identity()]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONV_NETS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_conv_round_trip_with_random_batchnorm(name, dtype):
+    in_shape, make = CONV_NETS[name]
+    torch.manual_seed(0)
+    net = nn.Sequential(*make(torch.Generator().manual_seed(1))).eval().to(dtype)
+    G = from_torch(net, in_shape=in_shape)
+    n0 = G.n_latent
+    z = torch.randn(16, n0, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    x = z if in_shape is None else z.reshape(16, *in_shape)
+    with torch.no_grad():
+        ref = net(x).reshape(16, -1).numpy()
+    out = G.forward(z.numpy())
+    assert out.dtype == ref.dtype and G.dtype == out.dtype
+    np.testing.assert_allclose(out, ref, rtol=0, atol=TOL[dtype])
+    assert not G.is_dense
+    # the supports of the hidden layers are torch's ReLU outputs
+    assert all(S.shape == (16, n) for S, n in zip(G.supports(z.numpy()), G.layer_sizes[1:-1],
+                                                  strict=True))
+
+
+def test_dcgan_like_module_imports_with_one_call(tmp_path):
+    from skinvert import load_generator
+    from skinvert.operators import Composite, ConvTranspose2d
+
+    class Generator(nn.Module):
+        def __init__(self, n0=16):
+            super().__init__()
+            self.net = nn.Sequential(
+                nn.Linear(n0, 32 * 7 * 7), nn.BatchNorm1d(32 * 7 * 7), nn.ReLU(True),
+                nn.Unflatten(1, (32, 7, 7)),
+                nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.BatchNorm2d(16), nn.ReLU(True),
+                nn.ConvTranspose2d(16, 1, 4, 2, 1), nn.Tanh())
+
+        def forward(self, z):
+            return self.net(z)
+
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    module = Generator()
+    for bn in (module.net[1], module.net[5]):
+        _randomize_bn(bn, g)
+    module = module.eval().double()
+    G = from_torch(module)
+    assert G.layer_sizes == [16, 1568, 3136, 784]
+    assert isinstance(G.layers[1], Composite) and isinstance(G.layers[2], ConvTranspose2d)
+    z = torch.randn(32, 16, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        ref = module(z).reshape(32, -1).numpy()
+    np.testing.assert_allclose(G.forward(z.numpy()), ref, rtol=0, atol=1e-10)
+    G.save(tmp_path / "dcgan.npz")
+    assert load_generator(tmp_path / "dcgan.npz") == G
+    assert "maps 3136 units to 784 outputs" in G.layerwise_obstacle()
+
+
+@pytest.mark.parametrize(
+    "layers, in_shape, exc, match",
+    [
+        (lambda: [nn.Conv2d(1, 2, 3), nn.Tanh()], None, ValueError,
+         r"Conv2d at index 0 starts the network.*in_shape=\(1, H, W\)"),
+        (lambda: [nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Linear(8, 3)], (1, 4, 4), ValueError,
+         r"Linear at index 2 gets per-sample shape \(2, 2, 2\): insert nn.Flatten"),
+        (lambda: [nn.Linear(3, 8), nn.ReLU(), nn.ConvTranspose2d(2, 1, 3)], None, ValueError,
+         r"ConvTranspose2d at index 2 takes 2 input channels.*nn.Unflatten"),
+        (lambda: [nn.Conv2d(2, 2, 3, groups=2), nn.Tanh()], (2, 5, 5), ValueError, "groups=1"),
+        (lambda: [nn.Conv2d(1, 1, 3, padding="same"), nn.Tanh()], (1, 5, 5), ValueError,
+         "padding='same'"),
+        (lambda: [nn.Unflatten(1, (1, 2, 2)), nn.Upsample(scale_factor=2, mode="bilinear"),
+                  nn.Conv2d(1, 1, 3), nn.Tanh()], None, TypeError,
+         r"Upsample at index 1 only with mode='nearest'"),
+        (lambda: [nn.Conv2d(1, 2, 3), nn.Flatten(),
+                  _bn(nn.BatchNorm1d, 8, torch.Generator().manual_seed(0)), nn.Tanh()],
+         (1, 4, 4), ValueError, "mix the channels"),
+        (lambda: [nn.Conv2d(1, 2, 3), nn.BatchNorm2d(3), nn.Tanh()], (1, 4, 4), ValueError,
+         "has 3 features but the layer before it outputs 2 channels"),
+        (lambda: [nn.Linear(3, 8), nn.ReLU(), nn.Conv1d(1, 1, 1)], None, TypeError,
+         "Conv1d at index 2"),
+    ],
+    ids=["no-in-shape", "no-flatten", "no-unflatten", "groups", "same", "bilinear",
+         "bn-mixing", "bn-channels", "conv1d"],
+)
+def test_bad_conv_networks_raise(layers, in_shape, exc, match):
+    with pytest.raises(exc, match=match):
+        from_torch(nn.Sequential(*layers()).eval(), in_shape=in_shape)
+
+
+def test_train_mode_batchnorm2d_raises():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 1, 1))
+    with pytest.raises(ValueError, match=r"BatchNorm2d at index 1 is in training mode"):
+        from_torch(net.train(), in_shape=(1, 5, 5))

@@ -273,7 +273,7 @@ def test_from_torch_leaky_hidden_layer():
 
     net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.LeakyReLU(),
                               torch.nn.Linear(8, 10), torch.nn.Tanh())
-    with pytest.raises(ValueError, match="hidden activations must be ReLU: LeakyReLU"):
+    with pytest.raises(TypeError, match="LeakyReLU at index 1.*hidden activations must be ReLU"):
         from_torch(net)
 
 

@@ -14,9 +14,9 @@ from .._warnings import warn_user
 from ..algorithms._batch import Batch, lipschitz_constants
 from ..algorithms._refine import Refinement
 from ..algorithms.layered_bp import EpsilonRule
-from ..operators import Measurement, check_measurement
 from ..algorithms.noise import NoiseModel, NoiseRule, SupportRule
 from ..generator import ReLUGenerator
+from ..operators import Measurement, check_measurement
 from ..solvers import BaseLayerSolver
 
 _POS = Interval(Real, 0, None, closed="left")

@@ -8,7 +8,7 @@ Column ``j`` of every array (``j = 0..L``) concerns the recovery of ``x_j``
 import numpy as np
 
 from ._coherence import _coherence, coherence_floor, coherence_sub_bounds
-from ._results import rank_tol
+from ._results import BoundedValue, rank_tol
 from ._spark import _spark_bounds, spark
 
 __all__ = ["MET", "VIOLATED", "UNKNOWN", "STATUS_NAMES", "decide"]
@@ -42,6 +42,10 @@ def _group_reduce(values, data, reduce):
 def spark_at_support(q, n_j):
     """Proved bounds on ``spark(A_j)`` per sample from rank and coherence."""
     rank, mu, mn = q["rank"], q["coherence"], q["min_norm"]
+    if not q.get("gram", True):  # a wide layer: only rank <= min(n_rows, n_j) is known
+        upper = np.where(mn == 0, 1.0, np.minimum(q["rank_upper"], n_j) + 1.0)
+        lower = np.where(mn == 0, 1.0, np.minimum(upper, 2.0))
+        return lower, upper
     upper = rank + 1.0
     lower = np.minimum(upper, np.maximum(2.0, coherence_floor(mu, n_j)))
     full = rank == n_j
@@ -79,18 +83,21 @@ def evaluate(Ws, layer_sizes, s, q, *, worst_case, max_combinations, rng):
     sp_up = np.zeros((N, L + 1))
     for j in range(L + 1):
         sp_lo[:, j], sp_up[:, j] = spark_at_support(q[j], layer_sizes[j])
-    spL = spark(Ws[L], max_combinations=max_combinations, random_state=rng)
+    spL = _spark_or_sizes(Ws[L], q[L], max_combinations, rng)
     sp_lo[:, L], sp_up[:, L] = spL.lower, spL.upper
     quant["spark_lower"], quant["spark_upper"] = sp_lo, sp_up
     rank = np.stack([qq["rank"] for qq in q], axis=1)
     full = rank == np.asarray(layer_sizes[:-1])[None, :]
+    # rank-deficient is proved where the rank is known, or bounded below n_j by the sizes
+    rank_up = np.stack([qq.get("rank_upper", qq["rank"]) for qq in q], axis=1)
+    not_full = np.where(np.isnan(rank), rank_up < np.asarray(layer_sizes[:-1])[None, :], ~full)
     generic_sp = np.minimum(snext, np.asarray(layer_sizes[:-1])[None, :]) + 1.0
     sp_est = np.clip(generic_sp, sp_lo, sp_up)
 
     # Theorem 1 at the actual supports (eq. 20 and the full-rank argument of (iii)).
     met = (sj < sp_lo / 2) | full
-    vio = ~full & (sj >= sp_up / 2)
-    met[:, 0], vio[:, 0] = full[:, 0], ~full[:, 0]
+    vio = not_full & (sj >= sp_up / 2)
+    met[:, 0], vio[:, 0] = full[:, 0], not_full[:, 0]
     status["theorem1_at_support"] = decide(met, vio)
     est["theorem1_at_support"] = decide((sj < sp_est / 2) | full, ~((sj < sp_est / 2) | full))
     est["theorem1_at_support"][:, 0] = status["theorem1_at_support"][:, 0]
@@ -98,6 +105,7 @@ def evaluate(Ws, layer_sizes, s, q, *, worst_case, max_combinations, rng):
     notes["theorem1_at_support"] = ["rank(W_0^S1) exact"] + [
         f"spark(A_j) exact for {100 * exact_frac[j]:.0f}%, else [1+1/mu, rank+1]"
         for j in range(1, L)] + [f"spark(W_L) {spL.kind}"]
+    _mark_size_only(notes["theorem1_at_support"], q, layer_sizes)
 
     if worst_case:
         _worst_case(Ws, layer_sizes, s, q, sj, snext, spL, status, est, notes, quant,
@@ -110,10 +118,33 @@ def evaluate(Ws, layer_sizes, s, q, *, worst_case, max_combinations, rng):
     with np.errstate(divide="ignore"):
         thr = 1.0 / (3.0 * mu)
     st = decide(sj < thr, sj >= thr)
-    st[:, 0] = np.where(varphi_ok, MET, VIOLATED)
+    st[:, 0] = decide(varphi_ok, q[0]["lam_min_A"] <= 0)  # NaN (not computed): unknown
     status["theorem2_at_support"], est["theorem2_at_support"] = st, st.copy()
     notes["theorem2_at_support"] = ["varphi > 0 exact"] + ["mu(A_j) exact"] * L
+    _mark_size_only(notes["theorem2_at_support"], q, layer_sizes)
+    if worst_case:
+        for key in ("theorem1", "theorem2"):
+            _mark_size_only(notes[key], q, layer_sizes)
     return status, est, notes, quant
+
+
+def _mark_size_only(notes, q, layer_sizes):
+    """Label the layers whose per-sample Gram matrices were not computed."""
+    for j, qq in enumerate(q):
+        if not qq.get("gram", True):
+            notes[j] = (f"not computed: n_{j} = {layer_sizes[j]} columns > max_gram_columns; "
+                        "only size bounds (rank <= rows)")
+
+
+def _spark_or_sizes(W, q, max_combinations, rng):
+    """spark(W_L) by the budgeted search, or its size bounds for a wide layer."""
+    if q.get("gram", True):
+        return spark(W, max_combinations=max_combinations, random_state=rng)
+    n_out, n_in = W.shape
+    zero = bool(np.any(q["min_norm"] == 0))
+    upper = 1 if zero else min(n_out, n_in) + 1
+    return BoundedValue(upper, "upper_bound", 1 if zero else 2, upper,
+                        "size bounds only (rank + 1 <= n_rows + 1): too wide for the search")
 
 
 def _worst_case(Ws, layer_sizes, s, q, sj, snext, spL, status, est, notes, quant,
@@ -132,6 +163,8 @@ def _worst_case(Ws, layer_sizes, s, q, sj, snext, spL, status, est, notes, quant
         W = Ws[j]
         m, nj = W.shape
         v = snext[:, j]
+        if not q[j].get("gram", True):  # too wide: sub-spark and mu_s stay unknown (NaN)
+            continue
 
         def bounds(vals, W=W, m=m):
             lo, up = coherence_sub_bounds(W, np.maximum(vals, 1))
@@ -183,7 +216,7 @@ def _worst_case(Ws, layer_sizes, s, q, sj, snext, spL, status, est, notes, quant
         t_up, t_lo = 1.0 / (3.0 * mu_up), 1.0 / (3.0 * mu_lo)
     st = decide(sj < t_up, sj >= t_lo)
     e = decide(sj < t_lo, sj >= t_lo)
-    ok = np.where(q[0]["lam_min_A"] > 0, MET, VIOLATED)
+    ok = decide(q[0]["lam_min_A"] > 0, q[0]["lam_min_A"] <= 0)
     st[:, 0] = e[:, 0] = ok
     status["theorem2"], est["theorem2"] = st, e
     quant["mu_s_lower"], quant["mu_s_upper"] = mu_lo, mu_up

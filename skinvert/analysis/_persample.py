@@ -13,7 +13,7 @@ import numpy as np
 
 from ._coherence import coherence_from_gram
 
-__all__ = ["layer_quantities", "principal_extreme_eigs"]
+__all__ = ["layer_quantities", "principal_extreme_eigs", "size_only_quantities"]
 
 _EPS = np.finfo(np.float64).eps
 # Bytes of stacked Gram matrices per chunk of samples.
@@ -78,6 +78,37 @@ def _gram_stats(G, shape):
     diag = np.diagonal(G, axis1=1, axis2=2)
     min_norm = np.sqrt(np.maximum(diag.min(axis=1), 0.0))
     return rank, lam_min, top, coherence_from_gram(G), min_norm
+
+
+def size_only_quantities(W, rows_mask, cols_mask):
+    """The quantities of :func:`layer_quantities` that need no Gram matrix.
+
+    For a layer too wide for per-sample ``n_in x n_in`` Gram matrices: the
+    column norms of ``A`` (one product with the squared weights) and what the
+    sizes prove: ``rank(A) <= min(n_rows, n_in)`` (``rank`` is NaN and
+    ``rank_upper`` holds the bound), ``lambda_min(A^T A) = 0`` where
+    ``n_rows < n_in`` and ``lambda_min(Wbar^T Wbar) = 0`` where
+    ``|S_j| > n_rows``; NaN (not computed) elsewhere, and for ``coherence``
+    and ``lam_max``.
+    """
+    n_out, n_in = W.shape
+    n_samples = (rows_mask if rows_mask is not None else cols_mask).shape[0]
+    W2 = np.square(W)
+    if rows_mask is None:
+        n_rows = np.full(n_samples, float(n_out))
+        sq = np.broadcast_to(W2.sum(axis=0), (n_samples, n_in))
+    else:
+        n_rows = rows_mask.sum(axis=1).astype(np.float64)
+        sq = rows_mask.astype(np.float64) @ W2
+    n_cols = np.full(n_samples, float(n_in)) if cols_mask is None else cols_mask.sum(axis=1)
+    nan = np.full(n_samples, np.nan)
+    return {
+        "rank": nan.copy(), "rank_upper": np.minimum(n_rows, n_in),
+        "lam_min_A": np.where(n_rows < n_in, 0.0, np.nan), "coherence": nan.copy(),
+        "min_norm": np.sqrt(np.maximum(sq.min(axis=1), 0.0)), "n_rows": n_rows,
+        "lam_min": np.where(n_cols > n_rows, 0.0, np.nan), "lam_max": nan.copy(),
+        "gram": False,
+    }
 
 
 def layer_quantities(W, rows_mask, cols_mask):

@@ -10,7 +10,7 @@ from sklearn.utils import check_random_state
 
 from .._array_api import single_threaded_blas, to_numpy
 from ._conditions import evaluate
-from ._persample import layer_quantities
+from ._persample import layer_quantities, size_only_quantities
 from ._report_class import InvertibilityReport
 
 __all__ = ["invertibility_report", "invertibility_report_from_supports"]
@@ -50,7 +50,7 @@ def _single_threaded(func):
 @_single_threaded
 def invertibility_report(generator, Z, *, epsilon=None, noise_std=None, lipschitz_inverse=None,
                          worst_case=True, max_combinations=20_000, random_state=0,
-                         sigma="deprecated"):
+                         max_gram_columns=2048, sigma="deprecated"):
     """Check the paper's uniqueness and stability conditions for latent codes ``Z``.
 
     Parameters
@@ -80,6 +80,16 @@ def invertibility_report(generator, Z, *, epsilon=None, noise_std=None, lipschit
         the rows of ``W_0``).
     random_state : int, RandomState instance or None, default=0
         Seed of the randomized searches.
+    max_gram_columns : int, default=2048
+        Widest layer (``n_j`` columns of ``W_j``) whose per-sample Gram
+        matrices ``A_j^T A_j`` (``n_j x n_j``, one eigen-decomposition per
+        sample) are computed. A wider layer (e.g. the 6272-unit layer of a
+        DCGAN) gets only what its sizes prove, labelled in ``notes``: its
+        rank is at most its number of rows (``rank`` is -1, not computed,
+        and ``rank_upper`` holds the bound), so full column rank, Theorem 1
+        at the support and Theorem 3's ``lambda_min`` are decided where the
+        layer has fewer rows than columns; its coherence, sub-spark and
+        ``mu_s`` are NaN and their verdicts unknown.
     sigma : float or None
         Deprecated alias of ``noise_std`` (FutureWarning); removed in 0.4.
 
@@ -87,6 +97,12 @@ def invertibility_report(generator, Z, *, epsilon=None, noise_std=None, lipschit
     -------
     report : InvertibilityReport
         Arrays per sample and layer, and a summary through ``print(report)``.
+
+    Raises
+    ------
+    ValueError
+        If a layer's dense matrix does not fit in memory (the message names
+        the layer): the analysis needs every ``W_j``.
 
     See Also
     --------
@@ -139,8 +155,8 @@ def invertibility_report(generator, Z, *, epsilon=None, noise_std=None, lipschit
         ell = generator.activation.lipschitz_inverse
         ell_kind = "global"
         if not math.isfinite(ell):
-            WL, bL = np.asarray(generator.weights[-1], np.float64), generator.biases[-1]
-            U = hidden[-1] @ WL.T + np.asarray(bL, np.float64)
+            last = generator.layers[-1].to_namespace(np, dtype=np.float64)
+            U = last.forward(hidden[-1] if hidden else Z)
             d = np.asarray(generator.activation.derivative(U, np), dtype=np.float64)
             with np.errstate(divide="ignore"):
                 ell = 1.0 / d.min(axis=1)
@@ -149,7 +165,8 @@ def invertibility_report(generator, Z, *, epsilon=None, noise_std=None, lipschit
     rep = invertibility_report_from_supports(
         generator, supports, epsilon=epsilon, noise_std=_noise_std(noise_std, sigma),
         lipschitz_inverse=lipschitz_inverse, worst_case=worst_case,
-        max_combinations=max_combinations, random_state=random_state)
+        max_combinations=max_combinations, random_state=random_state,
+        max_gram_columns=max_gram_columns)
     rep.lipschitz_inverse_kind = ell_kind
     return rep
 
@@ -158,7 +175,7 @@ def invertibility_report(generator, Z, *, epsilon=None, noise_std=None, lipschit
 def invertibility_report_from_supports(generator, supports, *, epsilon=None, noise_std=None,
                                        lipschitz_inverse=None, worst_case=True,
                                        max_combinations=20_000, random_state=0,
-                                       sigma="deprecated"):
+                                       max_gram_columns=2048, sigma="deprecated"):
     """Check the paper's conditions from the hidden-layer supports.
 
     Use this with supports estimated from signals, e.g.
@@ -184,6 +201,8 @@ def invertibility_report_from_supports(generator, supports, *, epsilon=None, noi
     max_combinations : int, default=20_000
         As in :func:`invertibility_report`.
     random_state : int, RandomState instance or None, default=0
+        As in :func:`invertibility_report`.
+    max_gram_columns : int, default=2048
         As in :func:`invertibility_report`.
     sigma : float or None
         Deprecated alias of ``noise_std`` (FutureWarning); removed in 0.4.
@@ -216,15 +235,26 @@ def invertibility_report_from_supports(generator, supports, *, epsilon=None, noi
     N = masks[0].shape[0]
     if any(m.shape[0] != N for m in masks):
         raise ValueError("All supports must have the same number of samples.")
-    Ws = [np.asarray(W, dtype=np.float64) for W in generator.weights]
+    try:
+        Ws = [np.asarray(W, dtype=np.float64) for W in generator.weights]
+    except ValueError as exc:
+        raise ValueError(f"invertibility_report needs every layer's dense matrix: {exc}") from exc
     s = np.stack([m.sum(axis=1) for m in masks], axis=1).astype(np.int64)
 
-    q = [layer_quantities(Ws[j], masks[j] if j < L else None, masks[j - 1] if j else None)
-         for j in range(L + 1)]
+    def quantities(j):
+        rows, cols = masks[j] if j < L else None, masks[j - 1] if j else None
+        if Ws[j].shape[1] > max_gram_columns:
+            return size_only_quantities(Ws[j], rows, cols)
+        return layer_quantities(Ws[j], rows, cols)
+
+    q = [quantities(j) for j in range(L + 1)]
     status, est, notes, quant = evaluate(Ws, sizes, s, q, worst_case=worst_case,
                                          max_combinations=max_combinations, rng=rng)
     stack = lambda key: np.stack([qq[key] for qq in q], axis=1)  # noqa: E731
-    quant["rank"] = stack("rank").astype(np.int64)
+    rank = stack("rank")
+    quant["rank"] = np.where(np.isnan(rank), -1, rank).astype(np.int64)  # -1: not computed
+    quant["rank_upper"] = np.stack(
+        [qq.get("rank_upper", qq["rank"]) for qq in q], axis=1).astype(np.int64)
     quant["min_column_norm"] = stack("min_norm")
     quant["varphi"] = q[0]["lam_min_A"]
     quant["lambda_min"], quant["lambda_max"] = stack("lam_min"), stack("lam_max")

@@ -24,6 +24,17 @@ class InvertibilityReport:
     :func:`invertibility_report_from_supports`; ``print(report)`` gives a
     summary table.
 
+    Parameters
+    ----------
+    layer_sizes, sparsity, status, estimated, notes, quantities : object
+        Stored as the attributes of the same names (see Attributes).
+    epsilon, noise_std : float or None
+        The noise bound and noise level the report was built for.
+    elapsed : float
+        Seconds spent building the report.
+    output_activation : str
+        The generator's output activation phi.
+
     Attributes
     ----------
     layer_sizes : list of int
@@ -46,7 +57,11 @@ class InvertibilityReport:
         Per condition and layer: what was exact and what was bounded.
     quantities : dict of str to ndarray
         The numbers (also reachable as attributes, e.g. ``report.varphi``):
-        ``rank`` (n, L+1) rank of ``A_j = W_j^{S_{j+1}}``, exact (numerical);
+        ``rank`` (n, L+1) rank of ``A_j = W_j^{S_{j+1}}``, exact (numerical),
+        ``-1`` where not computed (a layer wider than ``max_gram_columns``);
+        ``rank_upper`` (n, L+1) a proved upper bound (the rank, or
+        ``min(rows, n_j)`` where not computed); NaN in any other quantity means
+        "not computed" (see ``notes``);
         ``coherence`` (n, L+1) ``mu(A_j)``, exact; ``spark_lower`` /
         ``spark_upper`` (n, L+1) proved bounds on ``spark(A_j)``;
         ``min_column_norm`` (n, L+1); ``varphi`` (n,) ``lambda_min(A_0^T A_0)``;
@@ -105,6 +120,13 @@ class InvertibilityReport:
     def holds(self, condition, *, estimated=False):
         """Per-sample verdict over all layers: met if every layer is met.
 
+        Parameters
+        ----------
+        condition : str
+            One of :attr:`conditions`.
+        estimated : bool, default=False
+            Use the verdicts with the unknowns settled by estimates.
+
         Returns
         -------
         status : ndarray of int8, shape (n_samples,)
@@ -117,7 +139,22 @@ class InvertibilityReport:
         return out
 
     def fraction_met(self, condition, *, estimated=False, layer=None):
-        """Fraction of samples meeting ``condition`` (at one ``layer`` or all)."""
+        """Fraction of samples meeting ``condition`` (at one ``layer`` or all).
+
+        Parameters
+        ----------
+        condition : str
+            One of :attr:`conditions`.
+        estimated : bool, default=False
+            Use the verdicts with the unknowns settled by estimates.
+        layer : int or None, default=None
+            A column of the status arrays; None: every layer must be met.
+
+        Returns
+        -------
+        fraction : float
+            The fraction of samples whose verdict is met.
+        """
         if layer is None:
             return float(np.mean(self.holds(condition, estimated=estimated) == MET))
         a = (self.estimated if estimated else self.status)[condition]
@@ -183,5 +220,16 @@ class InvertibilityReport:
 
     @staticmethod
     def status_name(code):
-        """``"met"``, ``"violated"`` or ``"unknown"`` for a status code."""
+        """Name of a status code.
+
+        Parameters
+        ----------
+        code : int
+            ``1``, ``0`` or ``-1``.
+
+        Returns
+        -------
+        name : str
+            ``"met"``, ``"violated"`` or ``"unknown"``.
+        """
         return STATUS_NAMES[int(code)]

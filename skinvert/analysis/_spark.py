@@ -202,6 +202,7 @@ def sub_spark(W, s, *, max_combinations=100_000, n_trials=16, random_state=None,
     Returns
     -------
     sub_spark : BoundedValue
+        The sub-spark, exact or a labelled bound or estimate.
 
     Notes
     -----
@@ -273,6 +274,7 @@ def sub_rank(W, s, *, max_combinations=100_000, n_trials=16, random_state=None,
     Returns
     -------
     sub_rank : BoundedValue
+        The sub-rank, exact or a labelled bound or estimate.
 
     Notes
     -----

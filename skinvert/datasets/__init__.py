@@ -2,17 +2,22 @@
 
 >>> from skinvert.datasets import list_pretrained_generators, load_pretrained_generator
 >>> list_pretrained_generators()
-['digits-fc', 'fashion-mnist-fc']
+['digits-fc', 'fashion-mnist-dcgan', 'fashion-mnist-fc']
 >>> load_pretrained_generator("digits-fc").layer_sizes
 [8, 32, 64, 64]
+>>> load_pretrained_generator("fashion-mnist-dcgan").layer_sizes
+[32, 3136, 6272, 784]
 
-The weights are plain float32 arrays in ``.npz`` files (no pickles), loaded
-with :func:`skinvert.load_generator`; batch-norm is already folded into the
-weights and biases. How each file was trained (command, seed, epochs, torch
-version, data, support statistics) is in ``data/PROVENANCE.md`` and in the
-JSON file next to each weights file; :func:`pretrained_provenance` returns the
-latter. The training script is ``python -m tools.train_fc_gan`` (in the source
-checkout, not installed).
+The weights are plain float32 arrays (no pickles): ``.npz`` generator files
+loaded with :func:`skinvert.load_generator` for the fully connected ones, and
+a ``.safetensors`` file in torch layouts (kernels, per-channel biases, its
+architecture in the metadata) for the convolutional ``fashion-mnist-dcgan``,
+read with the same checks. Batch-norm is already folded into the weights and
+biases. How each file was trained (command, seed, epochs, torch version, data,
+support statistics) is in ``data/PROVENANCE.md`` and in the JSON file next to
+each weights file; :func:`pretrained_provenance` returns the latter. The
+training scripts are ``python -m tools.train_fc_gan`` and
+``python tools/train_dcgan.py`` (in the source checkout, not installed).
 Importing this package never imports torch.
 """
 
@@ -20,6 +25,7 @@ import json
 from importlib import resources
 
 from ..io import load_generator
+from ..io._files import read_layer_records
 from ._idx import load_idx, load_idx_images
 
 __all__ = [
@@ -44,6 +50,12 @@ _REGISTRY = {
         "8-32-64-64, Linear-BN-ReLU x2, Linear-PLU; GAN on sklearn's load_digits "
         "(8x8), tiny, for fast tests",
     ),
+    "fashion-mnist-dcgan": (
+        "fashion_mnist_dcgan.safetensors",
+        "fashion_mnist_dcgan.json",
+        "32 -> 64x7x7 -> 32x14x14 -> 1x28x28: Linear-BN-ReLU-Unflatten, "
+        "ConvTranspose2d(4, 2, 1)-BN-ReLU, ConvTranspose2d(4, 2, 1)-Tanh; GAN on Fashion-MNIST",
+    ),
 }
 
 _ALIASES = {
@@ -52,6 +64,8 @@ _ALIASES = {
     "fashion_mnist": "fashion-mnist-fc",
     "digits_fc": "digits-fc",
     "digits": "digits-fc",
+    "fashion_mnist_dcgan": "fashion-mnist-dcgan",
+    "dcgan": "fashion-mnist-dcgan",
 }
 
 
@@ -86,13 +100,16 @@ def load_pretrained_generator(name):
     ----------
     name : str
         One of :func:`list_pretrained_generators` (``"fashion-mnist-fc"``,
-        ``"digits-fc"``) or an alias.
+        ``"digits-fc"``, ``"fashion-mnist-dcgan"``) or an alias.
 
     Returns
     -------
     generator : ReLUGenerator
-        float32 weights, batch-norm folded into the biases, PLU output
-        (``slope=0.1, c=1``); outputs are images scaled to [-1, 1], rows of
+        The generator: float32 weights, batch-norm folded into the biases. The fully connected
+        ones have a PLU output (``slope=0.1, c=1``); ``fashion-mnist-dcgan`` has
+        a tanh output and convolutional layers (``generator.layers``: a
+        ``Composite`` of ``Dense`` and ``Reshape`` to 64 x 7 x 7, then two
+        ``ConvTranspose2d``). Outputs are images scaled to [-1, 1], rows of
         ``n_output`` pixels (reshape to 28 x 28 or 8 x 8).
 
     Raises
@@ -100,10 +117,54 @@ def load_pretrained_generator(name):
     ValueError
         For an unknown name (the message lists the available ones).
     """
-    fname = _REGISTRY[_resolve(name)][0]
+    key = _resolve(name)
+    fname = _REGISTRY[key][0]
     ref = resources.files(__name__).joinpath("data", fname)
     with resources.as_file(ref) as path:
+        if fname.endswith(".safetensors"):
+            return _load_torch_layout(path, pretrained_provenance(key)["architecture"])
         return load_generator(path)
+
+
+def _load_torch_layout(path, arch):
+    """A generator from a ``.safetensors`` file in torch layouts (``tools/train_dcgan.py``).
+
+    ``arch["layers"]`` lists ``{"name", "type", "in_shape", "out_shape", ...}``;
+    tensors ``{name}.weight`` and ``{name}.bias``. A ``Linear`` with
+    ``then_reshape`` becomes a ``Composite`` of ``Dense`` and ``Reshape``.
+    The file's ``reference.*`` tensors (codes and outputs of the torch
+    module) are not read.
+    """
+    records, rename = [], {}
+    for i, spec in enumerate(arch["layers"]):
+        name = spec["name"]
+        if spec["type"] == "Linear":
+            (n_in,), (n_out,) = spec["in_shape"], spec["out_shape"]
+            dense = {"type": "Dense", "config": {"n_in": n_in, "n_out": n_out}}
+            if "then_reshape" in spec:
+                reshape = {"type": "Reshape", "config": {
+                    "in_shape": [n_out], "out_shape": list(spec["then_reshape"])}}
+                records.append({"type": "Composite", "config": {}, "layers": [dense, reshape]})
+                prefix = f"layer_{i}.0"
+            else:
+                records.append(dense)
+                prefix = f"layer_{i}"
+        elif spec["type"] == "ConvTranspose2d":
+            (c_in, H, W), (c_out, Ho, Wo) = spec["in_shape"], spec["out_shape"]
+            (sh, sw), (ph, pw) = spec["stride"], spec["padding"]
+            oph, opw = spec["output_padding"]
+            # H_out = (H - 1) s - 2 p + k + output_padding, solved for k
+            kernel = [Ho - (H - 1) * sh + 2 * ph - oph, Wo - (W - 1) * sw + 2 * pw - opw]
+            records.append({"type": "ConvTranspose2d", "config": {
+                "in_shape": [c_in, H, W], "out_channels": c_out, "kernel_size": kernel,
+                "stride": [sh, sw], "padding": [ph, pw], "output_padding": [oph, opw]}})
+            prefix = f"layer_{i}"
+        else:  # pragma: no cover - the shipped files hold only these two
+            raise ValueError(f"Unknown layer type {spec['type']!r} in {path!r}.")
+        rename[prefix + ".weight"], rename[prefix + ".bias"] = name + ".weight", name + ".bias"
+    return read_layer_records(
+        path, metadata_key="architecture", records=records, rename=rename,
+        activation=arch["output_activation"], ignore=("reference.",))
 
 
 def pretrained_provenance(name):
@@ -112,6 +173,7 @@ def pretrained_provenance(name):
     Parameters
     ----------
     name : str
+        A name from :func:`list_pretrained_generators`.
 
     Returns
     -------

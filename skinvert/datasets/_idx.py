@@ -32,6 +32,7 @@ def load_idx(path):
     Parameters
     ----------
     path : str or path-like
+        The IDX file (``.gz`` is decompressed on the fly).
 
     Returns
     -------
@@ -89,13 +90,16 @@ def load_idx_images(directory=DEBIAN_FASHION_MNIST_DIR, kind="train", return_lab
     directory : str or path-like, default=DEBIAN_FASHION_MNIST_DIR
         A directory holding ``{train,t10k}-{images,labels}-idx?-ubyte[.gz]``.
     kind : {"train", "test"}, default="train"
+        Which split to read.
     return_labels : bool, default=False
+        Also return the labels.
 
     Returns
     -------
     images : ndarray of shape (n_samples, height, width), uint8
+        The images.
     labels : ndarray of shape (n_samples,), uint8
-        Only with ``return_labels=True``.
+        The labels; only with ``return_labels=True``.
     """
     if kind not in ("train", "test"):
         raise ValueError(f"kind must be 'train' or 'test', got {kind!r}.")

@@ -27,8 +27,8 @@ from ..solvers import FISTA, ActiveSet, LinearizedADMM
 from ._gradient_descent import GradientDescentInverter
 from ._hybrid import HybridInverter
 from ._imputer import GeneratorImputer
-from ._oracle import OracleInverter
 from ._layered_bp import LayeredBPInverter
+from ._oracle import OracleInverter
 from ._pursuit import LatentPursuitInverter
 
 __all__ = ["SKOPS_TRUSTED_TYPES"]

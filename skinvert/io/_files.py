@@ -10,7 +10,6 @@ and :data:`~skinvert._file_format.MAX_TOTAL_ENTRIES`. Anything else is a
 """
 
 import json
-import math
 import struct
 import zipfile
 
@@ -18,6 +17,8 @@ import numpy as np
 
 from .. import _file_format as ff
 from ..generator import ReLUGenerator
+from ._checks import check_members, check_stored
+from ._layer_records import Layout1, Layout2, parse_records
 
 __all__ = ["load_generator", "save_generator"]
 
@@ -54,17 +55,21 @@ def _parse_header(text, path):
     version = header.get("version", 0)
     if not isinstance(version, int) or isinstance(version, bool):
         raise ValueError(f"{path!r}: the header's version must be an integer, got {version!r}.")
-    if version > ff.VERSION:
+    if version > ff.VERSION:  # version 2 also reads version 1
         raise ValueError(
             f"{path!r} was written by a newer skinvert (format version {version} > "
             f"{ff.VERSION})."
         )
-    n = header.get("n_weights")
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= ff.MAX_LAYERS:
-        raise ValueError(
-            f"{path!r}: the header's n_weights must be an integer in [1, {ff.MAX_LAYERS}], "
-            f"got {n!r}."
-        )
+    if version >= 2:
+        layout = Layout2(*parse_records(header.get("layers"), path))
+    else:
+        n = header.get("n_weights")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= ff.MAX_LAYERS:
+            raise ValueError(
+                f"{path!r}: the header's n_weights must be an integer in [1, {ff.MAX_LAYERS}], "
+                f"got {n!r}."
+            )
+        layout = Layout1(n)
     name = header.get("output_activation")
     params = header.get("activation_params", {})
     if not isinstance(name, str):
@@ -75,81 +80,7 @@ def _parse_header(text, path):
         raise ValueError(
             f"{path!r}: the header's activation_params must be a JSON object, got {params!r}."
         )
-    return n, (name, dict(params))
-
-
-def _expected_names(n):
-    return [f"{kind}_{i}" for i in range(n) for kind in ("weight", "bias")]
-
-
-def _check_members(found, n, path):
-    """The file must hold exactly the header's arrays (nothing more, nothing less)."""
-    expected = set(_expected_names(n))
-    missing = sorted(expected - found)
-    if missing:
-        raise ValueError(
-            f"{path!r} misses the array {missing[0]!r} (header: {n} weight matrices)."
-        )
-    extra = sorted(found - expected)
-    if extra:
-        more = " (the header claims fewer layers than stored)" if any(
-            e.startswith(("weight_", "bias_")) for e in extra
-        ) else ""
-        raise ValueError(
-            f"{path!r} holds unexpected arrays {extra[:5]}{more}; it was not written by "
-            "ReLUGenerator.save."
-        )
-
-
-def _check_declared(shapes, n, path):
-    """Check declared shapes (before reading any data): layout, chaining, bounds."""
-    total = 0
-    for key, (shape, dtype) in shapes.items():
-        kind = "weight" if key.startswith("weight_") else "bias"
-        ndim = 2 if kind == "weight" else 1
-        if len(shape) != ndim or any(not isinstance(s, int) or s < 0 for s in shape):
-            raise ValueError(
-                f"{path!r}: array {key!r} declares shape {tuple(shape)}, not a {ndim}-D shape."
-            )
-        count = math.prod(shape)
-        if count > ff.MAX_ARRAY_ENTRIES:
-            raise ValueError(
-                f"{path!r}: array {key!r} declares shape {tuple(shape)} ({count} entries), "
-                f"more than the limit of {ff.MAX_ARRAY_ENTRIES}."
-            )
-        total += count
-        if dtype.kind not in "fiu" or dtype.itemsize > 8:
-            raise ValueError(
-                f"{path!r}: array {key!r} has dtype {dtype}, not a real number type."
-            )
-    if total > ff.MAX_TOTAL_ENTRIES:
-        raise ValueError(
-            f"{path!r} declares {total} entries in all, more than the limit of "
-            f"{ff.MAX_TOTAL_ENTRIES}."
-        )
-    for i in range(n):
-        (n_out, n_in), _ = shapes[f"weight_{i}"]
-        if i > 0 and n_in != shapes[f"weight_{i - 1}"][0][0]:
-            raise ValueError(
-                f"{path!r}: weight_{i} declares {n_in} columns, but weight_{i - 1} has "
-                f"{shapes[f'weight_{i - 1}'][0][0]} rows (the layers do not chain)."
-            )
-        if shapes[f"bias_{i}"][0] != (n_out,):
-            raise ValueError(
-                f"{path!r}: bias_{i} declares shape {tuple(shapes[f'bias_{i}'][0])}, but "
-                f"weight_{i} has {n_out} rows."
-            )
-
-
-def _check_stored(key, declared, stored, path):
-    """The bytes a member really holds must match its declared shape (no allocation first)."""
-    shape, dtype = declared
-    need = math.prod(shape) * dtype.itemsize
-    if need != stored:
-        raise ValueError(
-            f"{path!r}: array {key!r} declares shape {tuple(shape)} of {dtype} "
-            f"({need} bytes) but stores {stored} bytes."
-        )
+    return layout, (name, dict(params))
 
 
 # -- .npz -------------------------------------------------------------------------------
@@ -206,24 +137,25 @@ def _read_npz(path):
                     f"{path!r}: '__header__' must be a 0-d unicode array of at most "
                     f"{ff.MAX_HEADER_BYTES} characters, got shape {shape} and dtype {dtype}."
                 )
-            n, activation = _parse_header(str(_read_member(zf, "__header__", path)), path)
+            layout, activation = _parse_header(
+                str(_read_member(zf, "__header__", path)), path)
             if others:
                 raise ValueError(f"{path!r} holds unexpected members {sorted(others)[:5]}.")
-            _check_members(found - {"__header__"}, n, path)
+            check_members(found - {"__header__"}, layout, path)
             declared, stored = {}, {}
-            for key in _expected_names(n):
+            for key in layout.names:
                 with zf.open(key + ".npy") as fh:
                     declared[key] = _npy_header(fh, key, path)
                     stored[key] = zf.getinfo(key + ".npy").file_size - fh.tell()
-            _check_declared(declared, n, path)
+            layout.check(declared, path)
             for key in declared:
-                _check_stored(key, declared[key], stored[key], path)
-            arrays = {key: _read_member(zf, key, path) for key in _expected_names(n)}
+                check_stored(key, declared[key], stored[key], path)
+            arrays = {key: _read_member(zf, key, path) for key in layout.names}
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"{path!r} is not a readable .npz file: {exc}") from exc
-    return n, activation, arrays
+    return layout, activation, arrays
 
 
 # -- .safetensors --------------------------------------------------------------------------
@@ -234,8 +166,12 @@ _ST_DTYPES = {
 }
 
 
-def _safetensors_header(path):
-    """Parse a .safetensors header (8-byte length, then JSON) with bounds."""
+def _safetensors_header(path, meta_key="skinvert"):
+    """Parse a .safetensors header (8-byte length, then JSON) with bounds.
+
+    Returns the metadata string ``meta_key`` and every tensor's declared
+    ``(shape, dtype)`` and stored byte count.
+    """
     with open(path, "rb") as fh:  # FileNotFoundError propagates
         head = fh.read(8)
         if len(head) < 8:
@@ -255,8 +191,8 @@ def _safetensors_header(path):
     if not isinstance(info, dict):
         raise ValueError(f"{path!r} is not a readable .safetensors file (header not an object).")
     meta = info.pop("__metadata__", None) or {}
-    if not isinstance(meta, dict) or not isinstance(meta.get("skinvert"), str):
-        raise ValueError(f"{path!r} is not a skinvert generator file: no 'skinvert' metadata.")
+    if not isinstance(meta, dict) or not isinstance(meta.get(meta_key), str):
+        raise ValueError(f"{path!r} is not a skinvert generator file: no {meta_key!r} metadata.")
     declared, stored = {}, {}
     for key, entry in info.items():
         if not isinstance(entry, dict) or entry.get("dtype") not in _ST_DTYPES or not isinstance(
@@ -276,7 +212,7 @@ def _safetensors_header(path):
                 f"{data_bytes} data bytes."
             )
         stored[key] = offsets[1] - offsets[0]
-    return meta["skinvert"], declared, stored
+    return meta[meta_key], declared, stored
 
 
 def _read_safetensors(path):
@@ -285,17 +221,65 @@ def _read_safetensors(path):
     except ImportError as exc:  # pragma: no cover - safetensors is optional
         raise ImportError("Reading .safetensors files needs `pip install safetensors`.") from exc
     text, declared, stored = _safetensors_header(path)
-    n, activation = _parse_header(text, path)
-    _check_members(set(declared), n, path)
-    _check_declared(declared, n, path)
+    layout, activation = _parse_header(text, path)
+    check_members(set(declared), layout, path)
+    layout.check(declared, path)
     for key in declared:
-        _check_stored(key, declared[key], stored[key], path)
+        check_stored(key, declared[key], stored[key], path)
     try:
         with safe_open(path, framework="numpy") as fh:
-            arrays = {key: fh.get_tensor(key) for key in _expected_names(n)}
+            arrays = {key: fh.get_tensor(key) for key in layout.names}
     except Exception as exc:
         raise ValueError(f"{path!r} is not a readable .safetensors file: {exc}") from exc
-    return n, activation, arrays
+    return layout, activation, arrays
+
+
+def read_layer_records(path, *, metadata_key, records, rename, activation, ignore=()):
+    """A generator from a foreign ``.safetensors`` file described by version-2 ``records``.
+
+    For shipped files in another layout (e.g. the DCGAN of
+    :mod:`skinvert.datasets`): the same checks as :func:`load_generator`
+    (declared shapes against the records before any read, sizes bounded, no
+    member unaccounted for except those starting with a prefix in ``ignore``).
+
+    Parameters
+    ----------
+    path : str
+    metadata_key : str
+        The ``__metadata__`` entry the file must have.
+    records : list of dict
+        Version-2 layer records (see :mod:`skinvert._file_format`).
+    rename : dict of str to str
+        The record array name (``"layer_0.0.weight"``) -> the file's tensor name.
+    activation : str or (str, dict)
+        The output activation.
+    ignore : tuple of str, default=()
+        Prefixes of tensors the file may hold besides the layers (not read).
+
+    Returns
+    -------
+    generator : ReLUGenerator
+    """
+    try:
+        from safetensors import safe_open
+    except ImportError as exc:  # pragma: no cover - safetensors is optional
+        raise ImportError("Reading .safetensors files needs `pip install safetensors`.") from exc
+    path = ff.as_path(path)
+    _, declared, stored = _safetensors_header(path, metadata_key)
+    layout = Layout2(*parse_records(records, path))
+    theirs = {mine: rename.get(mine, mine) for mine in layout.names}
+    back = {v: k for k, v in theirs.items()}
+    found = {back.get(k, k) for k in declared if not (ignore and k.startswith(tuple(ignore)))}
+    check_members(found, layout, path)
+    layout.check({mine: declared[theirs[mine]] for mine in layout.names}, path, theirs)
+    for key in theirs.values():
+        check_stored(key, declared[key], stored[key], path)
+    try:
+        with safe_open(path, framework="numpy") as fh:
+            arrays = {mine: fh.get_tensor(key) for mine, key in theirs.items()}
+    except Exception as exc:
+        raise ValueError(f"{path!r} is not a readable .safetensors file: {exc}") from exc
+    return layout.build(arrays, activation, path)
 
 
 def load_generator(path):
@@ -322,11 +306,9 @@ def load_generator(path):
     kind = ff.suffix(path)
     path = ff.as_path(path)
     if kind == ".npz":
-        n, activation, arrays = _read_npz(path)
+        layout, activation, arrays = _read_npz(path)
     elif kind == ".safetensors":
-        n, activation, arrays = _read_safetensors(path)
+        layout, activation, arrays = _read_safetensors(path)
     else:
         raise ff._unknown_suffix(path)
-    weights = [arrays[f"weight_{i}"] for i in range(n)]
-    biases = [arrays[f"bias_{i}"] for i in range(n)]
-    return ReLUGenerator(weights, biases, output_activation=activation)
+    return layout.build(arrays, activation, path)

@@ -1,4 +1,4 @@
-"""Import a trained PyTorch generator: ``from_torch(module) -> ReLUGenerator``.
+"""Import a trained PyTorch generator: ``from_torch(module, in_shape=None) -> ReLUGenerator``.
 
 torch is an optional dependency (``pip install skinvert[torch]``): this module
 never imports it at import time, so ``import skinvert`` stays torch-free. The
@@ -7,21 +7,30 @@ never imports it at import time, so ``import skinvert`` stays torch-free. The
 Supported layers, in an ``nn.Sequential`` (nested ones are flattened), or in a
 module exposing exactly one ``nn.Sequential`` child:
 
-- ``nn.Linear`` (with or without bias): one weight matrix ``W_i`` (torch's
-  ``Linear.weight`` already has the paper's shape ``(n_{i+1}, n_i)``);
-- ``nn.BatchNorm1d`` in eval mode, directly after a ``Linear``: folded into
-  that linear map (see :func:`fold_batchnorm`);
-- ``nn.ReLU`` after each hidden linear map;
+- ``nn.Linear`` (with or without bias): a :class:`~skinvert.operators.Dense`
+  layer (torch's ``Linear.weight`` already has the paper's shape
+  ``(n_{i+1}, n_i)``);
+- ``nn.Conv2d`` and ``nn.ConvTranspose2d`` (groups 1, dilation 1): the
+  operators of the same name, in torch's kernel layouts;
+- ``nn.Flatten`` / ``nn.Unflatten`` (a :class:`~skinvert.operators.Reshape`)
+  and ``nn.Upsample(mode="nearest")``; the per-sample shape is tracked;
+- ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` in eval mode after a linear map:
+  folded into it (see :func:`fold_batchnorm`), per output channel for a
+  convolution;
+- ``nn.ReLU`` between the linear maps; maps without a ReLU between them
+  form one :class:`~skinvert.operators.Composite` layer;
 - a final activation after the last linear map: ``nn.Tanh``, ``nn.Sigmoid``,
   ``nn.Identity`` (or nothing), ``nn.LeakyReLU`` or :class:`PLU`;
 - ``nn.Identity`` anywhere (a no-op).
 
 Anything else raises a ``TypeError`` naming the module's class and position.
+The walk itself is in :mod:`skinvert.io._torch_layers`.
 """
 
 import numpy as np
 
 from ..generator import ReLUGenerator
+from ._torch_layers import Builder
 
 __all__ = ["PLU", "fold_batchnorm", "from_torch"]  # noqa: F822 - PLU: module __getattr__
 
@@ -190,36 +199,48 @@ def _describe(name, layer):
     return f"{type(layer).__name__} at index {name}"
 
 
-def from_torch(module):
-    """Convert a trained fully connected PyTorch ReLU generator.
+def from_torch(module, *, in_shape=None):
+    """Convert a trained PyTorch ReLU generator, fully connected or convolutional.
 
     Parameters
     ----------
     module : torch.nn.Module
-        An ``nn.Sequential`` (nested ones are flattened) of ``Linear``
-        (with or without bias), optional eval-mode ``BatchNorm1d`` right after
-        a ``Linear``, ``ReLU`` after every hidden linear map, and a final
-        activation ``Tanh``, ``Sigmoid``, ``Identity`` (or none),
-        ``LeakyReLU`` or :class:`PLU`; or a module exposing exactly one such
-        ``nn.Sequential`` as a child.
+        An ``nn.Sequential`` (nested ones are flattened), or a module
+        exposing exactly one ``nn.Sequential`` as a child, made of:
+        ``Linear``, ``Conv2d``, ``ConvTranspose2d`` (groups 1, dilation 1, zero
+        padding given as integers), eval-mode ``BatchNorm1d`` / ``BatchNorm2d``
+        after a linear map (folded into it, per output channel for a
+        convolution), ``ReLU`` between the linear maps, ``Flatten``
+        (``start_dim=1``) / ``Unflatten`` (``dim=1``) and
+        ``Upsample(mode="nearest")`` with integer factors, ``Identity``, and a
+        final ``Tanh``, ``Sigmoid``, ``Identity`` (or none), ``LeakyReLU`` or
+        :class:`PLU`.
+    in_shape : tuple of int, default=None
+        The per-sample input shape, needed when the network starts with a
+        convolution, ``Flatten`` or ``Upsample`` (e.g. ``(C, H, W)``); a network
+        starting with ``Linear`` or ``Unflatten`` knows it.
 
     Returns
     -------
     generator : ReLUGenerator
-        Weights in the module's float dtype (float32 or float64; half
-        precision becomes float32), batch-norm folded into weights and biases.
-        ``generator.forward(z)`` equals ``module(z)`` in eval mode up to
-        rounding.
+        One layer per ReLU (paper, eq. 3): the linear maps between two ReLUs
+        (e.g. ``Upsample`` then ``Conv2d``, or ``Linear`` then ``Unflatten``)
+        become one :class:`~skinvert.operators.Composite` layer. Weights in the
+        module's float dtype (float32 or float64; half precision becomes
+        float32). ``generator.forward(z)`` equals ``module(z).reshape(B, -1)``
+        in eval mode up to rounding.
 
     Raises
     ------
     TypeError
-        For an unsupported layer (the message names its class and index), or
-        an input that is not a module.
+        For an unsupported module (the message names its class and index),
+        a layer after the output activation ("hidden activations must be
+        ReLU"), or an input that is not a module.
     ValueError
         For a batch-norm in training mode (call ``module.eval()``), without
-        running statistics, or not right after a ``Linear``; for layers in an
-        order that is not ``(Linear [BatchNorm1d] ReLU)* Linear [activation]``.
+        running statistics, or not after a linear map; shapes that do not
+        chain; a network starting with a convolution without ``in_shape``;
+        a network ending with a ReLU.
 
     Examples
     --------
@@ -232,6 +253,13 @@ def from_torch(module):
     >>> G = from_torch(net.eval())
     >>> G.layer_sizes
     [20, 128, 784]
+    >>> dcgan = torch.nn.Sequential(
+    ...     torch.nn.Linear(8, 16 * 7 * 7), torch.nn.BatchNorm1d(16 * 7 * 7), torch.nn.ReLU(),
+    ...     torch.nn.Unflatten(1, (16, 7, 7)),
+    ...     torch.nn.ConvTranspose2d(16, 8, 4, 2, 1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+    ...     torch.nn.ConvTranspose2d(8, 1, 4, 2, 1), torch.nn.Tanh())
+    >>> from_torch(dcgan.eval()).layer_sizes
+    [8, 784, 1568, 784]
     """
     torch = _import_torch()
     nn = torch.nn
@@ -240,126 +268,44 @@ def from_torch(module):
     layers = _flatten(seq, torch)
     if not layers:
         raise ValueError("from_torch got an empty nn.Sequential.")
-
-    weights, biases = [], []
-    dtypes = []
-    W = b = None  # the current (open) linear map
-    state = "start"  # "start" | "linear" (after Linear[/BN]) | "closed" (after ReLU) | "end"
-    bn_ok = False  # a BatchNorm1d may follow (directly after a Linear)
-    activation = "identity"
-    out_where = None  # the output activation seen, if any
-
-    for pos, (name, layer) in enumerate(layers):
+    build = Builder(torch, in_shape, _host)
+    for name, layer in layers:
         where = _describe(name, layer)
-        if state == "end" and not isinstance(layer, nn.Identity):
-            if any(isinstance(later, nn.Linear) for _, later in layers[pos:]):
-                then = "" if isinstance(layer, nn.Linear) else ", then a Linear"
-                raise ValueError(
-                    f"hidden activations must be ReLU: {out_where} is followed by {where}"
-                    f"{then}, so it acts as a hidden activation. A "
-                    "ReLU generator is (Linear [BatchNorm1d] ReLU)* Linear [BatchNorm1d] "
-                    "[output activation], where only the output activation may be Tanh, "
-                    "Sigmoid, LeakyReLU or PLU."
-                )
-            raise ValueError(
-                f"{where} follows the output activation {out_where}; the output "
-                "activation must be the last layer."
-            )
-        if isinstance(layer, nn.Linear):
-            if state == "linear":
-                raise ValueError(
-                    f"{where} follows another Linear without a ReLU between them; "
-                    "a ReLU generator alternates Linear [BatchNorm1d] ReLU."
-                )
-            if not layer.weight.dtype.is_floating_point:
-                raise TypeError(f"{where} has non-float weights ({layer.weight.dtype}).")
-            dtypes.append(layer.weight.dtype)
-            W = _host(layer.weight).astype(np.float64)
-            b = (
-                np.zeros(W.shape[0])
-                if layer.bias is None
-                else _host(layer.bias).astype(np.float64)
-            )
-            if weights and W.shape[1] != weights[-1].shape[0]:
-                raise ValueError(
-                    f"{where} expects inputs of size {W.shape[1]} but the previous "
-                    f"Linear outputs size {weights[-1].shape[0]}."
-                )
-            state, bn_ok = "linear", True
-        elif isinstance(layer, nn.BatchNorm1d):
-            if not (state == "linear" and bn_ok):
-                raise ValueError(
-                    f"{where} must directly follow a Linear layer, whose weights and "
-                    "bias it is folded into."
-                )
-            if layer.training:
-                raise ValueError(
-                    f"{where} is in training mode: it normalizes with batch "
-                    "statistics, so it is not a fixed linear map. Call "
-                    "module.eval() before from_torch."
-                )
-            if layer.running_mean is None or layer.running_var is None:
-                raise ValueError(
-                    f"{where} has no running statistics (track_running_stats=False), "
-                    "so it normalizes with batch statistics even in eval mode."
-                )
-            if layer.num_features != W.shape[0]:
-                raise ValueError(
-                    f"{where} has {layer.num_features} features but the Linear before "
-                    f"it outputs {W.shape[0]}."
-                )
-            gamma = _host(layer.weight) if layer.affine else None
-            beta = _host(layer.bias) if layer.affine else None
-            W, b = fold_batchnorm(
-                W, b, _host(layer.running_mean), _host(layer.running_var), layer.eps,
-                gamma, beta,
-            )
-            bn_ok = False
-        elif isinstance(layer, nn.ReLU):
-            if state != "linear":
-                raise ValueError(
-                    f"{where} must follow a Linear (or Linear then BatchNorm1d)."
-                )
-            weights.append(W)
-            biases.append(b)
-            W = b = None
-            state, bn_ok = "closed", False
-        elif isinstance(layer, nn.Identity):
+        if isinstance(layer, nn.Identity):
             continue
+        if build.state == "end" and not isinstance(layer, (nn.Flatten, nn.Unflatten)):
+            build.after_end(where)
+        if isinstance(layer, nn.Linear):
+            build.linear(layer, where)
+        elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            build.conv(layer, where, transposed=isinstance(layer, nn.ConvTranspose2d))
+        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            build.batchnorm(layer, where)
+        elif isinstance(layer, nn.ReLU):
+            build.relu(where)
+        elif isinstance(layer, nn.Flatten):
+            build.flatten(layer, where)
+        elif isinstance(layer, nn.Unflatten):
+            build.unflatten(layer, where)
+        elif isinstance(layer, nn.Upsample):
+            build.upsample(layer, where)
         elif isinstance(layer, (nn.Tanh, nn.Sigmoid, nn.LeakyReLU)) or _is_plu(layer):
-            if state != "linear":
-                raise ValueError(
-                    f"{where} is an output activation and must follow the last "
-                    "Linear (or its BatchNorm1d); hidden layers must use ReLU."
-                )
-            if isinstance(layer, nn.Tanh):
-                activation = "tanh"
-            elif isinstance(layer, nn.Sigmoid):
-                activation = "sigmoid"
-            elif isinstance(layer, nn.LeakyReLU):
-                activation = ("leaky_relu", {"slope": float(layer.negative_slope)})
-            else:
-                activation = ("plu", {"slope": float(layer.alpha), "c": float(layer.c)})
-            state, out_where = "end", where
+            build.output_activation(_activation_of(layer, nn), where)
         else:
             raise TypeError(
-                f"from_torch does not support {where} ({layer!r}); supported: "
-                "Linear, BatchNorm1d (eval mode, after a Linear), ReLU (the only hidden "
-                "activation), Identity and a final Tanh, Sigmoid, LeakyReLU or PLU."
+                f"from_torch does not support {where} ({layer!r}); supported: Linear, Conv2d, "
+                "ConvTranspose2d, BatchNorm1d/2d (eval mode, after a linear map), ReLU, "
+                "Flatten, Unflatten, Upsample (nearest), Identity and a final Tanh, Sigmoid, "
+                "LeakyReLU or PLU."
             )
+    return ReLUGenerator.from_layers(build.finish(torch), output_activation=build.activation)
 
-    if state == "start":
-        raise ValueError("from_torch found no Linear layer in the module.")
-    if state == "closed":
-        raise ValueError(
-            "The module ends with a ReLU: the output layer must be a Linear followed "
-            "by an invertible activation (Tanh, Sigmoid, Identity, LeakyReLU or PLU)."
-        )
-    weights.append(W)
-    biases.append(b)
 
-    np_dtypes = [np.float64 if d == torch.float64 else np.float32 for d in dtypes]
-    dtype = np.result_type(*np_dtypes)
-    weights = [w.astype(dtype) for w in weights]
-    biases = [v.astype(dtype) for v in biases]
-    return ReLUGenerator(weights, biases, output_activation=activation)
+def _activation_of(layer, nn):
+    if isinstance(layer, nn.Tanh):
+        return "tanh"
+    if isinstance(layer, nn.Sigmoid):
+        return "sigmoid"
+    if isinstance(layer, nn.LeakyReLU):
+        return ("leaky_relu", {"slope": float(layer.negative_slope)})
+    return ("plu", {"slope": float(layer.alpha), "c": float(layer.c)})

@@ -72,7 +72,9 @@ def _phases_1d(length, src_length, k, s, p):
 
 
 def transposed_plan(w, in_hw, out_hw, stride, padding, kind=None):
-    """Plan of the adjoint of the convolution ``w`` (C_a, C_b, kh, kw): (C_a, *out_hw) -> (C_b, *in_hw).
+    """Plan of the adjoint of the convolution ``w`` (C_a, C_b, kh, kw).
+
+    It maps (C_a, *out_hw) to (C_b, *in_hw).
 
     ``kind`` None chooses between the phase ``"im2col"`` and the ``"col2im"``
     plan by the number of elements each materializes per sample.
