@@ -316,7 +316,9 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         ``-mean((X - G(transform(X)))^2)`` over the non-NaN entries of X;
         higher is better, as GridSearchCV expects. With a ``measurement`` A,
         ``-mean((X - A G(transform(X)))^2)``: the fit in the measurement
-        domain.
+        domain. X is taken as ``transform`` takes it: the rows holding values
+        far beyond a bounded phi's range clipped to it (see
+        :class:`~skinvert.inverters.DataRangeWarning`).
 
         Parameters
         ----------
@@ -334,6 +336,8 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         meas = self._measurement(xp, X.dtype, namespace_of(X)[1])
         if meas is not None:
             Xhat = meas.forward(Xhat)
+        else:
+            X = clip_to_range(X, self.generator_.activation, xp)
         missing = xp.isnan(X)
         err = xp.where(missing, xp.zeros_like(X), X - Xhat)
         n_obs = X.shape[0] * X.shape[1] - int(xp.sum(xp.astype(missing, xp.int64)))
