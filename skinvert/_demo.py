@@ -2,26 +2,31 @@
 
 Generates ``G(z)`` for ``z ~ N(0, I)``, corrupts them (clean, 45 % of the
 pixels missing at random, the top 13 of 28 rows missing), inverts them with
-every available inverter and prints the per-layer SNR (median, p10, p90) and
-the wall time of each method; writes a figure like the paper's Figures 6/7.
+every inverter (Oracle, Latent-Pursuit, Layered BP, gradient descent) and
+prints the per-layer SNR (median, p10, p90) and the wall time of each method;
+writes a figure like the paper's Figures 6/7 (:func:`demo_figure`).
 """
 
 import argparse
+import os
 import time
 import warnings
 
 import numpy as np
 
-from .metrics import layer_snr, summarize
+from .metrics import layer_snr, snr_db, summarize
 
 MASKS = ("clean", "random45", "top13")
+#: The figure's default path: under ./out/, which .gitignore covers.
+DEFAULT_OUT = os.path.join("out", "skinvert_demo.png")
 
 
 def _generator(name, seed):
     if name == "random":
         from .generator import make_random_generator
 
-        return make_random_generator([20, 80, 200, 400], random_state=seed), "random [20, 80, 200, 400], tanh"
+        desc = "random [20, 80, 200, 400], tanh"
+        return make_random_generator([20, 80, 200, 400], random_state=seed), desc
     try:
         from .datasets import load_pretrained_generator
     except ImportError:  # pragma: no cover - the datasets package ships with skinvert
@@ -66,27 +71,29 @@ def available_methods(generator, seed, gd_iter=1000):
     """The inverters to compare: (label, estimator, needs_true_supports)."""
     import skinvert
 
-    methods = [("Oracle", skinvert.OracleInverter(generator), True)]
-    for label, name in (("Latent-Pursuit", "LatentPursuitInverter"), ("Layered BP", "LayeredBPInverter")):
-        cls = getattr(skinvert, name, None)
-        if cls is not None:
-            methods.append((label, cls(generator), False))
-    methods.append(
+    return [
+        ("Oracle", skinvert.OracleInverter(generator), True),
+        ("Latent-Pursuit", skinvert.LatentPursuitInverter(generator), False),
+        ("Layered BP", skinvert.LayeredBPInverter(generator), False),
         (
             "Gradient descent",
             skinvert.GradientDescentInverter(
                 generator, transform_max_iter=gd_iter, random_state=seed
             ),
             False,
-        )
-    )
-    return methods
+        ),
+    ]
 
 
 def run_demo(
-    generator, *, n_signals=32, masks=MASKS, seed=0, gd_iter=1000, out=None, stream=print
+    generator, *, n_signals=32, masks=MASKS, seed=0, gd_iter=1000, out=None, stream=print,
+    title=None,
 ):
-    """Run the comparison; return ``{(mask, method): {"snr": ..., "time": s}}``."""
+    """Run the comparison; return ``{(mask, method): {"snr": ..., "time": s}}``.
+
+    With ``out`` a path, also writes the figure (:func:`demo_figure`) there,
+    creating its folder.
+    """
     rng = np.random.default_rng(seed)
     Z = rng.standard_normal((n_signals, generator.n_latent))
     X = generator.forward(Z)
@@ -122,12 +129,33 @@ def run_demo(
         "gradient descent: momentum 0.9, step 0.1 decaying."
     )
     if out:
-        _figure(generator, X, recon, masks, out)
-        stream(f"figure written to {out}")
+        demo_figure(generator, X, recon, masks, out, title=title)
+        stream(f"figure written to {os.path.abspath(out)}")
     return results
 
 
-def _figure(generator, X, recon, masks, out, n_show=6):
+#: Missing pixels are drawn in this colour, which no grey-scale image uses.
+MISSING_COLOUR = "#ff00ff"
+_MASK_LABELS = {
+    "clean": "clean",
+    "random45": "45 % missing",
+    "top13": "top 13 rows missing",
+}
+
+
+def _snr_label(ref, est):
+    snr = float(snr_db(ref[None, :], est[None, :])[0])
+    return "exact" if snr >= 100.0 else f"{snr:.1f} dB"
+
+
+def demo_figure(generator, X, recon, masks, out, *, n_show=2, title=None):
+    """The demo's figure: one row per (mask, signal), one column per method.
+
+    Columns: the clean signal, what the inverters saw (missing pixels in
+    magenta, :data:`MISSING_COLOUR`; none for the clean mask), then
+    ``G(z_hat)`` of every inverter with its SNR against the clean signal
+    ("exact" at 100 dB and above) under the panel.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,56 +165,115 @@ def _figure(generator, X, recon, masks, out, n_show=6):
     side = int(round(n**0.5))
     square = side * side == n
     methods = [m for (mk, m) in recon if mk == masks[0] and m != "corrupted"]
-    ours = next((m for m in ("Latent-Pursuit", "Layered BP", "Oracle") if m in methods), methods[0])
-    rows = []
-    for mask in masks:
-        rows += [
-            (f"{mask}: clean", X),
-            (f"{mask}: corrupted", recon[(mask, "corrupted")]),
-            (f"{mask}: gradient descent", recon[(mask, "Gradient descent")]),
-            (f"{mask}: {ours}", recon[(mask, ours)]),
-        ]
-    fig, axes = plt.subplots(len(rows), n_show, figsize=(1.4 * n_show, 1.4 * len(rows)), squeeze=False)
-    for r, (title, data) in enumerate(rows):
-        for c in range(n_show):
+    columns = ["clean signal", "input to the inverters"] + methods
+    lo_hi = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}.get(generator.activation.name)
+    vmin, vmax = lo_hi or (float(np.nanmin(X)), float(np.nanmax(X)))
+    cmap = matplotlib.colormaps["gray"].copy()
+    cmap.set_bad(MISSING_COLOUR)
+    n_show = min(n_show, X.shape[0])
+    rows = [(mask, k) for mask in masks for k in range(n_show)]
+    fig, axes = plt.subplots(
+        len(rows), len(columns), figsize=(1.55 * len(columns) + 1.2, 1.75 * len(rows) + 0.9),
+        squeeze=False,
+    )
+    for r, (mask, k) in enumerate(rows):
+        ref = np.asarray(X[k], dtype=float)
+        for c, col in enumerate(columns):
             ax = axes[r, c]
-            v = np.asarray(data[c], dtype=float)
-            if square:
-                img = np.ma.masked_invalid(v.reshape(side, side))
-                ax.imshow(img, cmap="gray", vmin=-1, vmax=1)
-            else:
-                ax.plot(v, lw=0.5)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(title, fontsize=6, rotation=0, ha="right", va="center")
+                v, label = ref, ""
+            elif c == 1:
+                v = np.asarray(recon[(mask, "corrupted")][k], dtype=float)
+                miss = np.isnan(v).mean()
+                if miss == 0:  # the clean signal itself: not drawn twice
+                    ax.text(0.5, 0.5, "nothing missing:\nthe clean signal", ha="center",
+                            va="center", fontsize=7, transform=ax.transAxes)
+                    if r == 0:
+                        ax.set_title(col, fontsize=8)
+                    continue
+                label = f"{100 * miss:.0f} % missing"
+            else:
+                v = np.asarray(recon[(mask, col)][k], dtype=float)
+                label = _snr_label(ref, v)
+            if square:
+                ax.imshow(np.ma.masked_invalid(v.reshape(side, side)), cmap=cmap,
+                          vmin=vmin, vmax=vmax, interpolation="nearest")
+            else:
+                ax.plot(ref, lw=0.4, color="0.7")
+                ax.plot(v, lw=0.5, color="C0")
+            ax.set_xlabel(label, fontsize=7, labelpad=2,
+                          color="darkgreen" if label == "exact" else "black")
+            if r == 0:
+                ax.set_title(col, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"{_MASK_LABELS.get(mask, mask)}\nsignal {k + 1}", fontsize=7)
+    fig.suptitle(
+        title or "skinvert demo: G(z_hat) of each inverter, SNR vs the clean signal "
+        "(magenta: missing pixels)", fontsize=9,
+    )
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(out, dpi=130)
     plt.close(fig)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m skinvert")
+    """``python -m skinvert demo``; returns the exit status (bad arguments: 2, one line)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m skinvert",
+        description="skinvert: invert ReLU generative models (Aberdam, Simon & Elad 2020).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="invert signals of a generator with every inverter")
-    demo.add_argument("--generator", default=None, help="pretrained name, 'random', or a .npz/.safetensors file")
-    demo.add_argument("--n-signals", type=int, default=32)
+    demo = sub.add_parser(
+        "demo", help="invert signals of a generator with every inverter",
+        description="Invert G(z) for z ~ N(0, I), clean and with missing pixels, with "
+        "every inverter; print the per-layer SNR and time of each and draw a figure.",
+    )
+    demo.add_argument(
+        "--generator", default=None,
+        help="a pretrained name (fashion-mnist-fc, digits-fc), 'random' (a random "
+        "[20, 80, 200, 400] tanh net), or a .npz/.safetensors file; default: "
+        "fashion-mnist-fc when shipped, else random",
+    )
+    demo.add_argument(
+        "--n-signals", type=int, default=32,
+        help="number of signals G(z) to invert per mask (default: 32)",
+    )
     demo.add_argument(
         "--gd-iter", type=int, default=1000,
-        help="gradient-descent iterations (the paper uses 10000)",
+        help="gradient-descent iterations (default: 1000; the paper uses 10000)",
     )
-    demo.add_argument("--masks", default=",".join(MASKS), help=f"comma-separated subset of {MASKS}")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default="skinvert_demo.png", help="figure path ('' for none)")
+    demo.add_argument(
+        "--masks", default=",".join(MASKS),
+        help=f"comma-separated subset of {', '.join(MASKS)} (default: all)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the latent codes, the masks and the random generator (default: 0)",
+    )
+    demo.add_argument(
+        "--out", default=DEFAULT_OUT,
+        help=f"figure path (default: {DEFAULT_OUT}, a folder .gitignore covers; '' for none)",
+    )
     args = parser.parse_args(argv)
     if args.n_signals < 1:
         parser.error("--n-signals must be >= 1")
+    if args.gd_iter < 1:
+        parser.error("--gd-iter must be >= 1")
     masks = tuple(m for m in args.masks.split(",") if m)
+    if not masks:
+        parser.error(f"--masks is empty; choose from {', '.join(MASKS)}")
     for m in masks:
         if m not in MASKS:
-            parser.error(f"unknown mask {m!r}; choose from {MASKS}")
+            parser.error(f"unknown mask {m!r}; choose from {', '.join(MASKS)}")
     name = args.generator or _default_generator_name()
-    generator, desc = _generator(name, args.seed)
+    try:
+        generator, desc = _generator(name, args.seed)
+    except (OSError, ValueError, TypeError) as exc:
+        parser.error(f"--generator {name!r}: {_one_line(exc)}")
     print(f"skinvert demo: generator {desc}, layer sizes {generator.layer_sizes}")
     t0 = time.perf_counter()
     run_demo(
@@ -196,6 +283,12 @@ def main(argv=None):
         seed=args.seed,
         gd_iter=args.gd_iter,
         out=args.out or None,
+        title=f"skinvert demo, generator {desc}: G(z_hat) of each inverter, SNR vs the clean "
+        "signal (magenta: missing pixels)",
     )
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__

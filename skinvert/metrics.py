@@ -104,7 +104,22 @@ class _HeldoutPixelScorer:
             )
         X_in = np.where(hide, np.nan, Xn).astype(np.asarray(to_numpy(X)).dtype, copy=False)
         Z_hat = estimator.transform(X_in)
-        X_hat = np.asarray(to_numpy(estimator.inverse_transform(Z_hat)), dtype=float)
+        X_hat = estimator.inverse_transform(Z_hat)
+        # With a measurement A, X holds y = A G(z): compare A G(z_hat) with y.
+        meas = getattr(estimator, "measurement_", None)
+        if meas is not None:
+            from .operators import Measurement
+
+            X_hat = Measurement(meas, np, np.float64, None).forward(
+                np.asarray(to_numpy(X_hat), dtype=np.float64)
+            )
+        X_hat = np.asarray(to_numpy(X_hat), dtype=float)
+        if X_hat.shape != Xn.shape:
+            raise ValueError(
+                f"heldout_pixel_scorer: {type(estimator).__name__}.inverse_transform gives "
+                f"{X_hat.shape[1]} features for X's {Xn.shape[1]} (a measurement the scorer "
+                "does not see?)."
+            )
         err = (X_hat - Xn)[hide]
         return -float(np.mean(err * err))
 
@@ -122,7 +137,8 @@ def heldout_pixel_scorer(fraction=0.1, random_state=0):
     inverter: in each call a random ``fraction`` of the *observed* entries of
     X is set to NaN (missing), X is inverted, and the score is minus the mean
     squared error of ``G(z_hat)`` on the hidden entries only (higher is
-    better). Unlike ``estimator.score``, which measures the fit on the
+    better); with a ``measurement`` A (X holds ``y = A G(z)``), of
+    ``A G(z_hat)``. Unlike ``estimator.score``, which measures the fit on the
     entries the inverter saw, this measures prediction on entries it did not
     see, so it penalises over-fitting noise (e.g. ``lam`` or ``noise_std``
     set too low) as well as over-smoothing.

@@ -20,6 +20,7 @@ from skinvert import (
     make_random_generator,
 )
 from skinvert.activations import ACTIVATIONS, Activation
+from skinvert.inverters import DataRangeWarning
 
 G = make_random_generator([3, 12, 30], random_state=0)
 ESTIMATORS = [
@@ -219,6 +220,7 @@ def test_saturated_outputs_are_missing_for_phi_inverse_methods(act):
     the methods that use phi^-1 drop them as missing entries, exactly."""
     g, Z, X, Xs, Xn = _saturated(act)
     Xs.setflags(write=False)
+    warnings.simplefilter("ignore", DataRangeWarning)  # (tested below)
     for est in [
         LatentPursuitInverter(g, debias=False),
         LayeredBPInverter(g, debias=False),
@@ -249,7 +251,8 @@ def test_saturated_outputs_give_finite_codes(make, act):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", ConvergenceWarning)
-        a = est.transform(Xs)
+        with pytest.warns(DataRangeWarning, match="outside the range.*clipped"):
+            a = est.transform(Xs)
     assert a.shape == (5, 3) and np.all(np.isfinite(a))
     np.testing.assert_array_equal(est.transform(Xs), a)
     np.testing.assert_array_equal(Xs, Xc)
@@ -559,9 +562,12 @@ def test_noise_larger_than_signal(make, act):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", DataRangeWarning)  # tanh: values far out are clipped
         Z = est.transform(Xnoisy)
         assert np.isfinite(est.score(Xnoisy))
     assert Z.shape == (6, 3) and np.all(np.isfinite(Z))
+    # Bounded: the old code gave |z| up to 3.7e4 here (targets beyond tanh's range).
+    assert np.max(np.abs(Z)) < 1e3
     np.testing.assert_array_equal(est.transform(Xnoisy), Z)
 
 
@@ -622,7 +628,8 @@ def _arrays(draw):
 def test_fuzz_only_value_or_type_errors(A):
     """Any shape, dtype and value: a finite result of the right shape or a
     ValueError / TypeError. A call that succeeds warns with ConvergenceWarning
-    only, or NumPy's overflow RuntimeWarning when values are so large their
+    or DataRangeWarning (values beyond tanh's range) only, or NumPy's overflow
+    RuntimeWarning when values are so large their
     squares overflow (see docs/scaling.md); the input is never modified."""
     A.setflags(write=False)
     A_copy = A.copy()
@@ -646,7 +653,7 @@ def test_fuzz_only_value_or_type_errors(A):
                 if method == "transform" or not huge:
                     assert np.all(np.isfinite(out))
             for w in caught:
-                assert issubclass(w.category, ConvergenceWarning) or (
+                assert issubclass(w.category, (ConvergenceWarning, DataRangeWarning)) or (
                     huge and issubclass(w.category, RuntimeWarning)
                 ), f"{type(est).__name__}.{method}: unexpected {w.category.__name__}: {w.message}"
     if A.dtype != object:
@@ -692,3 +699,82 @@ def test_fuzz_generator_construction(sizes, scale, bias, act, dtype):
         for est in [LatentPursuitInverter(g), GradientDescentInverter(g, transform_max_iter=20)]:
             Zhat = est.fit(X).transform(X)
             assert Zhat.shape == Z.shape and np.all(np.isfinite(Zhat))
+
+
+_BOUNDED = {}
+
+
+def _bounded_fitted(act, dtype):
+    key = (act, dtype)
+    if key not in _BOUNDED:
+        g = make_random_generator([3, 12, 30], output_activation=act, random_state=0)
+        X = g.forward(np.random.default_rng(0).standard_normal((6, 3))).astype(dtype)
+        _BOUNDED[key] = (g, [
+            GradientDescentInverter(g, transform_max_iter=30, random_state=0).fit(X),
+            OracleInverter(g, transform_max_iter=5).fit(X),
+            LatentPursuitInverter(g).fit(X),
+            LayeredBPInverter(g).fit(X),
+        ])
+    return _BOUNDED[key]
+
+
+@settings(max_examples=40)
+@given(
+    act=st.sampled_from(["tanh", "sigmoid"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    scale=st.sampled_from([0.0, 0.01, 0.5, 5.0, 100.0, 255.0]),
+    missing=st.sampled_from([0.0, 0.3, 0.9]),
+    seed=st.integers(0, 2**16),
+)
+def test_fuzz_out_of_range_data_for_bounded_outputs(act, dtype, scale, missing, seed):
+    """Data beyond a tanh / sigmoid output's range (noise of any size, unscaled
+    values, float32 or float64): finite, bounded codes with only the documented
+    warnings (DataRangeWarning, ConvergenceWarning), or the ValueError of a row
+    left with nothing to invert; never an overflow or a non-finite code."""
+    g, ests = _bounded_fitted(act, dtype)
+    rng = np.random.default_rng(seed)
+    X = g.forward(rng.standard_normal((4, 3)))
+    X = X + scale * rng.standard_normal(X.shape)
+    X[rng.random(X.shape) < missing] = np.nan
+    X[:, 0] = np.where(np.isnan(X[:, 0]), 0.5, X[:, 0])  # every row has an entry
+    X = X.astype(dtype)
+    for est in ests:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                Z = est.transform(X)
+            except ValueError as exc:
+                assert "no usable entry" in str(exc), exc
+                continue
+        assert Z.dtype == dtype and np.all(np.isfinite(Z))
+        assert np.max(np.abs(Z)) < 1e3, (type(est).__name__, np.max(np.abs(Z)))
+        for w in caught:
+            assert issubclass(w.category, (ConvergenceWarning, DataRangeWarning)), (
+                f"{type(est).__name__}: unexpected {w.category.__name__}: {w.message}")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::skinvert.inverters.DataRangeWarning")
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), n_threads=st.integers(2, 4))
+def test_fuzz_concurrent_transforms(seed, n_threads):
+    """One fitted estimator, transforms from several threads at once on different
+    inputs (out-of-range and missing values included): each equals its serial
+    result, and nothing but ValueError / TypeError is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for _ in range(n_threads):
+        X = _X(5, seed=int(rng.integers(1 << 16))) + rng.choice([0.0, 0.1, 3.0]) * \
+            rng.standard_normal((5, 30))
+        X[rng.random(X.shape) < 0.2] = np.nan
+        X[:, 0] = 0.1
+        inputs.append(X)
+    for est in _fitted()[:4]:
+        serial = [est.transform(X) for X in inputs]
+        with ThreadPoolExecutor(n_threads) as pool:
+            parallel = list(pool.map(est.transform, inputs))
+        for a, b in zip(serial, parallel, strict=True):
+            assert np.all(np.isfinite(b))
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)

@@ -119,9 +119,9 @@ def test_random_state_reproducible():
     np.testing.assert_array_equal(a, b)
 
 
-def test_verbose_prints(capsys):
+def test_verbose_shows_progress(capsys):
     G = make_random_generator([5, 40, 100], random_state=0)
     X = G.forward(np.random.default_rng(6).standard_normal((6, 5)))
     GradientDescentInverter(G, verbose=1, batch_size=4, random_state=0).fit(X).transform(X)
-    out = capsys.readouterr().out
-    assert "batch 1/2" in out and "batch 2/2" in out
+    err = capsys.readouterr().err
+    assert "GradientDescentInverter" in err and "6/6" in err

@@ -162,11 +162,12 @@ def test_layered_bp_and_paper_solver_with_identity_output():
     assert np.median(snr_db(Z, Zhat)) >= 60
 
 
-def test_parameter_untouched_and_default_generator():
+def test_parameter_untouched_and_generator_size():
     rng = np.random.default_rng(0)
     A = rng.standard_normal((30, 40))
     X = rng.standard_normal((5, 30))
-    est = GradientDescentInverter(measurement=A, transform_max_iter=5)
+    G = make_random_generator([10, 40, 40], output_activation="identity", random_state=0)
+    est = GradientDescentInverter(G, measurement=A, transform_max_iter=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est.fit(X).transform(X)

@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
 from .._array_api import get_namespace, namespace_of
+from .._warnings import warn_user
 from ..algorithms._batch import Batch, lipschitz_constants
 from ..algorithms._refine import Refinement
 from ..algorithms.layered_bp import EpsilonRule
@@ -95,11 +96,10 @@ def _warn(counts, name):
     bad = {k: v for k, v in counts.items() if v}
     if bad:
         parts = ", ".join(f"{v} row(s) in {k}" for k, v in bad.items())
-        warnings.warn(
+        warn_user(
             f"{name} did not converge for {parts}; increase the iteration limits "
             "or loosen the tolerances.",
             ConvergenceWarning,
-            stacklevel=3,
         )
 
 

@@ -10,10 +10,13 @@ from ._common import _NONNEG_INT, _POS, _batch_of, _warn
 __all__ = ["_oracle_inversion", "oracle_inversion"]
 
 
-def _oracle_inversion(batch, masks, *, method="end_to_end", gamma=0.0, max_iter=30, tol=None):
+def _oracle_inversion(
+    batch, masks, *, method="end_to_end", gamma=0.0, max_iter=30, tol=None, return_rows=False
+):
     """:func:`oracle_inversion` on a :class:`Batch` with float 0/1 ``masks``.
 
-    Returns ``(Z, n_not_converged)``.
+    Returns ``(Z, n_not_converged)``, or with ``return_rows`` ``(Z, rows)``:
+    the bool array of the rows that did not converge (None: none can fail).
     """
     xp = batch.xp
     if method == "layerwise":
@@ -27,7 +30,7 @@ def _oracle_inversion(batch, masks, *, method="end_to_end", gamma=0.0, max_iter=
             xp,
             gamma=gamma,
         )
-        return Z, 0
+        return Z, (None if return_rows else 0)
     Z, _, conv = oracle_end_to_end(
         batch.Y,
         batch.obs,
@@ -41,6 +44,8 @@ def _oracle_inversion(batch, masks, *, method="end_to_end", gamma=0.0, max_iter=
         tol=tol,
         measurement=batch.measurement,
     )
+    if return_rows:
+        return Z, (~conv if max_iter > 0 else None)
     n_bad = int(xp.sum(xp.astype(~conv, xp.int32))) if max_iter > 0 else 0
     return Z, n_bad
 

@@ -131,14 +131,36 @@ class Batch:
 
 
 class PursuitResult:
-    """Estimates of a batch: ``z``, hidden layers, supports and stage counts."""
+    """Estimates of a batch: ``z``, hidden layers, supports and stage counts.
+
+    Diagnostics: ``not_converged`` counts the rows that hit each stage's
+    iteration limit; ``rows`` holds, for the stages that know them, those
+    rows (bool arrays of the batch); ``decided`` maps a refinement stage to
+    the rows whose final estimate it produced, ``n_refresh`` counts each
+    row's accepted support refreshes.
+    """
 
     def __init__(self):
         self.z = None
         self.hidden = []
         self.supports = []
         self.not_converged = {}
+        self.rows = {}
+        self.decided = {}
+        self.n_refresh = None
 
     def count(self, stage, n_bad):
         """Add ``n_bad`` rows that hit ``stage``'s iteration limit."""
         self.not_converged[stage] = self.not_converged.get(stage, 0) + int(n_bad)
+
+    def flag(self, stage, rows, xp):
+        """The rows (bool array of the batch) that hit ``stage``'s limit; counted too."""
+        prev = self.rows.get(stage)
+        self.rows[stage] = rows if prev is None else prev | rows
+        self.count(stage, int(xp.sum(xp.astype(rows, xp.int32))))
+
+    def mark(self, stage, rows):
+        """The rows (bool array of the batch) whose estimate ``stage`` just replaced."""
+        for other in self.decided:
+            self.decided[other] = self.decided[other] & ~rows
+        self.decided[stage] = rows if stage not in self.decided else self.decided[stage] | rows

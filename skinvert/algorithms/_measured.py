@@ -153,5 +153,5 @@ def measured_image_layer(batch, solver, lam, nonneg, res, stage):
         code = scatter_rows(code, cn, live, xp)
         stalled = scatter_rows(stalled, ~ok, live, xp)
         live = scatter_rows(live, ok & ~fixed, live, xp)
-    res.count(f"{stage} (pieces of phi)", int(xp.sum(xp.astype(live | stalled, xp.int32))))
+    res.flag(f"{stage} (pieces of phi)", live | stalled, xp)
     return xp.astype(x, dt)

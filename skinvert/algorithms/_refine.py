@@ -90,7 +90,7 @@ def debias(res, batch, *, gamma, max_iter):
     ok = xp.all(xp.isfinite(z), axis=1)
     res.z = xp.where(ok[:, None], z, res.z)
     if max_iter > 0 and batch.activation.name != "identity":
-        res.count("debiasing", int(xp.sum(xp.astype(~conv, xp.int32))))
+        res.flag("debiasing", ~conv & ok, xp)
 
 
 def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
@@ -110,6 +110,7 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
     loss = batch.loss(res.z, gamma)
     z = res.z
     active = xp.ones((z.shape[0],), dtype=xp.bool, device=device(z))
+    rounds = xp.zeros((z.shape[0],), dtype=xp.int64, device=device(z))
     for _ in range(max_iter):
         pre, _ = forward_preactivations(z, batch.weights, batch.biases, xp)
         new = [xp.astype(u > 0, z.dtype) for u in pre]
@@ -143,7 +144,10 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
         masks = [xp.where(changed[:, None], m_new, m) for m, m_new in zip(masks, new, strict=True)]
         # Rows already at a fixed point, or that did not improve, stop.
         active = scatter_rows(xp.zeros_like(active), better, changed, xp)
+        rounds = rounds + xp.astype(active, xp.int64)
+        res.mark("refresh", active)
     res.z = z
+    res.n_refresh = rounds
 
 
 def fallback(res, batch, *, max_iter, tol):
@@ -188,4 +192,5 @@ def fallback(res, batch, *, max_iter, tol):
     better = lg < xp.take(loss, sub, axis=0)
     Zb = xp.where(better[:, None], Zg, Z0)
     res.z = scatter_rows(res.z, Zb, bad, xp)
-    res.count("the gradient-descent fallback", int(xp.sum(xp.astype(~conv, xp.int32))))
+    res.mark("fallback", scatter_rows(xp.zeros_like(bad), better, bad, xp))
+    res.flag("the gradient-descent fallback", scatter_rows(xp.zeros_like(bad), ~conv, bad, xp), xp)

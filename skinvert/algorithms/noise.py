@@ -207,4 +207,5 @@ def retry_thresholds(res, batch, run, model, gamma):
         better = xp.isfinite(lt) & (lt < old)
         zs = xp.where(better[:, None], trial.z, xp.take(res.z, sub, axis=0))
         res.z = scatter_rows(res.z, zs, bad, xp)
+        res.mark("noise retry", scatter_rows(xp.zeros_like(bad), better, bad, xp))
         loss = scatter_rows(loss, xp.where(better, lt, old), bad, xp)

@@ -1,6 +1,7 @@
 """scikit-learn estimators that invert a generator: signals X -> latent codes Z."""
 
 from ._base import BaseInverter
+from ._diagnostics import DataRangeWarning
 from ._gradient_descent import GradientDescentInverter, gradient_descent_inversion
 from ._hybrid import HybridInverter
 from ._imputer import GeneratorImputer
@@ -12,6 +13,7 @@ from ._pursuit import LatentPursuitInverter
 
 __all__ = [
     "BaseInverter",
+    "DataRangeWarning",
     "GeneratorImputer",
     "GradientDescentInverter",
     "HybridInverter",

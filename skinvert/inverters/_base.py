@@ -1,21 +1,20 @@
 """The scikit-learn glue shared by every inverter, written once."""
 
-import time
-import warnings
 from numbers import Integral
 
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils import check_random_state, gen_batches, metadata_routing
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._array_api import _is_numpy, get_namespace, namespace_of, single_threaded_blas, to_numpy
-from ..operators import Measurement, check_measurement, measurement_shape
-from ..generator import ReLUGenerator, make_random_generator
+from ..algorithms.gradient_descent import loss_and_gradient
+from ..operators import Measurement, check_measurement
+from ._checks import clip_to_range, range_warning, resolve_generator, scan_rows
+from ._diagnostics import BatchRecord, Report, progress
 
 __all__ = ["BaseInverter"]
 
@@ -23,26 +22,13 @@ __all__ = ["BaseInverter"]
 WORKING_MEMORY = 512 * 2**20
 
 
-def default_generator(n_features, random_state):
-    """The generator ``fit`` builds when ``generator=None``.
-
-    ``[max(1, n_features // 4), n_features, n_features]`` with an identity
-    output (so any real-valued X is in its range) and iid Gaussian weights
-    from :func:`~skinvert.make_random_generator`, seeded by ``random_state``
-    (seed 0 when it is None, so that the default model is reproducible).
-    """
-    # s_1 ~ n_features / 2 lies between n_0 and n: the uniqueness window of
-    # Corollary 1, so every inverter has a well-posed problem.
-    sizes = [max(1, n_features // 4), n_features, n_features]
-    seed = 0 if random_state is None else random_state
-    return make_random_generator(sizes, output_activation="identity", random_state=seed)
-
-
 class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class of the inverters: validation, batching, inverse_transform, score.
 
     Parameters shared by every inverter (declared and validated here once):
-    ``generator``, ``measurement`` (linear measurements ``y = A G(z)``, see
+    ``generator`` (required: a :class:`~skinvert.ReLUGenerator`, a pretrained
+    name, a ``.npz``/``.safetensors`` file or a PyTorch module, converted in
+    ``fit``), ``measurement`` (linear measurements ``y = A G(z)``, see
     :func:`~skinvert.operators.check_measurement`),
     ``batch_size``, ``n_jobs``, ``verbose`` and ``random_state``.
 
@@ -50,10 +36,22 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     the latent codes of a batch, where ``Y`` holds the signals with missing
     entries set to 0 and ``obs`` is 1.0 on observed entries, 0.0 elsewhere;
     and ``_bytes_per_sample(generator, itemsize)`` to size automatic batches.
+    They report per-row diagnostics through ``state`` (a :class:`_TransformState`):
+    ``state.flag(stage, rows)`` for the rows that hit a stage's iteration cap,
+    ``state.count(stage, n)`` where only a count is known, ``state.record.n_iter``
+    and ``state.record.stage``; ``_stage_param(stage)`` names the parameter to
+    raise in the ConvergenceWarning.
     """
 
+    # ``return_info`` is an option of the call, not metadata to route.
+    __metadata_request__transform = {"return_info": metadata_routing.UNUSED}
+
+    #: Whether the inverter works on phi^-1(X) (rows with every entry saturated
+    #: are then an error, and saturated entries are reported).
+    _needs_inverse = False
+
     _parameter_constraints: dict = {
-        "generator": [ReLUGenerator, None],
+        "generator": "no_validation",  # resolved in fit (resolve_generator)
         "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
@@ -62,7 +60,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     }
 
     def __init__(
-        self, generator=None, *, measurement=None, batch_size=None, n_jobs=None, verbose=0,
+        self, generator, *, measurement=None, batch_size=None, n_jobs=None, verbose=0,
         random_state=None,
     ):
         self.generator = generator
@@ -119,9 +117,8 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Signals; NaN marks a missing entry. With ``generator=None`` a
-            random generator with ``n_features`` outputs is built (see
-            :func:`default_generator`).
+            Signals (m measurements each with a ``measurement``); NaN marks a
+            missing entry.
         y : None
             Ignored.
 
@@ -132,20 +129,12 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self._validate_params()
         X = self._validate_X(X, reset=True)
         measurement = getattr(self, "measurement", None)
-        if measurement is not None:
-            # X holds y = A G(z): the generator acts on A's columns.
-            n_signal = measurement_shape(measurement)[1]
-        else:
-            n_signal = X.shape[1]
-        if self.generator is None:
-            gen = default_generator(n_signal, self.random_state)
-        else:
-            gen = self.generator
-            if measurement is None and X.shape[1] != gen.n_output:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but the generator produces signals "
-                    f"of size {gen.n_output} (generator.n_output)."
-                )
+        gen = resolve_generator(self.generator, type(self).__name__)
+        if measurement is None and X.shape[1] != gen.n_output:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the generator produces signals "
+                f"of size {gen.n_output} (generator.n_output)."
+            )
         if hasattr(self, "measurement"):
             self.measurement_ = (
                 None if measurement is None else check_measurement(measurement, X, gen.n_output)
@@ -165,6 +154,10 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _check_measurement_supported(self, generator):
         """Hook for subclasses: raise where a measurement is not supported."""
 
+    def _stage_param(self, stage):
+        """The parameter to raise when rows hit ``stage``'s cap (None: unknown)."""
+        return None
+
     def _measurement(self, xp, dtype, device):
         """The fitted measurement in a batch's namespace and dtype (None without one)."""
         A = getattr(self, "measurement_", None)
@@ -183,41 +176,69 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             size = max(1, WORKING_MEMORY // (per * n_workers))
             if n_workers > 1:  # at least one batch per worker
                 size = min(size, max(1, -(-n_samples // n_workers)))
+            if self.verbose:  # about 20 batches, so that the progress bar moves
+                size = min(size, max(8, -(-n_samples // 20)))
         return list(gen_batches(n_samples, size))
 
     def _bytes_per_sample(self, generator, itemsize):
         return itemsize * 8 * sum(generator.layer_sizes)
 
-    def _check_rows_observed(self, X, batches):
-        """Reject rows with no observed entry (all NaN), one batch at a time."""
-        xp, _ = get_namespace(X)
-        rows = []
-        for sl in batches:
-            empty = xp.all(xp.isnan(X[sl, ...]), axis=1)
-            if bool(xp.any(empty)):
-                rows.extend(sl.start + np.flatnonzero(np.asarray(_to_host(empty, xp))))
-        if rows:
-            raise ValueError(
-                f"{len(rows)} row(s) of X have no observed entry (all NaN), e.g. row "
-                f"{int(rows[0])}: there is nothing to invert."
-            )
-
-    def transform(self, X):
+    def transform(self, X, return_info=False):
         """Recover the latent codes of the signals X.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Signals; NaN marks a missing entry.
+        return_info : bool, default=False
+            Also return per-row diagnostics (the estimator is not modified).
 
         Returns
         -------
         Z : array of shape (n_samples, n_components)
             In X's namespace, device and float dtype.
-        """
-        return self._transform(X)
+        info : Bunch
+            Only with ``return_info=True``; host NumPy arrays of shape
+            (n_samples,) unless stated:
 
-    def _transform(self, X, *, validated=False, **kwargs):
+            - ``loss``: the final ``1/2 ||obs * (G(z) - x)||^2`` (``A G(z)``
+              with a measurement; clipped X where X left phi's range);
+            - ``recovered``: the row's residual is at rounding level
+              (``||r|| <= sqrt(eps) ||x||``);
+            - ``converged``: False where an iterative stage stopped at its
+              cap on a row that was not recovered;
+            - ``n_iter``: the iterations of the inverter's main loop for the
+              row (gradient descent: steps; Latent-Pursuit and Layered BP: support
+              refreshes), -1 where not counted per row;
+            - ``stage``: which stage or start decided the row (e.g.
+              ``"pursuit"``, ``"refresh"``, ``"fallback"``, ``"start 2"``);
+            - ``n_saturated``, ``n_out_of_range``: saturated entries and
+              entries outside a bounded phi's range (clipped);
+            - ``not_converged``: ``{stage: rows}``, as in the warning;
+            - ``n_not_converged``: int, the rows with ``converged`` False.
+        """
+        return self._transform(X, return_info=return_info)
+
+    def _transform(self, X, *, validated=False, return_info=False, **kwargs):
+        Z, report = self._transform_report(X, validated=validated, **kwargs)
+        self._warn(report)
+        return (Z, report.info()) if return_info else Z
+
+    def _warn(self, report, name=None):
+        """The warnings of one call: X's range, then convergence (one each)."""
+        name = name or type(self).__name__
+        if report.scan is not None:
+            range_warning(
+                report.scan, self.generator_.activation, bounded=self._bounded(),
+                needs_inverse=self._needs_inverse, owner=name, recovered=report.recovered,
+            )
+        report.warn(name, self._stage_param)
+
+    def _bounded(self):
+        return getattr(self, "measurement_", None) is None
+
+    def _transform_report(self, X, *, validated=False, **kwargs):
+        """``(Z, Report)``: the codes and the diagnostics of the call, no warning."""
         if not validated:
             check_is_fitted(self)
             X = self._validate_X(X, reset=False)
@@ -228,34 +249,37 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         batches = self._batches(n, itemsize, n_workers)
         # Missing entries are split off per batch (in _run_batch), so the
         # working memory is bounded by batch_size, not by the size of X.
-        self._check_rows_observed(X, batches)
-        t0 = time.perf_counter()
+        scan = scan_rows(
+            X, batches, self.generator_.activation, bounded=self._bounded(),
+            needs_inverse=self._needs_inverse, owner=type(self).__name__,
+        )
+        bar = progress(n, type(self).__name__, self.verbose and n)
+        jobs = (
+            (sl, _slice_all(kwargs, sl)) for sl in batches
+        )
         if n_workers > 1 and len(batches) > 1:
             # Rows are independent problems: batches on joblib workers give the
             # same result as n_jobs=1 (NumPy only; other namespaces run in turn).
-            results = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(_run_batch)(self, X[sl, ...], _slice_all(kwargs, sl))
-                for sl in batches
+            results = Parallel(n_jobs=self.n_jobs, return_as="generator")(
+                delayed(_run_batch)(self, X[sl, ...], kw) for sl, kw in jobs
             )
         else:
-            results = []
-            for k, sl in enumerate(batches):
-                results.append(_run_batch(self, X[sl, ...], _slice_all(kwargs, sl)))
-                if self.verbose:
-                    print(
-                        f"[{type(self).__name__}] batch {k + 1}/{len(batches)} "
-                        f"({sl.stop} of {n} rows, {time.perf_counter() - t0:.2f} s)"
-                    )
-        out = [Z for Z, _ in results]
-        state = _TransformState(None, None)
-        for _, counts in results:
-            for stage, n_bad in counts.items():
-                state.count(stage, n_bad)
+            results = (_run_batch(self, X[sl, ...], kw) for sl, kw in jobs)
+        out, records = [], []
+        try:
+            for Z, record in results:
+                out.append(Z)
+                records.append(record)
+                if bar is not None:
+                    bar.update(Z.shape[0])
+        finally:
+            if bar is not None:
+                bar.close()
+        report = Report(records, n, scan)
         if not out:
-            return xp.zeros((0, self.n_components_), dtype=X.dtype, device=dev)
+            return xp.zeros((0, self.n_components_), dtype=X.dtype, device=dev), report
         Z = out[0] if len(out) == 1 else xp.concat(out, axis=0)
-        state.warn(type(self).__name__)
-        return Z
+        return Z, report
 
     def inverse_transform(self, X):
         """Map latent codes back to signals: ``G(Z)``.
@@ -292,7 +316,9 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         ``-mean((X - G(transform(X)))^2)`` over the non-NaN entries of X;
         higher is better, as GridSearchCV expects. With a ``measurement`` A,
         ``-mean((X - A G(transform(X)))^2)``: the fit in the measurement
-        domain.
+        domain. X is taken as ``transform`` takes it: the rows holding values
+        far beyond a bounded phi's range clipped to it (see
+        :class:`~skinvert.inverters.DataRangeWarning`).
 
         Parameters
         ----------
@@ -310,6 +336,8 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         meas = self._measurement(xp, X.dtype, namespace_of(X)[1])
         if meas is not None:
             Xhat = meas.forward(Xhat)
+        else:
+            X = clip_to_range(X, self.generator_.activation, xp)
         missing = xp.isnan(X)
         err = xp.where(missing, xp.zeros_like(X), X - Xhat)
         n_obs = X.shape[0] * X.shape[1] - int(xp.sum(xp.astype(missing, xp.int64)))
@@ -317,29 +345,22 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
 
 class _TransformState:
-    """Per-call state of a transform: the weights in the data's namespace and
-    the counts of rows that hit an iteration limit."""
+    """Per-batch state of a transform: the weights in the data's namespace,
+    the measurement and the batch's diagnostics (:class:`BatchRecord`)."""
 
-    def __init__(self, weights, biases, measurement=None):
+    def __init__(self, weights, biases, measurement=None, n_rows=0):
         self.weights = weights
         self.biases = biases
         self.measurement = measurement
-        self.not_converged = {}
+        self.record = BatchRecord(n_rows)
 
     def count(self, stage, n_bad):
-        """Record ``n_bad`` rows of the current batch that hit ``stage``'s limit."""
-        self.not_converged[stage] = self.not_converged.get(stage, 0) + int(n_bad)
+        """Record ``n_bad`` rows of the batch that hit ``stage``'s limit (rows unknown)."""
+        self.record.count(stage, n_bad)
 
-    def warn(self, name):
-        bad = {k: v for k, v in self.not_converged.items() if v}
-        if bad:
-            parts = ", ".join(f"{v} row(s) in {k}" for k, v in bad.items())
-            warnings.warn(
-                f"{name} did not converge for {parts}; increase the iteration limits "
-                "or loosen the tolerances.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+    def flag(self, stage, rows, xp):
+        """Record the rows (bool array in ``xp``) that hit ``stage``'s limit."""
+        self.record.flag(stage, _to_host(rows, xp))
 
 
 def _split_missing(X, xp):
@@ -351,14 +372,28 @@ def _split_missing(X, xp):
 
 
 def _run_batch(estimator, X, kwargs):
-    """Invert one batch of signals (NaN = missing); returns (Z, {stage: rows that hit a limit})."""
+    """Invert one batch of signals (NaN = missing); returns ``(Z, BatchRecord)``."""
     xp, dev = namespace_of(X)
     Y, obs = _split_missing(X, xp)
-    weights, biases = estimator.generator_.as_arrays(xp, dtype=Y.dtype, device=dev)
-    state = _TransformState(weights, biases, estimator._measurement(xp, Y.dtype, dev))
+    gen = estimator.generator_
+    meas = estimator._measurement(xp, Y.dtype, dev)
+    if meas is None:  # values beyond a bounded phi's range become saturated ones
+        Y = clip_to_range(Y, gen.activation, xp)
+    weights, biases = gen.as_arrays(xp, dtype=Y.dtype, device=dev)
+    state = _TransformState(weights, biases, meas, Y.shape[0])
     with single_threaded_blas(xp):
         Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)
-    return Z, state.not_converged
+        # (A subclass may append columns after the codes: HybridInverter's info.)
+        loss, _ = loss_and_gradient(
+            Z[:, : gen.n_latent], Y, obs, weights, biases, gen.activation, xp, measurement=meas
+        )
+    energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
+    rtol2 = float(xp.finfo(Y.dtype).eps)  # (sqrt(eps))^2: ||r|| <= sqrt(eps) ||y||
+    recovered = xp.isfinite(loss) & (loss <= rtol2 * energy)
+    record = state.record
+    record.loss = np.asarray(_to_host(loss, xp), dtype=np.float64)
+    record.recovered = np.asarray(_to_host(recovered, xp), dtype=bool)
+    return Z, record
 
 
 def _slice_all(kwargs, sl):

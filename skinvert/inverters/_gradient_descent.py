@@ -1,6 +1,5 @@
 """GradientDescentInverter: the paper's baseline (eq. 1 by momentum gradient descent)."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -9,7 +8,8 @@ from sklearn.utils._param_validation import Hidden, Interval, StrOptions, valida
 from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import adam_descent, gradient_lipschitz, momentum_descent
 from ..generator import ReLUGenerator
-from ._base import BaseInverter
+from ._base import BaseInverter, _to_host
+from ._diagnostics import warn_user
 
 
 class GradientDescentInverter(BaseInverter):
@@ -21,9 +21,10 @@ class GradientDescentInverter(BaseInverter):
 
     Parameters
     ----------
-    generator : ReLUGenerator or None, default=None
-        The generator to invert. None builds a random one in ``fit`` (see
-        :func:`skinvert.inverters._base.default_generator`).
+    generator : ReLUGenerator, str or torch.nn.Module
+        The generator to invert: a :class:`~skinvert.ReLUGenerator`, a
+        pretrained name, a ``.npz``/``.safetensors`` file or a PyTorch module
+        (see :class:`LatentPursuitInverter`); converted in ``fit``.
     measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
         Linear measurements ``y = A G(z) + e``: X then holds the m
         measurements of each signal (NaN: a missing measurement) and the loss
@@ -79,7 +80,7 @@ class GradientDescentInverter(BaseInverter):
         ``None`` means 1 unless in a ``joblib.parallel_config`` context, -1
         all cores). Results equal those of ``n_jobs=1``: rows are independent.
     verbose : int, default=0
-        Print progress per batch.
+        Show a progress bar over rows (rows done, rate, time left) when positive.
     random_state : int, RandomState instance or None, default=None
         Draws the starting points in ``fit``.
 
@@ -139,7 +140,7 @@ class GradientDescentInverter(BaseInverter):
 
     def __init__(
         self,
-        generator=None,
+        generator,
         *,
         measurement=None,
         solver="momentum",
@@ -196,7 +197,7 @@ class GradientDescentInverter(BaseInverter):
     def _gamma(self):
         if isinstance(self.alpha, str):  # "deprecated": not set
             return float(self.gamma)
-        warnings.warn(
+        warn_user(
             "'alpha' was renamed 'gamma' (the ridge weight's name in every inverter) in "
             "0.2 and will be removed in 0.4; use gamma instead.",
             FutureWarning,
@@ -221,7 +222,14 @@ class GradientDescentInverter(BaseInverter):
         else:
             run, extra = momentum_descent, {"momentum": self.momentum}
         gamma = float(self.gamma) if isinstance(self.alpha, str) else float(self.alpha)
-        Z, loss, _, converged = run(
+        first = xp.full((Z0.shape[0],), -1, dtype=xp.int64, device=dev)
+
+        def per_row_iterations(k, loss_k, converged_k):
+            # The iteration at which each row converged (per-row n_iter of the info).
+            nonlocal first
+            first = xp.where(converged_k & (first < 0), xp.full_like(first, k), first)
+
+        Z, loss, n_iter, converged = run(
             Z0,
             Yr,
             obsr,
@@ -235,18 +243,29 @@ class GradientDescentInverter(BaseInverter):
             max_iter=self.transform_max_iter,
             tol=self.tol,
             measurement=state.measurement,
+            callback=per_row_iterations,
             **extra,
         )
+        iters = xp.where(first < 0, xp.full_like(first, n_iter), first)
         best_Z, best_loss, best_conv = Z[:B, ...], loss[:B], converged[:B]
+        best_it, best_r = iters[:B], xp.zeros((B,), dtype=xp.int64, device=dev)
         for r in range(1, R):
-            Zr, lr_, cr = Z[r * B : (r + 1) * B, ...], loss[r * B : (r + 1) * B], converged[r * B : (r + 1) * B]
+            rows = slice(r * B, (r + 1) * B)
+            Zr, lr_, cr = Z[rows, ...], loss[rows], converged[rows]
             better = lr_ < best_loss
             best_Z = xp.where(better[:, None], Zr, best_Z)
             best_loss = xp.where(better, lr_, best_loss)
             best_conv = xp.where(better, cr, best_conv)
-        n_bad = B - int(xp.sum(xp.astype(best_conv, xp.int32)))
-        state.count("gradient descent (transform_max_iter)", n_bad)
+            best_it = xp.where(better, iters[rows], best_it)
+            best_r = xp.where(better, xp.full_like(best_r, r), best_r)
+        state.flag("gradient descent", ~best_conv, xp)
+        record = state.record
+        record.n_iter[:] = _to_host(best_it, xp)
+        record.stage[:] = [f"start {int(r)}" for r in _to_host(best_r, xp)]
         return best_Z
+
+    def _stage_param(self, stage):
+        return "transform_max_iter or tol"
 
 
 @validate_params(

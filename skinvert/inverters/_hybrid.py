@@ -8,26 +8,17 @@ from sklearn.utils.validation import check_is_fitted
 from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import gradient_lipschitz
 from ..algorithms.hybrid import HybridStarts, consistent_loss_bound, hybrid_batch
-from ._base import BaseInverter
+from ._base import BaseInverter, _to_host, _TransformState
 from ._pursuit import LatentPursuitInverter
 
 _INFO = ("loss", "start", "fixed_point", "n_iter")
 
 
-class _BatchState:
-    """The minimal per-batch state an inverter's ``_transform_batch`` reads."""
-
-    def __init__(self, weights, biases, measurement):
-        self.weights, self.biases, self.measurement = weights, biases, measurement
-
-    def count(self, stage, n_bad):
-        """Iteration-limit counts of the pursuit start are not reported."""
-
-
 def _pursuit_estimate(estimator, Y, obs, xp, state):
-    """The layer-wise pursuit's estimate of a batch (the one call to repoint at merge)."""
+    """The layer-wise pursuit's estimate of a batch (its iteration-limit counts are
+    not reported: the polish decides the row)."""
     return estimator._transform_batch(
-        Y, obs, xp, _BatchState(state.weights, state.biases, state.measurement)
+        Y, obs, xp, _TransformState(state.weights, state.biases, state.measurement, Y.shape[0])
     )
 
 
@@ -65,8 +56,10 @@ class HybridInverter(BaseInverter):
 
     Parameters
     ----------
-    generator : ReLUGenerator or None, default=None
-        The generator to invert (None: a random one built in ``fit``).
+    generator : ReLUGenerator, str or torch.nn.Module
+        The generator to invert: a :class:`~skinvert.ReLUGenerator`, a
+        pretrained name, a ``.npz``/``.safetensors`` file or a PyTorch module
+        (see :class:`LatentPursuitInverter`); converted in ``fit``.
         Any output activation (identity, leaky_relu, plu, tanh, sigmoid).
     measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
         Linear measurements ``y = A G(z) + e`` (X holds the m measurements;
@@ -166,7 +159,7 @@ class HybridInverter(BaseInverter):
 
     def __init__(
         self,
-        generator=None,
+        generator,
         *,
         measurement=None,
         noise_std=None,
@@ -264,12 +257,16 @@ class HybridInverter(BaseInverter):
         Returns
         -------
         Z : array of shape (n_samples, n_components)
-        info : dict of arrays of shape (n_samples,)
-            Only with ``return_info=True``.
+        info : Bunch
+            Only with ``return_info=True``: the keys of
+            :meth:`BaseInverter.transform` (host arrays; ``stage`` is
+            ``"pursuit"`` or ``"start r"``), and the hybrid's own arrays of
+            shape (n_samples,) in X's namespace (see Notes), which replace
+            ``loss`` and ``n_iter``.
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        out = self._transform(X, validated=True)
+        out, base = self._transform(X, validated=True, return_info=True)
         xp, dev = namespace_of(X)
         k = self.n_components_
         Z = out[:, :k]
@@ -281,7 +278,15 @@ class HybridInverter(BaseInverter):
         info["start"] = xp.astype(info["start"], xp.int32)
         info["n_iter"] = xp.astype(info["n_iter"], xp.int32)
         info["fixed_point"] = info["fixed_point"] > 0
-        return Z, info
+        start = _to_host(info["start"], xp)
+        base.stage = base.stage.astype(object)
+        base.stage[:] = ["pursuit" if r < 0 else f"start {int(r)}" for r in start]
+        base.stage = base.stage.astype(str)
+        base.update(info)
+        return Z, base
+
+    def _stage_param(self, stage):
+        return "polish_max_iter" if "polish" in stage else "n_restarts or start_max_iter"
 
     def _transform_batch(self, Y, obs, xp, state):
         act = self.generator_.activation

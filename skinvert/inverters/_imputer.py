@@ -1,14 +1,14 @@
 """GeneratorImputer: fill missing entries with G(z_hat) (inpainting)."""
 
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, clone
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
 from .._array_api import get_namespace
-from ._pursuit import LatentPursuitInverter
+from ._checks import resolve_generator
 
 
-class GeneratorImputer(TransformerMixin, BaseEstimator):
+class GeneratorImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Fill the missing (NaN) entries of X with the generator's reconstruction.
 
     ``transform(X)`` inverts every row with ``inverter`` on its observed
@@ -19,16 +19,19 @@ class GeneratorImputer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    inverter : inverter estimator or None, default=None
-        Any skinvert inverter (with its generator). None uses
-        ``LatentPursuitInverter()`` (whose ``fit`` then builds a random
-        generator: pass an inverter with your generator).
+    inverter : inverter estimator
+        Any skinvert inverter, with its generator (required), e.g.
+        ``LatentPursuitInverter(G)``.
 
     Attributes
     ----------
     inverter_ : estimator
         The fitted clone of ``inverter``.
     n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when X had feature names (a DataFrame); ``get_feature_names_out``
+        returns them (one output per input feature, so
+        ``set_output(transform="pandas")`` works).
 
     Examples
     --------
@@ -46,7 +49,7 @@ class GeneratorImputer(TransformerMixin, BaseEstimator):
         "inverter": [HasMethods(["fit", "transform", "inverse_transform"]), None]
     }
 
-    def __init__(self, inverter=None):
+    def __init__(self, inverter):
         self.inverter = inverter
 
     def __sklearn_tags__(self):
@@ -70,7 +73,14 @@ class GeneratorImputer(TransformerMixin, BaseEstimator):
         self : object
         """
         self._validate_params()
-        inv = LatentPursuitInverter() if self.inverter is None else self.inverter
+        inv = self.inverter
+        if inv is None:
+            # resolve_generator's TypeError says what a generator may be.
+            raise TypeError(
+                "GeneratorImputer needs an inverter with its generator, e.g. "
+                "GeneratorImputer(LatentPursuitInverter(G)); for G "
+                + str(_generator_help())
+            )
         if getattr(inv, "measurement", None) is not None:
             raise ValueError(
                 "GeneratorImputer fills missing pixels of signals y = G(z); an inverter with "
@@ -79,6 +89,8 @@ class GeneratorImputer(TransformerMixin, BaseEstimator):
             )
         self.inverter_ = clone(inv).fit(X)
         self.n_features_in_ = self.inverter_.n_features_in_
+        if hasattr(self.inverter_, "feature_names_in_"):
+            self.feature_names_in_ = self.inverter_.feature_names_in_
         return self
 
     def transform(self, X):
@@ -93,7 +105,16 @@ class GeneratorImputer(TransformerMixin, BaseEstimator):
         X_filled : array of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        X = self.inverter_._validate_X(X, reset=False)
-        xp, _ = get_namespace(X)
+        Xv = self.inverter_._validate_X(X, reset=False)
+        xp, _ = get_namespace(Xv)
+        # X as given (a DataFrame keeps its feature names for the inverter's check).
         X_hat = self.inverter_.inverse_transform(self.inverter_.transform(X))
-        return xp.where(xp.isnan(X), X_hat, X)
+        return xp.where(xp.isnan(Xv), X_hat, Xv)
+
+
+def _generator_help():
+    try:
+        resolve_generator(None, "")
+    except TypeError as exc:
+        return str(exc).split(": ", 1)[1]
+    return ""  # pragma: no cover

@@ -16,7 +16,8 @@ class LayeredBPInverter(_PursuitInverter):
 
     Parameters
     ----------
-    generator : ReLUGenerator or None, default=None
+    generator : ReLUGenerator, str or torch.nn.Module
+        As in :class:`LatentPursuitInverter`.
     measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
         Linear measurements ``y = A G(z) + e``: X holds the m measurements of
         each signal (see :class:`GradientDescentInverter`). Identity output
@@ -77,7 +78,7 @@ debias_max_iter, fallback_max_iter, refresh_max_iter, batch_size, n_jobs, verbos
 
     def __init__(
         self,
-        generator=None,
+        generator,
         *,
         measurement=None,
         lam=0.0,

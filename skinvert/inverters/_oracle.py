@@ -2,6 +2,7 @@
 
 from numbers import Integral, Real
 
+import numpy as np
 from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -19,8 +20,10 @@ class OracleInverter(BaseInverter):
 
     Parameters
     ----------
-    generator : ReLUGenerator or None, default=None
-        The generator to invert (None: a random one built in ``fit``).
+    generator : ReLUGenerator, str or torch.nn.Module
+        The generator to invert: a :class:`~skinvert.ReLUGenerator`, a
+        pretrained name, a ``.npz``/``.safetensors`` file or a PyTorch module
+        (see :class:`LatentPursuitInverter`); converted in ``fit``.
     method : {"end_to_end", "layerwise"}, default="end_to_end"
         ``"end_to_end"`` is Algorithm 1: ``min_z ||y - phi(A_S z + c_S)||``
         through the row-supported product of the weights (non-linear least
@@ -49,17 +52,20 @@ class OracleInverter(BaseInverter):
         step of Algorithm 5 on estimated supports. None uses
         :class:`LatentPursuitInverter` with this estimator's generator (and
         measurement; :class:`GradientDescentInverter` for a measurement with a
-        tanh or sigmoid output, which the pursuits do not support).
+        tanh or sigmoid output, which the pursuits do not support). This is
+        no Oracle any more: without true supports (as with
+        ``measurement=A`` and no ``supports``) the result is that estimator's
+        followed by Algorithm 1 on its supports, and the warnings say so
+        ("supports estimated by LatentPursuitInverter").
     batch_size : int or None, default=None
         Rows per batch (None: sized for about 512 MiB of working memory).
     n_jobs : int or None, default=None
         Joblib workers the batches are split across (NumPy input only).
     verbose : int, default=0
-        Print one line per batch (rows done, elapsed time) when positive.
+        Show a progress bar over rows (rows done, rate, time left) when positive.
     random_state : int, RandomState instance or None, default=None
-        Seeds the default generator built when ``generator=None`` (see
-        :func:`~skinvert.inverters._base.default_generator`) and the default
-        support estimator; the Oracle itself is deterministic.
+        Seeds the default support estimator where it is gradient descent; the
+        Oracle itself is deterministic.
 
     Attributes
     ----------
@@ -100,7 +106,7 @@ class OracleInverter(BaseInverter):
 
     def __init__(
         self,
-        generator=None,
+        generator,
         *,
         method="end_to_end",
         gamma=0.0,
@@ -152,7 +158,7 @@ class OracleInverter(BaseInverter):
             return itemsize * (5 * sizes[-1] * sizes[0] + 4 * sum(sizes))
         return itemsize * (3 * max(s * s for s in sizes[:-1]) + 2 * sizes[-1] * sizes[-2])
 
-    def transform(self, X, supports=None):
+    def transform(self, X, supports=None, return_info=False):
         """Recover the latent codes of X on the given supports.
 
         Parameters
@@ -161,31 +167,72 @@ class OracleInverter(BaseInverter):
             Signals; NaN marks a missing entry.
         supports : list of arrays of shape (n_samples, n_i), or array of shape \
 (n_samples, sum(n_1..n_L)), default=None
-            The supports of the hidden layers 1..L (boolean or 0/1), as
-            returned by ``generator.supports(Z)``, or those arrays concatenated
-            along axis 1 (a sample-aligned form that cross-validation can
-            split). None estimates them with ``support_estimator_``.
+            The supports of the hidden layers 1..L (boolean, or integer or
+            float holding only 0 and 1), as returned by
+            ``generator.supports(Z)``, or those arrays concatenated along
+            axis 1 (a sample-aligned form that cross-validation can split).
+            None estimates them with ``support_estimator_`` (see
+            ``support_estimator``).
+        return_info : bool, default=False
+            Also return per-row diagnostics, as in
+            :meth:`LatentPursuitInverter.transform` (``stage``: ``"oracle"``,
+            or ``"oracle on <estimator>'s supports"``; ``n_iter``: -1).
 
         Returns
         -------
         Z : array of shape (n_samples, n_components)
+        info : Bunch
+            Only with ``return_info=True``.
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
+        name, est_report = type(self).__name__, None
         if supports is None:
-            supports = self.generator_.supports(self.support_estimator_.transform(X))
+            est = self.support_estimator_
+            est_name = type(est).__name__
+            if isinstance(est, BaseInverter):
+                try:
+                    Z0, est_report = est._transform_report(X, validated=True)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"{name} got no supports and estimates them with {est_name}: {exc}"
+                    ) from exc
+            else:
+                Z0 = est.transform(X)
+            supports = self.generator_.supports(Z0)
         supports = self._check_supports(X, supports)
-        return self._transform(X, validated=True, supports=supports)
+        Z, report = self._transform_report(X, validated=True, supports=supports)
+        if est_report is not None:
+            report.absorb(est_report, prefix=f"the support estimate ({est_name}): ")
+            report.stage[:] = f"oracle on {est_name}'s supports"
+            name = f"{name} (supports estimated by {est_name}: transform got none)"
+        self._warn(report, name)
+        return (Z, report.info()) if return_info else Z
+
+    def _stage_param(self, stage):
+        head = "the support estimate ("
+        if stage.startswith(head):
+            inner = stage.split("): ", 1)[1]
+            est = self.support_estimator_
+            param = est._stage_param(inner) if isinstance(est, BaseInverter) else None
+            return f"support_estimator's {param}" if param else "support_estimator's limits"
+        return "transform_max_iter"
 
     def _check_supports(self, X, supports):
         sizes = self.generator_.layer_sizes[1:-1]
         n = X.shape[0]
+        shapes = [(n, s) for s in sizes]
         if not isinstance(supports, (list, tuple)):
-            xp, _ = get_namespace(supports)
+            scalar = isinstance(supports, (str, bytes, Integral, Real))
+            if scalar or not hasattr(supports, "shape"):
+                raise TypeError(
+                    f"supports must be a list of {len(sizes)} boolean arrays of shapes {shapes} "
+                    f"or one array of shape ({n}, {sum(sizes)}); got {type(supports).__name__}."
+                )
             if len(supports.shape) != 2 or supports.shape[1] != sum(sizes):
                 raise ValueError(
                     "supports must be a list of arrays of shapes "
-                    f"{[(n, s) for s in sizes]} or one array of shape (n_samples, "
+                    f"{shapes} or one array of shape (n_samples, "
                     f"{sum(sizes)}); got an array of shape {tuple(supports.shape)}."
                 )
             parts, start = [], 0
@@ -198,24 +245,55 @@ class OracleInverter(BaseInverter):
                 f"supports must hold {len(sizes)} arrays (one per hidden layer), got "
                 f"{len(supports)}."
             )
-        for i, (S, s) in enumerate(zip(supports, sizes, strict=True)):
-            if tuple(S.shape) != (n, s):
-                raise ValueError(
-                    f"supports[{i}] (layer {i + 1}) must have shape ({n}, {s}), got "
-                    f"{tuple(S.shape)}."
-                )
-        return list(supports)
+        return [_check_support(S, i, (n, s)) for i, (S, s) in enumerate(zip(supports, sizes))]
 
     def _transform_batch(self, Y, obs, xp, state, supports):
         _, dev = namespace_of(Y)
         masks = [_as_mask(xp.asarray(S, device=dev), Y.dtype, xp) for S in supports]
         batch = Batch(Y, obs, state.weights, state.biases, self.generator_.activation, xp,
                       measurement=state.measurement)
-        Z, n_bad = _oracle_inversion(batch, masks, method=self.method, gamma=self.gamma,
-                                     max_iter=self.transform_max_iter, tol=self.tol)
-        if self.method == "end_to_end" and self.transform_max_iter > 0:
-            state.count("the Oracle's Gauss-Newton (transform_max_iter)", n_bad)
+        Z, rows = _oracle_inversion(batch, masks, method=self.method, gamma=self.gamma,
+                                    max_iter=self.transform_max_iter, tol=self.tol,
+                                    return_rows=True)
+        if rows is not None:
+            state.flag("the Oracle's Gauss-Newton", rows, xp)
+        state.record.stage[:] = "oracle"
         return Z
+
+
+def _check_support(S, i, shape):
+    """One layer's support: a boolean, or 0/1 integer or float, array of ``shape``."""
+    where = f"supports[{i}] (layer {i + 1})"
+    if isinstance(S, (str, bytes)) or np.isscalar(S) or S is None:
+        raise TypeError(f"{where} must be an array of shape {shape}, got {type(S).__name__}.")
+    if not hasattr(S, "shape") or not hasattr(S, "dtype"):
+        S = np.asarray(S)
+        if S.dtype == object:
+            raise TypeError(f"{where} must be a rectangular boolean array of shape {shape}.")
+    if tuple(S.shape) != tuple(shape):
+        raise ValueError(f"{where} must have shape {shape}, got {tuple(S.shape)}.")
+    xp, _ = get_namespace(S) if not isinstance(S, np.ndarray) else (None, None)
+    if isinstance(S, np.ndarray):
+        kind = S.dtype.kind
+        if kind not in "biuf":
+            raise TypeError(
+                f"{where} must be boolean (or integer / float holding only 0 and 1), got "
+                f"dtype {S.dtype}."
+            )
+        ok = kind == "b" or bool(np.all((S == 0) | (S == 1)))
+    else:
+        if xp.isdtype(S.dtype, "bool"):
+            ok = True
+        elif xp.isdtype(S.dtype, ("integral", "real floating")):
+            ok = bool(xp.all((S == 0) | (S == 1)))
+        else:
+            raise TypeError(f"{where} must be boolean, got dtype {S.dtype}.")
+    if not ok:
+        raise ValueError(
+            f"{where} must hold only 0/1 (or True/False) values; got other values "
+            "(e.g. NaN, 0.5, 2 or -1)."
+        )
+    return S
 
 
 def _as_mask(S, dtype, xp):
