@@ -1,6 +1,6 @@
 """Import a trained PyTorch generator: ``from_torch(module, in_shape=None) -> ReLUGenerator``.
 
-torch is an optional dependency (``pip install skinvert[torch]``): this module
+torch is an optional dependency (the ``torch`` extra: ``pip install -e ".[torch]"`` from the checkout): this module
 never imports it at import time, so ``import skinvert`` stays torch-free. The
 :class:`PLU` module is built on first access (``skinvert.io._torch.PLU``).
 
@@ -42,7 +42,7 @@ def _import_torch():
         import torch
     except ImportError as exc:  # pragma: no cover - torch is installed in CI
         raise ImportError(
-            "skinvert.io.from_torch needs PyTorch: `pip install skinvert[torch]`."
+            "skinvert.io.from_torch needs PyTorch: `pip install torch` (or the ``torch`` extra)."
         ) from exc
     return torch
 
