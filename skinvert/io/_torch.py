@@ -1,7 +1,8 @@
 """Import a trained PyTorch generator: ``from_torch(module, in_shape=None) -> ReLUGenerator``.
 
-torch is an optional dependency (the ``torch`` extra: ``pip install -e ".[torch]"`` from the checkout): this module
-never imports it at import time, so ``import skinvert`` stays torch-free. The
+torch is an optional dependency (the ``torch`` extra:
+``pip install -e ".[torch]"`` from the checkout): this module never imports
+it at import time, so ``import skinvert`` stays torch-free. The
 :class:`PLU` module is built on first access (``skinvert.io._torch.PLU``).
 
 Supported layers, in an ``nn.Sequential`` (nested ones are flattened), or in a
