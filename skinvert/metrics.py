@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._array_api import to_numpy
+from .operators import Measurement
 
 __all__ = ["heldout_pixel_scorer", "layer_snr", "snr_db", "summarize", "support_errors"]
 
@@ -38,6 +39,15 @@ def layer_snr(generator, Z_true, Z_hat):
     As in the paper's Figures 4, 5, 8 and 11: invert, then run the generator
     on the estimate and compare every layer with the truth.
 
+    Parameters
+    ----------
+    generator : ReLUGenerator
+        The generator ``G``.
+    Z_true : array-like of shape (n_samples, n_latent)
+        The true latent codes.
+    Z_hat : array-like of shape (n_samples, n_latent)
+        Their estimates.
+
     Returns
     -------
     snr : dict
@@ -58,6 +68,13 @@ def layer_snr(generator, Z_true, Z_hat):
 def support_errors(true_supports, estimated_supports):
     """Per-sample counts of support errors in every hidden layer.
 
+    Parameters
+    ----------
+    true_supports : list of bool arrays of shape (n_samples, n_i)
+        The true supports, e.g. ``generator.supports(Z)``.
+    estimated_supports : list of bool arrays of shape (n_samples, n_i)
+        The estimated ones, e.g. ``generator.supports(Z_hat)``.
+
     Returns
     -------
     errors : list of dict
@@ -73,7 +90,20 @@ def support_errors(true_supports, estimated_supports):
 
 
 def summarize(values, *, cap=300.0):
-    """Median, 10th and 90th percentiles of an SNR array (inf capped at ``cap`` dB)."""
+    """Median, 10th and 90th percentiles of an SNR array (inf capped at ``cap`` dB).
+
+    Parameters
+    ----------
+    values : array-like
+        SNRs in dB (``inf`` for exact recoveries).
+    cap : float, default=300.0
+        Values above it count as ``cap``.
+
+    Returns
+    -------
+    summary : dict
+        ``{"median": ..., "p10": ..., "p90": ...}`` as floats.
+    """
     v = np.minimum(np.asarray(values, dtype=np.float64), cap)
     return {
         "median": float(np.median(v)),
@@ -108,8 +138,6 @@ class _HeldoutPixelScorer:
         # With a measurement A, X holds y = A G(z): compare A G(z_hat) with y.
         meas = getattr(estimator, "measurement_", None)
         if meas is not None:
-            from .operators import Measurement
-
             X_hat = Measurement(meas, np, np.float64, None).forward(
                 np.asarray(to_numpy(X_hat), dtype=np.float64)
             )
@@ -154,7 +182,8 @@ def heldout_pixel_scorer(fraction=0.1, random_state=0):
 
     Returns
     -------
-    scorer : callable ``scorer(estimator, X, y=None) -> float``
+    scorer : callable
+        ``scorer(estimator, X, y=None) -> float``, higher is better.
 
     Examples
     --------
