@@ -63,3 +63,48 @@ ESTIMATORS = [
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+# The checks listed in _WRONG_SIZE build X of their own sizes. To run them all
+# on the machinery every inverter shares (validation, batching, namespaces,
+# fitted attributes), these test-only subclasses size a random identity-output
+# generator to X in fit, as a user passing a matching generator would.
+
+
+def _sized_to(X):
+    n = X.shape[1]
+    return make_random_generator([max(1, n // 4), n, n], output_activation="identity",
+                                 random_state=0)
+
+
+class _SizedGD(GradientDescentInverter):
+    def _resolve_generator(self, X):
+        return _sized_to(X)
+
+
+class _SizedOracle(OracleInverter):
+    def _resolve_generator(self, X):
+        return _sized_to(X)
+
+
+class _SizedLP(LatentPursuitInverter):
+    def _resolve_generator(self, X):
+        return _sized_to(X)
+
+
+class _SizedLBP(LayeredBPInverter):
+    def _resolve_generator(self, X):
+        return _sized_to(X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks(
+    [
+        _SizedGD(FIXED, transform_max_iter=200),
+        _SizedOracle(FIXED),
+        _SizedLP(FIXED),
+        _SizedLBP(FIXED),
+    ]
+)
+def test_sklearn_compatible_any_size(estimator, check):
+    check(estimator)

@@ -129,7 +129,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self._validate_params()
         X = self._validate_X(X, reset=True)
         measurement = getattr(self, "measurement", None)
-        gen = resolve_generator(self.generator, type(self).__name__)
+        gen = self._resolve_generator(X)
         if measurement is None and X.shape[1] != gen.n_output:
             raise ValueError(
                 f"X has {X.shape[1]} features, but the generator produces signals "
@@ -147,6 +147,10 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self._fit_namespace = (xp_fit.__name__, str(dev_fit))
         self._fit_extra(X, check_random_state(self.random_state))
         return self
+
+    def _resolve_generator(self, X):
+        """The generator ``fit`` inverts (``generator=`` resolved; X is validated)."""
+        return resolve_generator(self.generator, type(self).__name__)
 
     def _fit_extra(self, X, rng):
         """Hook for subclasses: fitted state beyond the generator."""
