@@ -297,7 +297,10 @@ def test_shared_factor_rows_match_own_gram(lam):
         else:
             ref = minimize(
                 lambda v, Wi=Wi, ti=ti: 0.5 * np.sum((Wi @ v - ti) ** 2) + lam * v.sum(),
-                np.zeros(k), jac=lambda v, Wi=Wi, ti=ti: Wi.T @ (Wi @ v - ti) + lam,
-                bounds=[(0, None)] * k, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12},
+                np.zeros(k),
+                jac=lambda v, Wi=Wi, ti=ti: Wi.T @ (Wi @ v - ti) + lam,
+                bounds=[(0, None)] * k,
+                method="L-BFGS-B",
+                options={"ftol": 1e-15, "gtol": 1e-12},
             ).x
         np.testing.assert_allclose(x[i], ref, atol=1e-6 if lam else 1e-9)

@@ -24,9 +24,15 @@ phi's range without noise it has the same minimiser as eq. 8, and the
 debiasing of Algorithm 5 then minimises the loss through phi itself.
 """
 
-from .._array_api import device
-from .._array_api import single_threaded_blas
-from .._linalg import compress_rows, downdated_solve, matvec, rmatvec, row_weighted_gram, scatter_rows
+from .._array_api import device, single_threaded_blas
+from .._linalg import (
+    compress_rows,
+    downdated_solve,
+    matvec,
+    rmatvec,
+    row_weighted_gram,
+    scatter_rows,
+)
 from ._base import BaseLayerSolver, n_false
 from ._lam import lam_col, take_lam
 from ._lawson_hanson import nnls_lawson_hanson
@@ -136,8 +142,13 @@ class ActiveSet(BaseLayerSolver):
                     return x_done, 0
                 sub = compress_rows(~done, xp)
                 x_rest, n_bad = self._solve_gram_rows(
-                    W, xp.take(t, sub, axis=0), xp.take(w, sub, axis=0),
-                    take_lam(lam, sub, xp), nonneg, xp, lipschitz=lipschitz,
+                    W,
+                    xp.take(t, sub, axis=0),
+                    xp.take(w, sub, axis=0),
+                    take_lam(lam, sub, xp),
+                    nonneg,
+                    xp,
+                    lipschitz=lipschitz,
                 )
                 return scatter_rows(x_done, x_rest, ~done, xp), n_bad
         return self._solve_gram_rows(W, t, w, lam, nonneg, xp, lipschitz=lipschitz)
