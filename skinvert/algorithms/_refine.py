@@ -18,7 +18,7 @@ from .._linalg import compress_rows, forward_preactivations, scatter_rows
 from .gradient_descent import momentum_descent
 from .oracle import oracle_end_to_end
 
-__all__ = ["Refinement", "debias", "fallback", "refine", "refresh"]
+__all__ = ["Refinement", "debias", "descent_polish", "fallback", "refine", "refresh"]
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,23 @@ class Refinement:
     fallback_tol : float, default=1e-6
         Relative residual ``||obs (G(z) - y)|| / ||obs y||`` below which a
         row never falls back.
+    polish : "descent", callable or None, default="descent"
+        The stage that continues the rows whose loss stays inconsistent with
+        the noise level (:func:`~skinvert.algorithms.noise.settle_noisy_rows`):
+        ``polish(batch, Z0, gamma) -> Z``. "descent" is
+        :func:`descent_polish`.
     """
+
+    def polish_stage(self):
+        """The polish callable (None: no polish)."""
+        return descent_polish if self.polish == "descent" else self.polish
 
     debias: bool = True
     debias_max_iter: int = 30
     refresh_max_iter: int = 0
     fallback_max_iter: int = 0
     fallback_tol: float = 1e-6
+    polish: object = "descent"
 
 
 def refine(res, batch, *, gamma, refinement):
@@ -189,3 +199,39 @@ def fallback(res, batch, *, max_iter, tol):
     Zb = xp.where(better[:, None], Zg, Z0)
     res.z = scatter_rows(res.z, Zb, bad, xp)
     res.count("the gradient-descent fallback", int(xp.sum(xp.astype(~conv, xp.int32))))
+
+
+def descent_polish(batch, Z0, gamma=0.0, *, max_iter=300):
+    """Continue rows from ``Z0`` on eq. 1 itself: gradient descent, then the
+    support refresh.
+
+    Gradient descent (:func:`~.gradient_descent.momentum_descent`) moves
+    across the boundaries of the linear regions that the support-wise
+    Oracle steps cannot cross; the refresh (:func:`refresh`) then lands on
+    the Oracle's estimate of the region it reached. Used on the few rows
+    whose loss stays inconsistent with the noise
+    (:func:`~skinvert.algorithms.noise.settle_noisy_rows`).
+    """
+    from ._batch import PursuitResult
+
+    xp = batch.xp
+    Zg, _, _, _ = momentum_descent(
+        Z0,
+        batch.Y,
+        batch.obs,
+        batch.weights,
+        batch.biases,
+        batch.activation,
+        xp,
+        alpha=gamma,
+        max_iter=max_iter,
+        measurement=batch.measurement,
+    )
+    res = PursuitResult()
+    res.z = Zg
+    pre, _ = forward_preactivations(Zg, batch.weights, batch.biases, xp)
+    res.supports = [u > 0 for u in pre]
+    debias(res, batch, gamma=gamma, max_iter=30)
+    refresh(res, batch, gamma=gamma, max_iter=10, debias_max_iter=30)
+    better = batch.loss(res.z, gamma) < batch.loss(Zg, gamma)
+    return xp.where(better[:, None], res.z, Zg)

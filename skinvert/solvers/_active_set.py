@@ -163,7 +163,7 @@ class ActiveSet(BaseLayerSolver):
         if w is None:
             tall = xp.full((B,), W.shape[0] >= k, dtype=xp.bool, device=device(t))
         else:
-            tall = xp.sum(w, axis=1) >= k
+            tall = xp.sum(xp.astype(w > 0, dt), axis=1) >= k
         x = xp.zeros((B, k), dtype=dt, device=device(t))
         if bool(xp.any(tall)):
             shift = lam_col(lam) if nonneg else 0.0
@@ -228,7 +228,7 @@ class ActiveSet(BaseLayerSolver):
         Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
         rs = xp.take(r, sub, axis=0)
         lam_s = take_lam(lam, sub, xp)
-        rank = m if w is None else xp.take(xp.sum(w, axis=1), sub, axis=0)
+        rank = m if w is None else xp.take(xp.sum(xp.astype(w > 0, r.dtype), axis=1), sub, axis=0)
         x_lh, conv_lh = nnls_lawson_hanson(Gs, rs, lam_s, xp, rank=rank, max_iter=max_iter)
         x_old = xp.take(x, sub, axis=0)
         f_old = objective(Gs, rs, lam_s, x_old, xp, nonneg=True)
