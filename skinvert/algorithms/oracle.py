@@ -39,19 +39,8 @@ def inverse_target(Y, obs, activation, xp):
 
 
 def oracle_end_to_end(
-    Y,
-    obs,
-    weights,
-    biases,
-    activation,
-    masks,
-    xp,
-    *,
-    gamma=0.0,
-    max_iter=30,
-    tol=None,
-    measurement=None,
-    z0=None,
+    Y, obs, weights, biases, activation, masks, xp, *, gamma=0.0, max_iter=30, tol=None,
+    measurement=None, z0=None,
 ):
     """Algorithm 1: ``min_z 1/2 ||y - phi((prod_i W_i^{S_{i+1}}) z + c)||^2`` on known supports.
 
