@@ -41,7 +41,7 @@ class Refinement:
     polish : "descent", callable or None, default="descent"
         The stage that continues the rows whose loss stays inconsistent with
         the noise level (:func:`~skinvert.algorithms.noise.settle_noisy_rows`):
-        ``polish(batch, Z0, gamma) -> Z``. "descent" is
+        ``polish(batch, Z0, gamma, attempt=a) -> Z``. "descent" is
         :func:`descent_polish`.
     """
 
@@ -103,7 +103,7 @@ def debias(res, batch, *, gamma, max_iter):
         res.count("debiasing", int(xp.sum(xp.astype(~conv, xp.int32))))
 
 
-def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
+def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
     """Support refresh after the debiasing.
 
     Re-run Algorithm 1 on the supports of ``G(z_hat)`` itself, up to
@@ -112,10 +112,15 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
     lowers the loss of eq. 1. A fixed point is a ``z`` whose own supports
     give it back: a stationary point of eq. 1 on that linear region, i.e. the
     Oracle's estimate (Theorem 3) once the supports are right. Noiseless rows
-    the pursuit recovered are fixed points already.
+    the pursuit recovered are fixed points already. With ``warm`` (and with a
+    measurement, where phi^-1 does not apply) each Oracle step may start
+    from the current estimate instead of the least squares on ``phi^-1(y)``
+    (whichever fits better): the polish of noisy rows of a saturating phi,
+    whose least-squares start is poor.
     """
     xp = batch.xp
     meas = batch.measurement
+    warm = warm or meas is not None
     masks = [xp.astype(S, batch.dtype) for S in res.supports]
     loss = batch.loss(res.z, gamma)
     z = res.z
@@ -143,7 +148,7 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
             gamma=gamma,
             max_iter=debias_max_iter,
             measurement=meas,
-            z0=None if meas is None else xp.take(z, sub, axis=0),
+            z0=xp.take(z, sub, axis=0) if warm else None,
         )
         ls = part.loss(zs, gamma)
         old = xp.take(loss, sub, axis=0)
@@ -201,24 +206,42 @@ def fallback(res, batch, *, max_iter, tol):
     res.count("the gradient-descent fallback", int(xp.sum(xp.astype(~conv, xp.int32))))
 
 
-def descent_polish(batch, Z0, gamma=0.0, *, max_iter=300):
-    """Continue rows from ``Z0`` on eq. 1 itself: gradient descent, then the
-    support refresh.
+def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8):
+    """Continue rows from ``Z0`` on eq. 1 itself: multi-start gradient
+    descent, each start finished by the Oracle on the supports it reached.
 
     Gradient descent (:func:`~.gradient_descent.momentum_descent`) moves
     across the boundaries of the linear regions that the support-wise
-    Oracle steps cannot cross; the refresh (:func:`refresh`) then lands on
-    the Oracle's estimate of the region it reached. Used on the few rows
-    whose loss stays inconsistent with the noise
-    (:func:`~skinvert.algorithms.noise.settle_noisy_rows`).
+    Oracle steps cannot cross; it starts from ``Z0`` and from ``n_starts``
+    codes drawn from the prior ``N(0, I)`` (seeded by ``attempt``:
+    deterministic), since a row whose layer-wise estimate is far off is
+    usually in another basin; attempt ``a`` runs ``3^a max_iter`` steps
+    from new starts.
+    Every start is finished by Algorithm 1 on the supports of its descent
+    point and the warm support refresh (:func:`refresh`); a row keeps the
+    lowest loss. Used on the few rows whose loss stays inconsistent with the
+    noise (:func:`~skinvert.algorithms.noise.settle_noisy_rows`), so its
+    ``(n_starts + 1)``-fold cost is paid on those rows only.
     """
+    import numpy as np
+
+    from .._array_api import as_namespace
     from ._batch import PursuitResult
 
     xp = batch.xp
+    B, n0 = Z0.shape
+    rng = np.random.default_rng(attempt)
+    max_iter = max_iter * 3**attempt
+    starts = [Z0] + [
+        as_namespace(rng.standard_normal((B, n0)), xp, dtype=Z0.dtype, device=device(Z0))
+        for _ in range(n_starts)
+    ]
+    K = len(starts)
+    big = batch.take(xp.concat([xp.arange(B, device=device(Z0))] * K, axis=0))
     Zg, _, _, _ = momentum_descent(
-        Z0,
-        batch.Y,
-        batch.obs,
+        xp.concat(starts, axis=0),
+        big.Y,
+        big.obs,
         batch.weights,
         batch.biases,
         batch.activation,
@@ -231,7 +254,14 @@ def descent_polish(batch, Z0, gamma=0.0, *, max_iter=300):
     res.z = Zg
     pre, _ = forward_preactivations(Zg, batch.weights, batch.biases, xp)
     res.supports = [u > 0 for u in pre]
-    debias(res, batch, gamma=gamma, max_iter=30)
-    refresh(res, batch, gamma=gamma, max_iter=10, debias_max_iter=30)
-    better = batch.loss(res.z, gamma) < batch.loss(Zg, gamma)
-    return xp.where(better[:, None], res.z, Zg)
+    debias(res, big, gamma=gamma, max_iter=30)
+    refresh(res, big, gamma=gamma, max_iter=10, debias_max_iter=30, warm=True)
+    lz = big.loss(res.z, gamma)
+    lz = xp.where(xp.isfinite(lz), lz, xp.full_like(lz, float("inf")))
+    best_l, best = lz[:B], res.z[:B, :]
+    for k in range(1, K):
+        lk, zk = lz[k * B : (k + 1) * B], res.z[k * B : (k + 1) * B, :]
+        take = lk < best_l
+        best = xp.where(take[:, None], zk, best)
+        best_l = xp.where(take, lk, best_l)
+    return best

@@ -117,6 +117,19 @@ class NoiseModel:
         (:func:`retry_thresholds`; empty: no retries).
     retry_sd : float, default=10.0
         "Badly": a loss this many chi^2 standard deviations above its mean.
+    image : {"entrywise", "average", "unweighted"}, default="entrywise"
+        The image layer's noise model for a smooth phi (:class:`NoiseRule`):
+        weighted least squares with per-entry thresholds from the weighted
+        Gram matrix, weighted with one threshold per layer from the average
+        weight, or unit weights with the median-gain threshold (the model
+        of a piecewise-linear phi).
+    image_retries : tuple of str, default=("average", "unweighted")
+        The other image models tried first on rows that fit badly (a row
+        whose image layer is nearly undetermined, e.g. most pixels
+        saturated, can go wrong under any one model).
+    polish_rounds : int, default=3
+        Rounds of the polish stage on the rows still inconsistent
+        (:func:`settle_noisy_rows`).
     """
 
     noise_std: float
@@ -124,6 +137,9 @@ class NoiseModel:
     c: float = 1.0
     retries: tuple = (3.0, 0.5, 6.0, 2.0, 10.0)
     retry_sd: float = 10.0
+    image: str = "entrywise"
+    image_retries: tuple = ("average", "unweighted")
+    polish_rounds: int = 3
 
 
 class NoiseRule(SupportRule):
@@ -156,7 +172,7 @@ class NoiseRule(SupportRule):
         return NoiseRule(self._lams, self.support_tol, self.nonneg, model)
 
     def image_rows(self, U, w, activation, xp):
-        if activation.piecewise_linear:
+        if activation.piecewise_linear or self.model.image == "unweighted":
             return w
         d = activation.derivative(U, xp) / _peak_derivative(activation, U, xp)
         return w * d * d
@@ -167,8 +183,17 @@ class NoiseRule(SupportRule):
         gains = self.model.gains
         rule.gains = noise_gains(batch.weights) if gains is None else gains
         act = batch.activation
-        rule.weighted = not act.piecewise_linear
+        weighted = not act.piecewise_linear and self.model.image != "unweighted"
+        rule.weighted = weighted and self.model.image == "entrywise"
         rule.n_layers = batch.n_layers
+        if weighted and not rule.weighted:
+            # Weighted image layer, one threshold: an unweighted least squares
+            # with the noise of the average weight.
+            rows = self.image_rows(U, w, act, xp)
+            tiny = float(xp.finfo(U.dtype).tiny)
+            sd = self.model.noise_std / _peak_derivative(act, U, xp)
+            rule.delta = sd / xp.sqrt(xp.clip(xp.mean(rows, axis=1), min=tiny))
+            return rule
         if rule.weighted:
             # Weighted image layer (see image_rows): the noise of the
             # weighted equations, in the units of u = phi^-1(y) where phi'
@@ -261,14 +286,17 @@ def settle_noisy_rows(res, batch, run, model, gamma, *, polish=None):
     sigma = 1e-3, and on saturating tanh generators). Such rows, and only
     they:
 
-    1. are solved again with the threshold ``c`` scaled by each of
-       ``model.retries`` in turn (a larger one drops spurious entries, a
-       smaller one keeps small true ones; ``run(sub_batch, model)`` runs the
-       pursuit on the rows of ``sub_batch``);
-    2. the rows still inconsistent go to ``polish(sub_batch, z0, gamma)``
-       (a stage that continues from the estimate on eq. 1 itself, e.g.
-       gradient descent across the boundaries of the linear regions; None:
-       none);
+    1. are solved again under the other image models
+       ``model.image_retries`` (smooth phi), then with the threshold ``c``
+       scaled by each of ``model.retries`` in turn (a larger one drops
+       spurious entries, a smaller one keeps small true ones;
+       ``run(sub_batch, model)`` runs the pursuit on the rows of
+       ``sub_batch``);
+    2. the rows still inconsistent go to ``polish(sub_batch, z0, gamma,
+       attempt=a)``, ``a = 0 .. model.polish_rounds - 1`` (a stage that
+       continues from the estimate on eq. 1 itself, e.g. gradient descent
+       across the boundaries of the linear regions, trying harder with
+       ``attempt``; None: none), while any row stays inconsistent;
     3. the rows still inconsistent are counted in ``res`` as not converged
        ("the noise-consistency check"), so the estimator warns instead of
        returning them silently.
@@ -279,20 +307,24 @@ def settle_noisy_rows(res, batch, run, model, gamma, *, polish=None):
     xp = batch.xp
     bound = noise_bound(batch, model.noise_std, model.retry_sd)
     loss = batch.loss(res.z, gamma)
-    for scale in model.retries:
+    smooth = not batch.activation.piecewise_linear
+    trials = [replace(model, image=m) for m in model.image_retries if smooth]
+    trials += [replace(model, c=model.c * scale) for scale in model.retries]
+    for trial_model in trials:
         bad = ~(loss <= bound)
         if not bool(xp.any(bad)):
             return
         part = batch.take(compress_rows(bad, xp))
-        trial = run(part, replace(model, c=model.c * scale))
+        trial = run(part, trial_model)
         loss = _keep_better(res, loss, bad, part, trial.z, gamma, xp)
     bad = ~(loss <= bound)
-    if polish is not None and bool(xp.any(bad)):
+    for attempt in range(model.polish_rounds if polish is not None else 0):
+        if not bool(xp.any(bad)):
+            break
         sub = compress_rows(bad, xp)
         part = batch.take(sub)
-        loss = _keep_better(
-            res, loss, bad, part, polish(part, xp.take(res.z, sub, axis=0), gamma), gamma, xp
-        )
+        z_new = polish(part, xp.take(res.z, sub, axis=0), gamma, attempt=attempt)
+        loss = _keep_better(res, loss, bad, part, z_new, gamma, xp)
         bad = ~(loss <= bound)
     res.count(
         "the noise-consistency check (loss above the noise level)",
