@@ -130,6 +130,11 @@ class NoiseModel:
     polish_rounds : int, default=3
         Rounds of the polish stage on the rows still inconsistent
         (:func:`settle_noisy_rows`).
+    polish_sd : float, default=4.0
+        The polish takes the rows whose loss exceeds its mean by this many
+        chi^2 standard deviations (a stricter test than ``retry_sd``: the
+        polish only keeps a lower loss, and a wrong unit near a region
+        boundary raises the loss by a few standard deviations only).
     """
 
     noise_std: float
@@ -140,6 +145,7 @@ class NoiseModel:
     image: str = "entrywise"
     image_retries: tuple = ("average", "unweighted")
     polish_rounds: int = 3
+    polish_sd: float = 4.0
 
 
 class NoiseRule(SupportRule):
@@ -292,8 +298,9 @@ def settle_noisy_rows(res, batch, run, model, gamma, *, polish=None):
        spurious entries, a smaller one keeps small true ones;
        ``run(sub_batch, model)`` runs the pursuit on the rows of
        ``sub_batch``);
-    2. the rows still inconsistent go to ``polish(sub_batch, z0, gamma,
-       attempt=a)``, ``a = 0 .. model.polish_rounds - 1`` (a stage that
+    2. the rows above the stricter bound of ``model.polish_sd`` go to
+       ``polish(sub_batch, z0, gamma, attempt=a)``,
+       ``a = 0 .. model.polish_rounds - 1`` (a stage that
        continues from the estimate on eq. 1 itself, e.g. gradient descent
        across the boundaries of the linear regions, trying harder with
        ``attempt``; None: none), while any row stays inconsistent;
@@ -313,11 +320,12 @@ def settle_noisy_rows(res, batch, run, model, gamma, *, polish=None):
     for trial_model in trials:
         bad = ~(loss <= bound)
         if not bool(xp.any(bad)):
-            return
+            break
         part = batch.take(compress_rows(bad, xp))
         trial = run(part, trial_model)
         loss = _keep_better(res, loss, bad, part, trial.z, gamma, xp)
-    bad = ~(loss <= bound)
+    polish_bound = noise_bound(batch, model.noise_std, model.polish_sd)
+    bad = ~(loss <= polish_bound)
     for attempt in range(model.polish_rounds if polish is not None else 0):
         if not bool(xp.any(bad)):
             break
@@ -325,7 +333,8 @@ def settle_noisy_rows(res, batch, run, model, gamma, *, polish=None):
         part = batch.take(sub)
         z_new = polish(part, xp.take(res.z, sub, axis=0), gamma, attempt=attempt)
         loss = _keep_better(res, loss, bad, part, z_new, gamma, xp)
-        bad = ~(loss <= bound)
+        bad = ~(loss <= polish_bound)
+    bad = ~(loss <= bound)
     res.count(
         "the noise-consistency check (loss above the noise level)",
         int(xp.sum(xp.astype(bad, xp.int32))),
