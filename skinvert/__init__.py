@@ -10,12 +10,15 @@ from ._functional import latent_pursuit, layered_basis_pursuit, oracle_inversion
 from .activations import Activation
 from .generator import ReLUGenerator, make_random_generator
 from .inverters import (
+    SKOPS_TRUSTED_TYPES,
     GeneratorImputer,
     GradientDescentInverter,
+    HybridInverter,
     LatentPursuitInverter,
     LayeredBPInverter,
     OracleInverter,
-    SKOPS_TRUSTED_TYPES,
+    gradient_descent_inversion,
+    polish,
 )
 from .io import load_generator
 
@@ -25,14 +28,17 @@ __all__ = [
     "Activation",
     "GeneratorImputer",
     "GradientDescentInverter",
+    "HybridInverter",
     "LatentPursuitInverter",
     "LayeredBPInverter",
     "OracleInverter",
     "ReLUGenerator",
     "SKOPS_TRUSTED_TYPES",
+    "gradient_descent_inversion",
     "latent_pursuit",
     "layered_basis_pursuit",
     "load_generator",
     "make_random_generator",
     "oracle_inversion",
+    "polish",
 ]

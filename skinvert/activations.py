@@ -80,7 +80,14 @@ class Activation:
         return math.inf
 
     def params(self):
-        """The keyword arguments that rebuild this activation."""
+        """The keyword arguments that rebuild this activation.
+
+        Returns
+        -------
+        params : dict
+            ``{"slope": ...}`` for leaky_relu, ``{"slope": ..., "c": ...}``
+            for plu, ``{}`` otherwise.
+        """
         if self.name == "leaky_relu":
             return {"slope": self.slope}
         if self.name == "plu":
@@ -129,7 +136,20 @@ class Activation:
         return xp.maximum(a * (U + c) - c, xp.minimum(a * (U - c) + c, U))
 
     def derivative(self, U, xp):
-        """phi'(U), elementwise (one-sided value 1 at the kinks)."""
+        """Derivative phi'(U), elementwise (one-sided value 1 at the kinks).
+
+        Parameters
+        ----------
+        U : array
+            Pre-activations, in namespace ``xp``.
+        xp : namespace
+            The array API namespace of ``U``.
+
+        Returns
+        -------
+        D : array of U's shape
+            The derivative phi' at every entry.
+        """
         n = self.name
         if n == "identity":
             return xp.ones_like(U)
@@ -145,11 +165,23 @@ class Activation:
         return xp.where(inside, xp.ones_like(U), xp.full_like(U, self.slope))
 
     def inverse(self, Y, xp):
-        """phi^-1(Y), elementwise; NaN where Y is outside phi's open range.
+        """Inverse phi^-1(Y), elementwise; NaN where Y is outside phi's open range.
 
         NaN in ``Y`` (a missing entry) stays NaN. For ``tanh`` and ``sigmoid``
         a value on the boundary of the range (a saturated output) gives NaN,
         which the inverters treat as a missing entry (see the module notes).
+
+        Parameters
+        ----------
+        Y : array
+            Outputs, in namespace ``xp``.
+        xp : namespace
+            The array API namespace of ``Y``.
+
+        Returns
+        -------
+        U : array of Y's shape
+            The inverse phi^-1 at every entry (NaN outside the range).
         """
         n = self.name
         if n == "identity":
@@ -172,8 +204,18 @@ class Activation:
     def lipschitz_inverse_on(self, Y, xp):
         """Lipschitz constant of phi^-1 over the finite, in-range values of ``Y``.
 
-        Returns a Python float: ``max 1 / phi'(phi^-1(y))`` over the entries
-        where the inverse is finite (``inf`` if there are none).
+        Parameters
+        ----------
+        Y : array
+            Outputs, in namespace ``xp``.
+        xp : namespace
+            The array API namespace of ``Y``.
+
+        Returns
+        -------
+        ell : float
+            ``max 1 / phi'(phi^-1(y))`` over the entries where the inverse is
+            finite (``inf`` if there are none).
         """
         if self.name != "tanh" and self.name != "sigmoid":
             return self.lipschitz_inverse
@@ -189,7 +231,18 @@ ACTIVATIONS = ("identity", "tanh", "sigmoid", "leaky_relu", "plu")
 
 
 def get_activation(spec):
-    """Build an :class:`Activation` from a name, a ``(name, params)`` pair or itself."""
+    """Build an :class:`Activation` from a name, a ``(name, params)`` pair or itself.
+
+    Parameters
+    ----------
+    spec : str, (str, dict) or Activation
+        E.g. ``"tanh"`` or ``("plu", {"slope": 0.1, "c": 1.0})``.
+
+    Returns
+    -------
+    activation : Activation
+        The activation described by ``spec``.
+    """
     if isinstance(spec, Activation):
         return spec
     if isinstance(spec, str):

@@ -60,8 +60,55 @@ def test_ridge_prior_shrinks_codes():
     G = make_random_generator([5, 40, 100], random_state=0)
     X = G.forward(np.random.default_rng(4).standard_normal((10, 5)))
     plain = GradientDescentInverter(G, random_state=0).fit(X).transform(X)
-    ridge = GradientDescentInverter(G, alpha=5.0, random_state=0).fit(X).transform(X)
+    ridge = GradientDescentInverter(G, gamma=5.0, random_state=0).fit(X).transform(X)
     assert np.linalg.norm(ridge) < np.linalg.norm(plain)
+
+
+def test_alpha_is_a_deprecated_alias_of_gamma():
+    G = make_random_generator([5, 40, 100], random_state=0)
+    X = G.forward(np.random.default_rng(4).standard_normal((6, 5)))
+    new = GradientDescentInverter(G, gamma=5.0, transform_max_iter=50, random_state=0).fit(X)
+    with pytest.warns(FutureWarning, match="'alpha' was renamed 'gamma'"):
+        old = GradientDescentInverter(G, alpha=5.0, transform_max_iter=50, random_state=0).fit(X)
+    np.testing.assert_array_equal(old.transform(X), new.transform(X))
+
+
+def test_auto_step_is_scaled_to_the_generator():
+    # The Lipschitz estimate follows the network's scale: doubling the last
+    # layer's weights (identity output) multiplies ||J||^2 and thus L by 4.
+    G = make_random_generator([5, 40, 100], output_activation="identity", random_state=0)
+    G2 = type(G)(G.weights[:-1] + [2 * G.weights[-1]], output_activation="identity")
+    X = G.forward(np.random.default_rng(7).standard_normal((4, 5)))
+    a = GradientDescentInverter(G, learning_rate="auto").fit(X)
+    b = GradientDescentInverter(G2, learning_rate="auto").fit(X)
+    np.testing.assert_allclose(b.lipschitz_, 4 * a.lipschitz_, rtol=1e-10)
+    assert a.learning_rate_ == pytest.approx(2 * 1.9 / a.lipschitz_)
+
+
+def test_auto_step_recovers_the_shipped_generator():
+    from skinvert import gradient_descent_inversion
+    from skinvert.datasets import load_pretrained_generator
+
+    G = load_pretrained_generator("fashion-mnist-fc")
+    Z = np.random.default_rng(8).standard_normal((8, G.n_latent))
+    X = G.forward(Z)
+    fixed = GradientDescentInverter(G, transform_max_iter=300, random_state=0).fit(X)
+    with pytest.warns(ConvergenceWarning):
+        Zf = fixed.transform(X)
+    Za = gradient_descent_inversion(X, G, transform_max_iter=300, random_state=0)
+    assert np.sum((G.forward(Za) - X) ** 2) < np.sum((G.forward(Zf) - X) ** 2)
+
+
+@pytest.mark.parametrize("solver", ["momentum", "adam"])
+def test_solvers_with_measurement(solver):
+    G = make_random_generator([5, 40, 100], random_state=0)
+    rng = np.random.default_rng(9)
+    X = G.forward(rng.standard_normal((10, 5)))
+    A = rng.standard_normal((40, 100)) / np.sqrt(40)
+    est = GradientDescentInverter(G, measurement=A, solver=solver, learning_rate="auto",
+                                  n_restarts=3, random_state=0).fit(X @ A.T)
+    Zh = est.transform(X @ A.T)
+    assert np.median(snr_db(X, G.forward(Zh))) > 30
 
 
 def test_random_state_reproducible():

@@ -13,9 +13,9 @@ from .._array_api import get_namespace, namespace_of
 from ..algorithms._batch import Batch, lipschitz_constants
 from ..algorithms._refine import Refinement
 from ..algorithms.layered_bp import EpsilonRule
-from ..operators import Measurement, check_measurement
 from ..algorithms.noise import NoiseModel, NoiseRule, SupportRule
 from ..generator import ReLUGenerator
+from ..operators import Measurement, check_measurement
 from ..solvers import BaseLayerSolver
 
 _POS = Interval(Real, 0, None, closed="left")

@@ -23,10 +23,12 @@ See docs/security.md.
 from ..activations import Activation
 from ..generator import ReLUGenerator
 from ..operators import Layer, Measurement
+from ..solvers import FISTA, ActiveSet, LinearizedADMM
 from ._gradient_descent import GradientDescentInverter
+from ._hybrid import HybridInverter
 from ._imputer import GeneratorImputer
-from ._oracle import OracleInverter
 from ._layered_bp import LayeredBPInverter
+from ._oracle import OracleInverter
 from ._pursuit import LatentPursuitInverter
 
 __all__ = ["SKOPS_TRUSTED_TYPES"]
@@ -53,8 +55,12 @@ SKOPS_TRUSTED_TYPES = tuple(
         Activation,
         ReLUGenerator,
         *sorted(set(_layer_classes()), key=_type_name),
+        ActiveSet,
+        FISTA,
+        LinearizedADMM,
         GeneratorImputer,
         GradientDescentInverter,
+        HybridInverter,
         LatentPursuitInverter,
         LayeredBPInverter,
         OracleInverter,

@@ -9,14 +9,21 @@ bound copy whose batched ``matmat`` (``X A^T``), ``rmatmat`` (``R A``) and
 """
 
 from ._base import Layer
+from ._conv import Conv2d, ConvTranspose2d
 from ._dense import Dense
 from ._dottest import dottest
 from ._measurement import Measurement, check_measurement, measurement_shape
+from ._reshape import Composite, Reshape, Upsample
 
 __all__ = [
+    "Composite",
+    "Conv2d",
+    "ConvTranspose2d",
     "Dense",
     "Layer",
     "Measurement",
+    "Reshape",
+    "Upsample",
     "check_measurement",
     "dottest",
     "measurement_shape",

@@ -1,0 +1,221 @@
+"""The hybrid inversion of section 6.1: starts, exact polish, selection by loss.
+
+The paper closes its random-weights study (section 6.1) noting that the
+layer-wise pursuits fail where a layer's own equations do not determine its
+support, while gradient descent, solving a problem in only ``n_0``
+unknowns, still succeeds there, and that "a hybrid approach, utilizing both
+gradient descent and the layered approach, might be of interest". This
+module is that hybrid:
+
+1. **starts**: the layer-wise pursuit's estimate (Algorithm 5) where its
+   problems are posed, and multi-start gradient descent on eq. 1 (all
+   signals x restarts in one batch);
+2. **exact polish**: Algorithm 1 on the supports of the current estimate,
+   alternated with support refresh until the supports are a fixed point
+   (:func:`~skinvert.algorithms.polish.polish_batch`);
+3. **selection** by the loss of eq. 1; a row stops trying further starts
+   once its loss is consistent with the noise level (``noise_std``), or
+   with rounding for noiseless signals.
+"""
+
+from .._array_api import device
+from .gradient_descent import adam_descent, momentum_descent
+from .polish import _compress_rows, _scatter_rows, forward_loss, polish_batch
+
+__all__ = ["HybridStarts", "consistent_loss_bound", "hybrid_batch"]
+
+
+class HybridStarts:
+    """How the hybrid draws its starts (see :func:`hybrid_batch`).
+
+    Parameters
+    ----------
+    init_codes : array of shape (R, n_0) or None
+        Gradient-descent starting points shared by every row (drawn once, so a
+        row's result does not depend on its batch); None: no gradient descent.
+    solver : {"adam", "momentum"}
+        The gradient-descent solver of the starts.
+    learning_rate : float
+        Its step (Adam: in z units; momentum: an absolute step, e.g. 1 / L).
+    max_iter : int
+        Gradient-descent iterations per start.
+    pursuit : callable or None
+        ``pursuit(Y, obs) -> Z``: the layer-wise pursuit's estimate of a
+        batch, or None where its problems are not posed.
+    per_round : int or None
+        Starts run per round (None: all at once); the rows a round fits
+        exactly (or to the noise level) skip the later rounds.
+    """
+
+    def __init__(self, init_codes, *, solver="adam", learning_rate=0.05, max_iter=300,
+                 pursuit=None, per_round=None):
+        self.per_round = per_round
+        self.init_codes = init_codes
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.pursuit = pursuit
+
+
+def consistent_loss_bound(Y, obs, xp, *, noise_std=None, n_sd=10.0):
+    """The loss of eq. 1 below which a row's fit needs no further start.
+
+    With iid noise of std ``sigma`` on the ``n_obs`` observed entries, the loss
+    at the true z is ``sigma^2 / 2`` times a chi-square variable with
+    ``n_obs`` degrees of freedom; the bound is its mean plus ``n_sd`` standard
+    deviations, ``sigma^2 / 2 (n_obs + n_sd sqrt(2 n_obs))`` (the rule of the
+    pursuits' noise retries). Without noise it is rounding:
+    ``1/2 (sqrt(eps) ||obs * y||)^2``.
+    """
+    if noise_std is not None and noise_std > 0:
+        n_obs = xp.sum(obs, axis=1)
+        return 0.5 * noise_std**2 * (n_obs + n_sd * xp.sqrt(2.0 * n_obs))
+    eps = float(xp.finfo(Y.dtype).eps)
+    Yo = obs * Y
+    return 0.5 * eps * xp.sum(Yo * Yo, axis=1)
+
+
+def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measurement):
+    run = adam_descent if starts.solver == "adam" else momentum_descent
+    Z, loss, _, _ = run(
+        Z0, Y, obs, weights, biases, activation, xp, learning_rate=starts.learning_rate,
+        alpha=gamma, max_iter=starts.max_iter, measurement=measurement,
+    )
+    return Z, loss
+
+
+def hybrid_batch(
+    Y, obs, weights, biases, activation, xp, starts, *, measurement=None, gamma=0.0,
+    noise_std=None, polish_max_iter=50, tol=None,
+):
+    """Invert a batch by the hybrid of section 6.1 (starts, polish, selection).
+
+    Parameters
+    ----------
+    Y, obs, weights, biases, activation, xp, measurement, gamma
+        As in :func:`~skinvert.algorithms.polish.polish_batch`.
+    starts : HybridStarts
+    noise_std : float or None
+        Sets the loss a row must reach to stop trying starts
+        (:func:`consistent_loss_bound`).
+    polish_max_iter, tol
+        Of the polish.
+
+    Returns
+    -------
+    Z : array of shape (B, n_0)
+    info : dict of arrays of shape (B,)
+        ``"loss"`` (eq. 1 at Z), ``"start"`` (-1: the pursuit's estimate, r >= 0:
+        the gradient-descent start from ``init_codes[r]``), ``"fixed_point"``
+        (the winning polish reached a support fixed point) and ``"n_iter"``
+        (Gauss-Newton steps of the winning polish).
+
+    Notes
+    -----
+    Every row first polishes the pursuit's estimate (when there is one); the
+    rows whose loss is not yet below the bound run gradient descent from
+    ``starts.per_round`` starts at once (rows x restarts in one batch), then
+    polish these in the order of their gradient-descent loss, one at a time,
+    until the bound is met (by the data term of the loss, without the
+    ridge); rows still above it take the next round of starts, until the
+    starts run out. A row returns the lowest
+    loss among every start it ran and every polish of one, so its loss is
+    never above that of its best start. Every decision is per row: a row's
+    result does not depend on the batch it is in.
+    """
+    B, n0 = Y.shape[0], weights[0].shape[1]
+    dev = device(Y)
+    kw = {"measurement": measurement, "gamma": gamma}
+    bound = consistent_loss_bound(Y, obs, xp, noise_std=noise_std)
+    Z = xp.zeros((B, n0), dtype=Y.dtype, device=dev)
+    loss = xp.full((B,), float("inf"), dtype=Y.dtype, device=dev)
+    start = xp.full((B,), -2, dtype=xp.int32, device=dev)
+    fixed = xp.zeros((B,), dtype=xp.bool, device=dev)
+    n_iter = xp.zeros((B,), dtype=xp.int32, device=dev)
+
+    def keep(rows, Zc, lc, sc, fc, ic, polished=True):
+        # Rows `rows` (a mask) take the candidate where it lowers their loss
+        # (a polished candidate also where it ties: it carries the diagnostics).
+        nonlocal Z, loss, start, fixed, n_iter
+        sub = _compress_rows(rows, xp)
+
+        def take(a):
+            return xp.take(a, sub, axis=0)
+
+        old = take(loss)
+        better = ((lc <= old) if polished else (lc < old)) & xp.isfinite(lc)
+        Z = _scatter_rows(Z, xp.where(better[:, None], Zc, take(Z)), rows, xp)
+        loss = _scatter_rows(loss, xp.where(better, lc, take(loss)), rows, xp)
+        start = _scatter_rows(start, xp.where(better, sc, take(start)), rows, xp)
+        fixed = _scatter_rows(fixed, xp.where(better, fc, take(fixed)), rows, xp)
+        n_iter = _scatter_rows(n_iter, xp.where(better, ic, take(n_iter)), rows, xp)
+
+    keep.state = lambda: (Z, loss, start, fixed, n_iter)
+
+    def fits(Zc, lc):
+        # The data term of the loss (without the ridge) against the bound.
+        return (lc - 0.5 * gamma * xp.sum(Zc * Zc, axis=1)) <= bound
+
+    everyone = xp.ones((B,), dtype=xp.bool, device=dev)
+    if starts.pursuit is not None:
+        Zp = starts.pursuit(Y, obs)
+        lp, _, _ = forward_loss(Zp, Y, obs, weights, biases, activation, xp, **kw)
+        no = xp.zeros((B,), dtype=xp.bool, device=dev)
+        keep(everyone, Zp, lp, xp.full((B,), -1, dtype=xp.int32, device=dev), no, n_iter, False)
+        Zq, lq, iq, fq = polish_batch(Zp, Y, obs, weights, biases, activation, xp, **kw,
+                                      max_iter=polish_max_iter, tol=tol)
+        keep(everyone, Zq, lq, xp.full((B,), -1, dtype=xp.int32, device=dev), fq, iq)
+    R = 0 if starts.init_codes is None else starts.init_codes.shape[0]
+    step = max(1, min(R, starts.per_round or R))
+    for first in range(0, R, step):
+        todo = ~fits(*keep.state()[:2])
+        n_todo = int(xp.sum(xp.astype(todo, xp.int32)))
+        if n_todo == 0:
+            break
+        _round(todo, n_todo, range(first, min(R, first + step)), keep, fits, Y, obs,
+               weights, biases, activation, xp, starts, kw, polish_max_iter, tol)
+    Z, loss, start, fixed, n_iter = keep.state()
+    return Z, _info(loss, start, fixed, n_iter)
+
+
+def _round(todo, n_todo, restarts, keep, fits, Y, obs, weights, biases, activation, xp,
+           starts, kw, polish_max_iter, tol):
+    """One round: gradient descent from the starts ``restarts`` for the rows
+    ``todo`` (rows x restarts in one batch, restart-major), then their polish
+    in the order of the gradient-descent loss until each row meets the bound."""
+    dev = device(Y)
+    n0 = weights[0].shape[1]
+    R = len(restarts)
+    rows = _compress_rows(todo, xp)
+    Yt, Ot = xp.take(Y, rows, axis=0), xp.take(obs, rows, axis=0)
+    init = starts.init_codes
+    Z0 = xp.concat([xp.broadcast_to(init[r : r + 1, :], (n_todo, n0)) for r in restarts])
+    Yr, Or = xp.concat([Yt] * R), xp.concat([Ot] * R)
+    Zg, lg = _descend(Z0, Yr, Or, weights, biases, activation, xp, starts, kw["gamma"],
+                      kw["measurement"])
+    Zg = xp.reshape(Zg, (R, n_todo, n0))
+    lg = xp.reshape(lg, (R, n_todo))
+    no = xp.zeros((n_todo,), dtype=xp.bool, device=dev)
+    zero_it = xp.zeros((n_todo,), dtype=xp.int32, device=dev)
+    for k, r in enumerate(restarts):
+        keep(todo, Zg[k, ...], lg[k, ...], xp.full((n_todo,), r, dtype=xp.int32, device=dev),
+             no, zero_it, False)
+    # Polish the starts of each remaining row in the order of their loss.
+    order = xp.argsort(lg, axis=0, stable=True)  # (R, n_todo): k-th best start per row
+    for k in range(R):
+        sub_todo = xp.take(~fits(*keep.state()[:2]), rows, axis=0)  # rows still to fit
+        if not bool(xp.any(sub_todo)):
+            break
+        pending = _scatter_rows(todo, sub_todo, todo, xp) & todo
+        idx = _compress_rows(sub_todo, xp)
+        rk = xp.take(order[k, ...], idx, axis=0)
+        Zk = xp.take(xp.reshape(Zg, (R * n_todo, n0)), rk * n_todo + idx, axis=0)
+        Zq, lq, iq, fq = polish_batch(
+            Zk, xp.take(Yt, idx, axis=0), xp.take(Ot, idx, axis=0), weights, biases,
+            activation, xp, **kw, max_iter=polish_max_iter, tol=tol,
+        )
+        keep(pending, Zq, lq, xp.astype(rk, xp.int32) + restarts[0], fq, iq)
+
+
+def _info(loss, start, fixed, n_iter):
+    return {"loss": loss, "start": start, "fixed_point": fixed, "n_iter": n_iter}

@@ -1,0 +1,182 @@
+"""Exact polish: Algorithm 1 through the whole network, alternated with support refresh.
+
+The Oracle (Algorithm 1) solves ``min_z 1/2 ||y - phi(A_S z + c_S)||^2`` on
+*known* supports ``S``. The polish runs it on the supports of its own current
+estimate: at ``z_k`` the hidden supports ``S(z_k)`` fix the affine map
+``u = A_S z + c_S`` of the output pre-activation, one Levenberg-Marquardt
+(damped Gauss-Newton) step is taken on that fixed-support problem, accepted
+only if it lowers the loss *through the real network*, and the supports are
+refreshed at the new point. Rows stop when the supports are a fixed point and
+the step is below rounding (or the loss stops decreasing). This generalises
+Algorithm 1 to a start whose supports are wrong (the paper's section 6.1
+outlook: a hybrid of gradient descent and the layered approach): for a
+piecewise-linear phi without noise, a start inside the true support region
+(and on the right pieces of phi) is mapped to the exact z by one Gauss-Newton
+step, and every other accepted step moves to another support region.
+"""
+
+from .._array_api import device
+from .._linalg import batched_lstsq, row_norm, supported_affine_map
+from .._linalg import compress_rows as _compress_rows
+from .._linalg import scatter_rows as _scatter_rows
+
+__all__ = ["forward_loss", "jacobian", "polish_batch"]
+
+
+def _hidden(Z, weights, biases, xp):
+    """Output pre-activation ``u_L`` and the float 0/1 supports of layers 1..L."""
+    masks = []
+    x = Z
+    for W, b in zip(weights[:-1], biases[:-1]):
+        u = x @ W.T + b
+        m = xp.astype(u > 0, Z.dtype)
+        masks.append(m)
+        x = u * m
+    return x @ weights[-1].T + biases[-1], masks
+
+
+def forward_loss(Z, Y, obs, weights, biases, activation, xp, *, measurement=None, gamma=0.0):
+    """Per-row loss ``1/2 ||obs * (A G(z) - y)||^2 + gamma/2 ||z||^2`` (eq. 1).
+
+    ``A`` is the identity without a ``measurement``. Returns ``(loss, U, masks)``:
+    the loss (B,), the output pre-activation ``u_L`` (B, n) and the hidden
+    supports (float 0/1, one (B, n_i) array per hidden layer).
+    """
+    U, masks = _hidden(Z, weights, biases, xp)
+    out = activation(U, xp)
+    if measurement is not None:
+        out = measurement.forward(out)
+    R = obs * (out - Y)
+    loss = 0.5 * xp.sum(R * R, axis=1)
+    if gamma:
+        loss = loss + 0.5 * gamma * xp.sum(Z * Z, axis=1)
+    return loss, U, masks
+
+
+def jacobian(U, masks, weights, biases, activation, xp, *, measurement=None, obs=None):
+    """End-to-end Jacobian ``diag(obs) A diag(phi'(u)) A_S`` of the output at fixed supports.
+
+    ``A_S`` is the row-supported product of Algorithm 1
+    (:func:`~skinvert._linalg.supported_affine_map`). Returns (B, m, n_0).
+    """
+    A_S, _ = supported_affine_map(weights, biases, masks, xp, n_samples=U.shape[0])
+    J = activation.derivative(U, xp)[:, :, None] * A_S
+    if measurement is not None:
+        J = measurement.columns(J)
+    if obs is not None:
+        J = obs[:, :, None] * J
+    return J
+
+
+def polish_batch(
+    Z0, Y, obs, weights, biases, activation, xp, *, measurement=None, gamma=0.0,
+    max_iter=50, tol=None,
+):
+    """Fixed-support Gauss-Newton / Levenberg-Marquardt with support refresh, batched.
+
+    Parameters
+    ----------
+    Z0 : array of shape (B, n_0)
+        Starting codes (any estimate).
+    Y : array of shape (B, m)
+        Signals (m = n) or measurements, missing entries set to any finite value.
+    obs : array of shape (B, m)
+        1.0 on observed entries, 0.0 on missing ones.
+    weights, biases : lists of arrays
+        ``W_0..W_L`` and ``b_0..b_L`` in ``xp``.
+    activation : Activation
+        phi (identity, leaky-ReLU, PLU, tanh, sigmoid).
+    measurement : Measurement or None
+        ``y = A G(z)``: the residual and the Jacobian go through ``A``.
+    gamma : float, default=0.0
+        Ridge weight on z (eq. 16's prior).
+    max_iter : int, default=50
+        Gauss-Newton steps (each with a support refresh) per row.
+    tol : float or None
+        A row stops when its step is below ``tol * (1 + ||z||)`` on a support
+        fixed point; default ``sqrt(eps)``.
+
+    Returns
+    -------
+    Z : array of shape (B, n_0)
+    loss : array of shape (B,)
+        The loss of eq. 1 at ``Z`` (never above that of ``Z0``).
+    n_iter : array of shape (B,)
+        Steps taken per row.
+    fixed_point : bool array of shape (B,)
+        The supports of ``Z`` are those its last step was computed on and the
+        row stopped (step below ``tol``, zero loss or no further decrease).
+
+    Notes
+    -----
+    At ``z`` with supports ``S = S(z)`` the output is ``A phi(A_S z + c_S)``;
+    the step solves
+    ``min_dz ||J dz - r||^2 + (gamma + mu) ||dz + z gamma/(gamma+mu)||^2``
+    with ``J = diag(obs) A diag(phi'(u)) A_S``, ``r = obs * (y - A phi(u))``
+    (:func:`~skinvert._linalg.batched_lstsq`, SVD based, so rank-deficient
+    rows get the minimum-norm step). ``mu`` starts at 0 (a pure Gauss-Newton
+    step: exact for a piecewise-linear phi on the right support region) and
+    is multiplied by 10 after a step the real loss rejects, by 0.1 after an
+    accepted one, so each row's loss decreases monotonically. Rows are
+    independent: a row's iterates do not depend on the rest of the batch.
+    """
+    B = Z0.shape[0]
+    dt = Z0.dtype
+    dev = device(Z0)
+    eps = float(xp.finfo(dt).eps)
+    if tol is None:
+        tol = eps**0.5
+    kw = {"measurement": measurement, "gamma": gamma}
+    Z = Z0
+    loss, U, masks = forward_loss(Z, Y, obs, weights, biases, activation, xp, **kw)
+    mu = xp.zeros((B,), dtype=dt, device=dev)
+    done = ~xp.isfinite(loss)
+    fixed = xp.zeros((B,), dtype=xp.bool, device=dev)
+    n_iter = xp.zeros((B,), dtype=xp.int32, device=dev)
+    for _ in range(max_iter):
+        live = ~done
+        n_live = int(xp.sum(xp.astype(live, xp.int32)))
+        if n_live == 0:
+            break
+        if n_live < B:
+            sub = _compress_rows(live, xp)
+            Z_, Y_, o_, U_, l_, mu_ = (xp.take(a, sub, axis=0) for a in (Z, Y, obs, U, loss, mu))
+            m_ = [xp.take(m, sub, axis=0) for m in masks]
+        else:
+            Z_, Y_, o_, U_, l_, mu_, m_ = Z, Y, obs, U, loss, mu, masks
+        J = jacobian(U_, m_, weights, biases, activation, xp, measurement=measurement, obs=o_)
+        out = activation(U_, xp)
+        if measurement is not None:
+            out = measurement.forward(out)
+        R = o_ * (Y_ - out)
+        dZ = batched_lstsq(J, R, xp, ridge=gamma + mu_, z=Z_)
+        Zn = Z_ + dZ
+        ln, Un, mn = forward_loss(Zn, Y_, o_, weights, biases, activation, xp, **kw)
+        ok = (ln <= l_) & xp.isfinite(ln)
+        same = xp.ones_like(ok)
+        for a, b in zip(m_, mn):
+            same = same & xp.all(a == b, axis=1)
+        small = row_norm(dZ, xp) <= tol * (1.0 + row_norm(Z_, xp))
+        stalled = ok & (l_ - ln <= 4.0 * eps * l_)
+        # Stop: a step below tol that keeps the supports (accepted or not:
+        # more damping only shrinks it), no more decrease, or a zero loss.
+        # A row whose damping has grown past any useful step is stuck in a
+        # local minimum of the real loss: it stops too (not a fixed point).
+        scale = xp.max(xp.sum(J * J, axis=1), axis=1)
+        stuck = ~ok & (mu_ > 1e10 * scale)
+        stop = (small & same) | stalled | ((ln == 0) & ok) | stuck
+        okc = ok[:, None]
+        Z_ = xp.where(okc, Zn, Z_)
+        U_ = xp.where(okc, Un, U_)
+        m_ = [xp.where(okc, b, a) for a, b in zip(m_, mn)]
+        l_ = xp.where(ok, ln, l_)
+        mu_ = xp.where(ok, 0.1 * mu_, xp.maximum(10.0 * mu_, 1e-6 * scale + eps))
+        Z = _scatter_rows(Z, Z_, live, xp)
+        U = _scatter_rows(U, U_, live, xp)
+        masks = [_scatter_rows(a, b, live, xp) for a, b in zip(masks, m_)]
+        loss = _scatter_rows(loss, l_, live, xp)
+        mu = _scatter_rows(mu, mu_, live, xp)
+        n_iter = n_iter + xp.astype(live, xp.int32)
+        fixed = fixed | _scatter_rows(fixed, stop & same & ~stuck, live, xp)
+        done = done | _scatter_rows(done, stop, live, xp)
+    return Z, loss, n_iter, fixed & done

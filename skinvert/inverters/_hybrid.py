@@ -1,0 +1,317 @@
+"""HybridInverter: pursuit and gradient-descent starts, exact polish (section 6.1)."""
+
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._array_api import as_namespace, namespace_of
+from ..algorithms.gradient_descent import gradient_lipschitz
+from ..algorithms.hybrid import HybridStarts, consistent_loss_bound, hybrid_batch
+from ._base import BaseInverter
+from ._pursuit import LatentPursuitInverter
+
+_INFO = ("loss", "start", "fixed_point", "n_iter")
+
+
+class _BatchState:
+    """The minimal per-batch state an inverter's ``_transform_batch`` reads."""
+
+    def __init__(self, weights, biases, measurement):
+        self.weights, self.biases, self.measurement = weights, biases, measurement
+
+    def count(self, stage, n_bad):
+        """Iteration-limit counts of the pursuit start are not reported."""
+
+
+def _pursuit_estimate(estimator, Y, obs, xp, state):
+    """The layer-wise pursuit's estimate of a batch (the one call to repoint at merge)."""
+    return estimator._transform_batch(
+        Y, obs, xp, _BatchState(state.weights, state.biases, state.measurement)
+    )
+
+
+def pursuit_applies(generator, measurement_shape):
+    """Whether Latent-Pursuit's layer problems are posed.
+
+    Without a measurement, always; through ``m`` measurements, for a
+    piecewise-linear output when ``m >= n_L`` (the image layer needs about
+    ``2 s_L`` equations, and ``s_L ~ n_L / 2``): below that the layer-wise
+    start is slow and wrong, and the gradient-descent starts do the work.
+    """
+    if measurement_shape is None:
+        return True
+    return generator.activation.piecewise_linear and measurement_shape[0] >= generator.layer_sizes[-2]
+
+
+class HybridInverter(BaseInverter):
+    """Exact inversion beyond the layer-wise regime: starts, exact polish, selection.
+
+    The hybrid of the paper's section 6.1 outlook. Every signal gets
+
+    1. **starts**: Latent-Pursuit's estimate (Algorithm 5) where its layer
+       problems are posed (no measurement, or an identity / piecewise-linear
+       output seen through ``m >= n_L`` measurements), and, for the rows it
+       does not fit, gradient
+       descent on eq. 1 from ``n_restarts`` starting codes (rows x restarts
+       in one batch);
+    2. **exact polish**: Algorithm 1 (fixed-support Gauss-Newton /
+       Levenberg-Marquardt through the whole network and the measurement)
+       on the supports of the current estimate, alternated with support
+       refresh until the supports are a fixed point (:func:`skinvert.polish`);
+    3. **selection** by the loss of eq. 1: a row polishes its starts in the
+       order of their loss and stops once its loss is consistent with the
+       noise level (``noise_std``; without it, with rounding).
+
+    Parameters
+    ----------
+    generator : ReLUGenerator or None, default=None
+        The generator to invert (None: a random one built in ``fit``).
+        Any output activation (identity, leaky_relu, plu, tanh, sigmoid).
+    measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
+        Linear measurements ``y = A G(z) + e`` (X holds the m measurements;
+        NaN: a missing one); see :class:`GradientDescentInverter`. The
+        end-to-end problem has ``n_0`` unknowns, so far fewer measurements
+        than a layer-wise inversion needs (``m >= n_0`` per fixed support).
+    noise_std : float or None, default=None
+        Standard deviation of iid Gaussian noise on the observed entries of X.
+        A row stops trying starts once its loss is below the chi-square bound
+        ``sigma^2 / 2 (n_obs + 10 sqrt(2 n_obs))``; also passed to the pursuit
+        start (without a measurement or with an identity output).
+    gamma : float, default=0.0
+        Ridge weight on z (eq. 16's prior) in every stage.
+    n_restarts : int, default=8
+        Gradient-descent starts per signal (codes drawn from N(0, I) in
+        ``fit``); 0 keeps the pursuit start only (needs a pursuit).
+    restarts_per_round : int, default=2
+        Gradient-descent starts run together per round: the rows a round fits
+        exactly (or to the noise level) skip the later rounds, so easy
+        problems pay for two starts, hard ones for all ``n_restarts``.
+    start_solver : {"adam", "momentum"}, default="adam"
+        The gradient-descent solver of the starts.
+    start_learning_rate : float or "auto", default="auto"
+        ``"auto"``: 0.05 for Adam (a step in z units) and
+        ``2 (1 + 0.9) / lipschitz_`` for momentum (see
+        :class:`GradientDescentInverter`).
+    start_max_iter : int, default=100
+        Gradient-descent iterations per start: enough to reach the basin of
+        the polish, which does the rest.
+    use_pursuit : bool or "auto", default="auto"
+        Start from Latent-Pursuit's estimate; "auto": where its problems are
+        posed (no measurement, or a piecewise-linear output and
+        ``m >= n_L``, the size of the last hidden layer).
+    polish_max_iter : int, default=50
+        Gauss-Newton steps of each polish.
+    tol : float or None, default=None
+        Relative step of the polish's stop (default ``sqrt(eps)``).
+    batch_size, n_jobs, verbose, random_state
+        See :class:`GradientDescentInverter`; ``random_state`` draws the
+        starting codes.
+
+    Attributes
+    ----------
+    generator_ : ReLUGenerator
+    n_components_ : int
+    n_features_in_ : int
+    measurement_ : array, LinearOperator or None
+    init_codes_ : array of shape (n_restarts, n_components)
+        The gradient-descent starting codes, shared by every row (so a row's
+        result does not depend on its batch).
+    lipschitz_ : float
+        The typical curvature of eq. 1: the median Lipschitz estimate of its
+        gradient over 32 codes drawn from N(0, I) (see
+        :func:`~skinvert.algorithms.gradient_descent.gradient_lipschitz`).
+    start_learning_rate_ : float
+    pursuit_ : LatentPursuitInverter or None
+        The fitted pursuit of the first start (None where it is not used).
+
+    Notes
+    -----
+    ``transform(X, return_info=True)`` also returns per-row diagnostics: a
+    dict of arrays of shape (n_samples,) in X's namespace: ``"loss"`` (eq. 1
+    at the returned code), ``"start"`` (-1: the pursuit's estimate won;
+    ``r >= 0``: the gradient-descent start from ``init_codes_[r]``),
+    ``"fixed_point"`` (the winning polish reached a support fixed point) and
+    ``"n_iter"`` (its Gauss-Newton steps). One ``ConvergenceWarning``
+    counts the rows whose supports did not reach a fixed point and those
+    whose loss stayed above the noise (or rounding) bound.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinvert import HybridInverter, make_random_generator
+    >>> G = make_random_generator([10, 60, 200], random_state=0)
+    >>> Z = np.random.default_rng(0).standard_normal((4, 10))
+    >>> A = np.random.default_rng(1).standard_normal((30, 200)) / np.sqrt(30)
+    >>> est = HybridInverter(G, measurement=A, random_state=0)
+    >>> Zhat = est.fit(G.forward(Z) @ A.T).transform(G.forward(Z) @ A.T)
+    >>> bool(np.allclose(Zhat, Z))
+    True
+    """
+
+    _parameter_constraints = {
+        **BaseInverter._parameter_constraints,
+        "measurement": "no_validation",  # checked in fit (shape, dtype, finite)
+        "noise_std": [Interval(Real, 0, None, closed="left"), None],
+        "gamma": [Interval(Real, 0, None, closed="left")],
+        "n_restarts": [Interval(Integral, 0, None, closed="left")],
+        "restarts_per_round": [Interval(Integral, 1, None, closed="left")],
+        "start_solver": [StrOptions({"adam", "momentum"})],
+        "start_learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "start_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "use_pursuit": ["boolean", StrOptions({"auto"})],
+        "polish_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left"), None],
+    }
+
+    def __init__(
+        self,
+        generator=None,
+        *,
+        measurement=None,
+        noise_std=None,
+        gamma=0.0,
+        n_restarts=8,
+        restarts_per_round=2,
+        start_solver="adam",
+        start_learning_rate="auto",
+        start_max_iter=100,
+        use_pursuit="auto",
+        polish_max_iter=50,
+        tol=None,
+        batch_size=None,
+        n_jobs=None,
+        verbose=0,
+        random_state=None,
+    ):
+        super().__init__(
+            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
+        )
+        self.measurement = measurement
+        self.noise_std = noise_std
+        self.gamma = gamma
+        self.n_restarts = n_restarts
+        self.restarts_per_round = restarts_per_round
+        self.start_solver = start_solver
+        self.start_learning_rate = start_learning_rate
+        self.start_max_iter = start_max_iter
+        self.use_pursuit = use_pursuit
+        self.polish_max_iter = polish_max_iter
+        self.tol = tol
+
+    def _fit_extra(self, X, rng):
+        xp, dev = namespace_of(X)
+        G = self.generator_
+        codes = rng.standard_normal((self.n_restarts, self.n_components_))
+        self.init_codes_ = as_namespace(codes, xp, dtype=X.dtype, device=dev)
+        probes = as_namespace(rng.standard_normal((32, self.n_components_)), xp,
+                              dtype=X.dtype, device=dev)
+        W, b = G.as_arrays(xp, dtype=X.dtype, device=dev)
+        self.lipschitz_ = gradient_lipschitz(
+            W, b, G.activation, xp, probes, measurement=self._measurement(xp, X.dtype, dev),
+            alpha=self.gamma, quantile=0.5,
+        )
+        if self.start_learning_rate != "auto":
+            self.start_learning_rate_ = float(self.start_learning_rate)
+        elif self.start_solver == "adam":
+            self.start_learning_rate_ = 0.05
+        else:
+            self.start_learning_rate_ = 2.0 * 1.9 / self.lipschitz_
+        A = getattr(self, "measurement_", None)
+        applies = pursuit_applies(G, None if A is None else tuple(A.shape))
+        if self.use_pursuit is True and not applies:
+            raise ValueError(
+                "use_pursuit=True: Latent-Pursuit's problems are not posed through this "
+                f"measurement (a {G.activation.name} output, m={A.shape[0]}; it needs a "
+                f"piecewise-linear output and m >= n_L = {G.layer_sizes[-2]}); use "
+                "use_pursuit='auto'."
+            )
+        self.pursuit_ = None
+        if applies and self.use_pursuit in (True, "auto"):
+            # The pursuits take noise_std only where A folds into the last layer.
+            folded = self.measurement is None or G.activation.name == "identity"
+            self.pursuit_ = LatentPursuitInverter(
+                G, measurement=self.measurement, gamma=self.gamma,
+                noise_std=self.noise_std if folded else None,
+            ).fit(X)
+        if self.pursuit_ is None and self.n_restarts == 0:
+            raise ValueError(
+                "n_restarts=0 leaves no start: the pursuit start is not used here "
+                f"(use_pursuit={self.use_pursuit!r}); set n_restarts >= 1."
+            )
+
+    def _bytes_per_sample(self, generator, itemsize):
+        sizes = generator.layer_sizes
+        n0, n = sizes[0], sizes[-1]
+        A = getattr(self, "measurement_", None)
+        m = n if A is None else A.shape[0]
+        R = max(self.n_restarts, 1)
+        per = R * (12 * sum(sizes) + 4 * m) + 6 * n * n0 + 2 * sum(sizes[1:]) * n0 + 4 * m * n0
+        if getattr(self, "pursuit_", None) is not None:
+            per = max(per, self.pursuit_._bytes_per_sample(generator, itemsize) // itemsize)
+        return itemsize * per
+
+    def transform(self, X, return_info=False):
+        """Recover the latent codes of the signals X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Signals (or measurements); NaN marks a missing entry.
+        return_info : bool, default=False
+            Also return the per-row diagnostics (see Notes of the class).
+
+        Returns
+        -------
+        Z : array of shape (n_samples, n_components)
+        info : dict of arrays of shape (n_samples,)
+            Only with ``return_info=True``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        out = self._transform(X, validated=True)
+        xp, dev = namespace_of(X)
+        k = self.n_components_
+        Z = out[:, :k]
+        if not return_info:
+            return Z
+        if out.shape[1] == k:  # no rows: BaseInverter returns the codes only
+            out = xp.concat([out, xp.zeros((0, len(_INFO)), dtype=out.dtype, device=dev)], axis=1)
+        info = {key: out[:, k + j] for j, key in enumerate(_INFO)}
+        info["start"] = xp.astype(info["start"], xp.int32)
+        info["n_iter"] = xp.astype(info["n_iter"], xp.int32)
+        info["fixed_point"] = info["fixed_point"] > 0
+        return Z, info
+
+    def _transform_batch(self, Y, obs, xp, state):
+        act = self.generator_.activation
+        _, dev = namespace_of(Y)
+        pursuit = None
+        if self.pursuit_ is not None:
+
+            def pursuit(Yb, Ob):
+                return _pursuit_estimate(self.pursuit_, Yb, Ob, xp, state)
+
+        init = None
+        if self.n_restarts:
+            init = as_namespace(self.init_codes_, xp, dtype=Y.dtype, device=dev)
+        starts = HybridStarts(init, solver=self.start_solver,
+                              learning_rate=self.start_learning_rate_,
+                              max_iter=self.start_max_iter, pursuit=pursuit,
+                              per_round=self.restarts_per_round)
+        Z, info = hybrid_batch(
+            Y, obs, state.weights, state.biases, act, xp, starts,
+            measurement=state.measurement, gamma=self.gamma, noise_std=self.noise_std,
+            polish_max_iter=self.polish_max_iter, tol=self.tol,
+        )
+        bound = consistent_loss_bound(Y, obs, xp, noise_std=self.noise_std)
+        B = Y.shape[0]
+        n_fixed = int(xp.sum(xp.astype(info["fixed_point"], xp.int32)))
+        fit = info["loss"] - 0.5 * self.gamma * xp.sum(Z * Z, axis=1)
+        n_fit = int(xp.sum(xp.astype(fit <= bound, xp.int32)))
+        state.count("the polish (supports not at a fixed point within polish_max_iter)",
+                    B - n_fixed)
+        state.count("every start (loss above the noise level)" if self.noise_std
+                    else "every start (loss above rounding: not an exact fit)", B - n_fit)
+        cols = [xp.astype(info[key], Y.dtype)[:, None] for key in _INFO]
+        return xp.concat([Z] + cols, axis=1)
