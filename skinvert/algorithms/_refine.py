@@ -17,6 +17,7 @@ from .._array_api import device
 from .._linalg import compress_rows, forward_preactivations, scatter_rows
 from .gradient_descent import momentum_descent
 from .oracle import oracle_end_to_end
+from .polish import polish_batch
 
 __all__ = ["Refinement", "debias", "descent_polish", "fallback", "refine", "refresh"]
 
@@ -208,7 +209,7 @@ def fallback(res, batch, *, max_iter, tol):
 
 def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8):
     """Continue rows from ``Z0`` on eq. 1 itself: multi-start gradient
-    descent, each start finished by the Oracle on the supports it reached.
+    descent, each start finished by the exact polish.
 
     Gradient descent (:func:`~.gradient_descent.momentum_descent`) moves
     across the boundaries of the linear regions that the support-wise
@@ -216,51 +217,38 @@ def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8)
     codes drawn from the prior ``N(0, I)`` (seeded by ``attempt``:
     deterministic), since a row whose layer-wise estimate is far off is
     usually in another basin; attempt ``a`` runs ``3^a max_iter`` steps
-    from new starts.
-    Every start is finished by Algorithm 1 on the supports of its descent
-    point and the warm support refresh (:func:`refresh`); a row keeps the
-    lowest loss. Used on the few rows whose loss stays inconsistent with the
-    noise (:func:`~skinvert.algorithms.noise.settle_noisy_rows`), so its
+    from new starts. Every start is finished by the exact polish
+    (:func:`~skinvert.algorithms.polish.polish_batch`: Algorithm 1's
+    Gauss-Newton on the supports of its own iterate, refreshed each step);
+    a row keeps the lowest loss. Used on the few rows whose loss stays
+    inconsistent with the noise
+    (:func:`~skinvert.algorithms.noise.settle_noisy_rows`), so its
     ``(n_starts + 1)``-fold cost is paid on those rows only.
     """
     import numpy as np
 
     from .._array_api import as_namespace
-    from ._batch import PursuitResult
 
     xp = batch.xp
     B, n0 = Z0.shape
     rng = np.random.default_rng(attempt)
-    max_iter = max_iter * 3**attempt
-    starts = [Z0] + [
-        as_namespace(rng.standard_normal((B, n0)), xp, dtype=Z0.dtype, device=device(Z0))
-        for _ in range(n_starts)
-    ]
-    K = len(starts)
-    big = batch.take(xp.concat([xp.arange(B, device=device(Z0))] * K, axis=0))
+    draws = rng.standard_normal((n_starts * B, n0))
+    starts = xp.concat(
+        [Z0, as_namespace(draws, xp, dtype=Z0.dtype, device=device(Z0))], axis=0
+    )
+    big = batch.take(xp.concat([xp.arange(B, device=device(Z0))] * (n_starts + 1), axis=0))
+    net = (batch.weights, batch.biases, batch.activation, xp)
     Zg, _, _, _ = momentum_descent(
-        xp.concat(starts, axis=0),
-        big.Y,
-        big.obs,
-        batch.weights,
-        batch.biases,
-        batch.activation,
-        xp,
-        alpha=gamma,
-        max_iter=max_iter,
+        starts, big.Y, big.obs, *net, alpha=gamma, max_iter=max_iter * 3**attempt,
         measurement=batch.measurement,
     )
-    res = PursuitResult()
-    res.z = Zg
-    pre, _ = forward_preactivations(Zg, batch.weights, batch.biases, xp)
-    res.supports = [u > 0 for u in pre]
-    debias(res, big, gamma=gamma, max_iter=30)
-    refresh(res, big, gamma=gamma, max_iter=10, debias_max_iter=30, warm=True)
-    lz = big.loss(res.z, gamma)
-    lz = xp.where(xp.isfinite(lz), lz, xp.full_like(lz, float("inf")))
-    best_l, best = lz[:B], res.z[:B, :]
-    for k in range(1, K):
-        lk, zk = lz[k * B : (k + 1) * B], res.z[k * B : (k + 1) * B, :]
+    Zp, lp, _, _ = polish_batch(
+        Zg, big.Y, big.obs, *net, measurement=batch.measurement, gamma=gamma
+    )
+    lp = xp.where(xp.isfinite(lp), lp, xp.full_like(lp, float("inf")))
+    best, best_l = Zp[:B, :], lp[:B]
+    for k in range(1, n_starts + 1):
+        lk, zk = lp[k * B : (k + 1) * B], Zp[k * B : (k + 1) * B, :]
         take = lk < best_l
         best = xp.where(take[:, None], zk, best)
         best_l = xp.where(take, lk, best_l)
