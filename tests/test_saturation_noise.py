@@ -90,3 +90,34 @@ def test_rows_inconsistent_with_the_noise_are_reported():
     est = LatentPursuitInverter(G, noise_std=1e-3).fit(X)
     with pytest.warns(ConvergenceWarning, match="noise-consistency"):
         est.transform(X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
+def test_weighted_noise_path_is_namespace_generic(namespace):
+    """The weighted image layer, its per-entry thresholds, the retries and the
+    polish run under array_api_dispatch and equal NumPy's estimate."""
+    import sklearn
+
+    from skinvert import make_random_generator
+
+    if namespace == "torch":
+        torch = pytest.importorskip("torch")
+        to_xp, to_np = (lambda a: torch.asarray(np.ascontiguousarray(a))), (lambda a: a.numpy())
+    else:
+        xps = pytest.importorskip("array_api_strict")
+        to_xp, to_np = xps.asarray, np.asarray
+    G0 = make_random_generator([4, 24, 60], random_state=0)
+    W, b = list(G0.weights), list(G0.biases)
+    G = ReLUGenerator(W[:-1] + [4 * W[-1]], b[:-1] + [4 * b[-1]], output_activation="tanh")
+    rng = np.random.default_rng(2)
+    Z = rng.standard_normal((16, 4))
+    X = G.forward(Z)
+    assert np.mean(np.abs(X) > 0.999) > 0.1
+    X = X + 1e-2 * rng.standard_normal(X.shape)
+    X[-1] = -X[-1]  # an inconsistent row: retries and polish run
+    ref = LatentPursuitInverter(G, noise_std=1e-2).fit(X).transform(X)
+    with sklearn.config_context(array_api_dispatch=True):
+        Xs = to_xp(X)
+        out = to_np(LatentPursuitInverter(G, noise_std=1e-2).fit(Xs).transform(Xs))
+    np.testing.assert_allclose(out, ref, rtol=1e-7, atol=1e-9)

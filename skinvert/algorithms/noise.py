@@ -196,7 +196,7 @@ class NoiseRule(SupportRule):
             # Weighted image layer, one threshold: an unweighted least squares
             # with the noise of the average weight.
             rows = self.image_rows(U, w, act, xp)
-            tiny = float(xp.finfo(U.dtype).tiny)
+            tiny = float(xp.finfo(U.dtype).smallest_normal)
             sd = self.model.noise_std / _peak_derivative(act, U, xp)
             rule.delta = sd / xp.sqrt(xp.clip(xp.mean(rows, axis=1), min=tiny))
             return rule
