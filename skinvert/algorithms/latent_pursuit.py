@@ -123,6 +123,7 @@ def _one_pass(batch, plan, rule, *, nonneg, constraints, gamma):
         if L == 0:
             res.z = x
             return res
+        gram = None
     else:
         U, w = batch.inverse_target()
         if L == 0:  # no hidden layer: z from the image layer itself (eq. 16)
@@ -137,26 +138,25 @@ def _one_pass(batch, plan, rule, *, nonneg, constraints, gamma):
         # Usable entries, weighted by the rule's noise model (NoiseRule).
         img_rows = rule.image_rows(U, w, batch.activation, xp)
         img_rows = None if bool(xp.all(img_rows == 1)) else img_rows
-        x = solve(
-            plan.image,
-            LayerProblem(
-                "image",
-                L,
-                W[L],
-                b[L],
-                U,
-                img_rows,
-                rule.lam(L),
-                nonneg,
-                False,
-                lips[L],
-                xp,
-                Y=batch.Y,
-                obs=batch.obs,
-                activation=batch.activation,
-            ),
+        image = LayerProblem(
+            "image",
+            L,
+            W[L],
+            b[L],
+            U,
+            img_rows,
+            rule.lam(L),
+            nonneg,
+            False,
+            lips[L],
+            xp,
+            Y=batch.Y,
+            obs=batch.obs,
+            activation=batch.activation,
         )
-    hidden, supports = [x], [rule.support(x, L, W[L], img_rows, xp)]
+        x = solve(plan.image, image)
+        gram = image.gram
+    hidden, supports = [x], [rule.support(x, L, W[L], img_rows, xp, gram=gram)]
     # Middle layers x_i, i = L-1..1: eq. 9 on the rows S_{i+1} (Algorithm 2: a lasso).
     for i in range(L - 1, 0, -1):
         rows = xp.astype(supports[0], dt)

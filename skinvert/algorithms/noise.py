@@ -70,8 +70,10 @@ class SupportRule:
         """``lambda_i`` of the hidden layer ``x_i`` (i = 1..L)."""
         return self._lams[min(i - 1, len(self._lams) - 1)]
 
-    def support(self, x, i, W, rows, xp):
-        """``S_i`` of the estimate ``x`` of ``x_i`` (``W = W_i``, ``rows`` its equations)."""
+    def support(self, x, i, W, rows, xp, gram=None):
+        """``S_i`` of the estimate ``x`` of ``x_i`` (``W = W_i``, ``rows`` its
+        equations, ``gram`` their per-row Gram matrices when a solver formed
+        them)."""
         return support_mask(x, self.support_tol, xp, self.nonneg)
 
     def image_rows(self, U, w, activation, xp):
@@ -221,14 +223,16 @@ class NoiseRule(SupportRule):
         rule.delta = self.model.noise_std * xp.sqrt(mid)  # delta_{L+1}, (B,)
         return rule
 
-    def support(self, x, i, W, rows, xp):
+    def support(self, x, i, W, rows, xp, gram=None):
         if getattr(self, "weighted", False) and i == self.n_layers:
             # Weighted image layer: the error of x_L[j] has standard
             # deviation delta_{L+1} sqrt((W^T diag(w) W)^-1_jj) (Theorem 3's
             # covariance with the weighted Gram matrix; rows with many
             # saturated pixels determine x_L far less well than the average
             # gain says). Entry j is in the support above c times its own.
-            G = W.T @ W if rows is None else row_weighted_gram(W, rows, xp)
+            G = gram
+            if G is None:
+                G = W.T @ W if rows is None else row_weighted_gram(W, rows, xp)
             with single_threaded_blas(xp):
                 var = xp.linalg.diagonal(xp.linalg.inv(_jittered(G, xp)))
             std = self.delta[:, None] * xp.sqrt(xp.clip(var, min=0.0))

@@ -96,14 +96,17 @@ class ActiveSet(BaseLayerSolver):
             return self._constrained(
                 W, b, t, rows, p.lam, p.nonneg, p.constraints, p.lipschitz + p.ridge, xp
             )
-        return self._constrained(
-            p.W, p.b, p.target, p.rows, p.lam, p.nonneg, p.constraints, p.lipschitz, xp
+        out = {}
+        res = self._constrained(
+            p.W, p.b, p.target, p.rows, p.lam, p.nonneg, p.constraints, p.lipschitz, xp, out=out
         )
+        p.gram = out.get("gram")
+        return res
 
-    def _constrained(self, W, b, target, rows, lam, nonneg, constraints, lipschitz, xp):
+    def _constrained(self, W, b, target, rows, lam, nonneg, constraints, lipschitz, xp, out=None):
         """Eq. 9 / eq. 16: equations on ``rows``, inequalities off them."""
         w = rows
-        x, n_bad = self.solve_gram(W, target - b, w, lam, nonneg, xp, lipschitz=lipschitz)
+        x, n_bad = self.solve_gram(W, target - b, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
         if not constraints:
             return x, n_bad
         for _ in range(self.constraint_max_iter):
@@ -126,11 +129,12 @@ class ActiveSet(BaseLayerSolver):
             x = scatter_rows(x, x_bad, bad, xp)
         return x, n_bad
 
-    def solve_gram(self, W, t, w, lam, nonneg, xp, *, lipschitz):
+    def solve_gram(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None):
         """Solve ``min 1/2 ||sqrt(w) (W x - t)||^2 + lam pen(x)`` exactly.
 
         ``w`` (B, m) are row weights (None: all rows). Returns
-        ``(x, n_not_converged)``. Non-negative rows that drop only a few of
+        ``(x, n_not_converged)``; ``out["gram"]`` receives the per-row Gram
+        matrices when every row formed its own. Non-negative rows that drop only a few of
         the rows of a tall ``W`` are tried first from one shared
         factorization (:func:`_shared_factor_rows`); the others form their
         own Gram matrix.
@@ -151,15 +155,18 @@ class ActiveSet(BaseLayerSolver):
                     lipschitz=lipschitz,
                 )
                 return scatter_rows(x_done, x_rest, ~done, xp), n_bad
-        return self._solve_gram_rows(W, t, w, lam, nonneg, xp, lipschitz=lipschitz)
+        return self._solve_gram_rows(W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
 
-    def _solve_gram_rows(self, W, t, w, lam, nonneg, xp, *, lipschitz):
-        """:meth:`solve_gram` with every row's own Gram matrix."""
+    def _solve_gram_rows(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None):
+        """:meth:`solve_gram` with every row's own Gram matrix (kept in
+        ``out["gram"]`` when ``out`` is a dict)."""
         B = t.shape[0]
         k = W.shape[1]
         dt = t.dtype
         r = (t if w is None else w * t) @ W
         G = W.T @ W if w is None else row_weighted_gram(W, w, xp)
+        if out is not None and w is not None:
+            out["gram"] = G
         if w is None:
             tall = xp.full((B,), W.shape[0] >= k, dtype=xp.bool, device=device(t))
         else:
