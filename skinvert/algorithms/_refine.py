@@ -217,10 +217,11 @@ def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8)
     codes drawn from the prior ``N(0, I)`` (seeded by ``attempt``:
     deterministic), since a row whose layer-wise estimate is far off is
     usually in another basin; attempt ``a`` runs ``3^a max_iter`` steps
-    from new starts. Every start is finished by the exact polish
+    from new starts. Every start is finished twice, by the exact polish
     (:func:`~skinvert.algorithms.polish.polish_batch`: Algorithm 1's
-    Gauss-Newton on the supports of its own iterate, refreshed each step);
-    a row keeps the lowest loss. Used on the few rows whose loss stays
+    Gauss-Newton on the supports of its own iterate, refreshed each step)
+    and by Algorithm 1 on the supports it reached followed by the warm
+    :func:`refresh`; a row keeps the lowest loss. Used on the few rows whose loss stays
     inconsistent with the noise
     (:func:`~skinvert.algorithms.noise.settle_noisy_rows`), so its
     ``(n_starts + 1)``-fold cost is paid on those rows only.
@@ -233,21 +234,37 @@ def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8)
     B, n0 = Z0.shape
     rng = np.random.default_rng(attempt)
     draws = rng.standard_normal((n_starts * B, n0))
-    starts = xp.concat(
-        [Z0, as_namespace(draws, xp, dtype=Z0.dtype, device=device(Z0))], axis=0
-    )
+    starts = xp.concat([Z0, as_namespace(draws, xp, dtype=Z0.dtype, device=device(Z0))], axis=0)
     big = batch.take(xp.concat([xp.arange(B, device=device(Z0))] * (n_starts + 1), axis=0))
     net = (batch.weights, batch.biases, batch.activation, xp)
     Zg, _, _, _ = momentum_descent(
-        starts, big.Y, big.obs, *net, alpha=gamma, max_iter=max_iter * 3**attempt,
+        starts,
+        big.Y,
+        big.obs,
+        *net,
+        alpha=gamma,
+        max_iter=max_iter * 3**attempt,
         measurement=batch.measurement,
     )
     Zp, lp, _, _ = polish_batch(
         Zg, big.Y, big.obs, *net, measurement=batch.measurement, gamma=gamma
     )
+    # Also Algorithm 1 on the supports of the descent point, then the warm
+    # refresh: it reaches regions the step-wise polish does not, and the
+    # converse (measured on saturating tanh rows).
+    from ._batch import PursuitResult
+
+    res = PursuitResult()
+    res.z = Zg
+    pre, _ = forward_preactivations(Zg, batch.weights, batch.biases, xp)
+    res.supports = [u > 0 for u in pre]
+    debias(res, big, gamma=gamma, max_iter=30)
+    refresh(res, big, gamma=gamma, max_iter=10, debias_max_iter=30, warm=True)
+    Zp = xp.concat([Zp, res.z], axis=0)
+    lp = xp.concat([lp, big.loss(res.z, gamma)], axis=0)
     lp = xp.where(xp.isfinite(lp), lp, xp.full_like(lp, float("inf")))
     best, best_l = Zp[:B, :], lp[:B]
-    for k in range(1, n_starts + 1):
+    for k in range(1, 2 * (n_starts + 1)):
         lk, zk = lp[k * B : (k + 1) * B], Zp[k * B : (k + 1) * B, :]
         take = lk < best_l
         best = xp.where(take[:, None], zk, best)
