@@ -210,7 +210,11 @@ def downdated_solve(W, H, x0, drop, xp):
     flat = xp.reshape(J, (-1,))
     WD = xp.reshape(xp.take(W, flat, axis=0), (B, q, W.shape[1])) * vf
     HD = xp.reshape(xp.take(H, flat, axis=0), (B, q, H.shape[1])) * vf
-    S = xp.eye(q, dtype=dt, device=_dev(x0)) - HD @ xp.permute_dims(WD, (0, 2, 1))
+    # A relative jitter keeps an exactly singular S (a downdate that leaves
+    # the rows rank-deficient) solvable; such a row's answer fails the
+    # caller's check.
+    eye = xp.eye(q, dtype=dt, device=_dev(x0))
+    S = (1.0 + q * _eps(dt, xp)) * eye - HD @ xp.permute_dims(WD, (0, 2, 1))
     v = matvec(WD, x0, xp)
     with single_threaded_blas(xp):
         t = xp.linalg.solve(S, v[:, :, None])[:, :, 0]

@@ -289,8 +289,13 @@ def _shared_factor_rows(W, t, w, lam, xp):
     lam_s = lam if sub is None else take_lam(lam, sub, xp)
     dt = t.dtype
     G = W.T @ W
+    diag = xp.linalg.diagonal(G)
+    jitter = k * float(xp.finfo(dt).eps) * float(xp.max(diag)) if k else 0.0
+    if not jitter > 0:
+        return None, None
+    Gj = G + jitter * xp.eye(k, dtype=dt, device=device(t))
     with single_threaded_blas(xp):
-        H = xp.linalg.solve(G, W.T).T  # W (W^T W)^-1
+        H = xp.linalg.solve(Gj, W.T).T  # W (W^T W)^-1
     r = (ws * ts) @ W
     rp = r - lam_col(lam_s)
     # (W^T W)^-1 (r - lam 1) = H^T (w t) - lam (W^T W)^-1 1
@@ -298,7 +303,7 @@ def _shared_factor_rows(W, t, w, lam, xp):
     if not (isinstance(lam_s, float) and lam_s == 0.0):
         ones = xp.ones((k, 1), dtype=dt, device=device(t))
         with single_threaded_blas(xp):
-            g1 = xp.linalg.solve(G, ones)[:, 0]
+            g1 = xp.linalg.solve(Gj, ones)[:, 0]
         x0 = x0 - lam_col(lam_s) * g1[None, :]
     x, WD = downdated_solve(W, H, x0, ds, xp)
     x = xp.clip(x, min=0.0)
