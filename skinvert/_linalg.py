@@ -13,6 +13,7 @@ from ._array_api import device, single_threaded_blas
 __all__ = [
     "batched_lstsq",
     "compress_rows",
+    "downdated_solve",
     "forward_preactivations",
     "matvec",
     "rmatvec",
@@ -164,6 +165,60 @@ def supported_lstsq(W, target, xp, *, row_weight=None, col_mask=None, ridge=0.0)
     if col_mask is not None:
         x = col_mask * x
     return x
+
+
+def padded_indices(mask, xp):
+    """Padded indices of the True entries of every row of ``mask`` (B, m).
+
+    Returns ``J`` (B, q) and ``valid`` (B, q), q the largest count (at least
+    1); ``J`` is arbitrary where ``valid`` is False.
+    """
+    count = xp.sum(xp.astype(mask, xp.int32), axis=1)
+    q = max(int(xp.max(count)), 1) if mask.shape[0] else 1
+    order = xp.argsort(xp.astype(~mask, xp.int32), axis=1, stable=True)
+    J = order[:, :q]
+    valid = xp.arange(q, device=_dev(mask))[None, :] < count[:, None]
+    return J, valid
+
+
+def downdated_solve(W, H, x0, drop, xp):
+    """Solve ``(W^T W - W_D^T W_D) x = r`` per row from one shared factorization.
+
+    ``D`` is the row's (small) set of dropped rows of ``W`` (``drop`` (B, m)
+    bool); ``H = W (W^T W)^-1`` (m, k) and ``x0 = (W^T W)^-1 r`` (B, k) come
+    from the shared factorization. By the Woodbury identity, with
+    ``S = I - H_D W_D^T`` (q x q, q = |D|),
+
+        x = x0 + H_D^T S^-1 (W_D x0),
+
+    so a row costs ``O(q k + q^3)`` instead of the ``O(m k^2 + k^3)`` of its
+    own Gram matrix and factorization. ``S`` is singular exactly when the
+    downdated Gram matrix is: callers check the solution (e.g. its KKT
+    conditions) rather than trust it.
+
+    Returns
+    -------
+    x : array (B, k)
+    WD : array (B, q, k)
+        The dropped rows ``W_D`` (zero-padded), for the caller's residuals
+        ``(W^T W - W_D^T W_D) x = W^T W x - W_D^T (W_D x)``.
+    """
+    dt = x0.dtype
+    J, valid = padded_indices(drop, xp)
+    B, q = J.shape
+    vf = xp.astype(valid, dt)[:, :, None]
+    flat = xp.reshape(J, (-1,))
+    WD = xp.reshape(xp.take(W, flat, axis=0), (B, q, W.shape[1])) * vf
+    HD = xp.reshape(xp.take(H, flat, axis=0), (B, q, H.shape[1])) * vf
+    # A relative jitter keeps an exactly singular S (a downdate that leaves
+    # the rows rank-deficient) solvable; such a row's answer fails the
+    # caller's check.
+    eye = xp.eye(q, dtype=dt, device=_dev(x0))
+    S = (1.0 + q * _eps(dt, xp)) * eye - HD @ xp.permute_dims(WD, (0, 2, 1))
+    v = matvec(WD, x0, xp)
+    with single_threaded_blas(xp):
+        t = xp.linalg.solve(S, v[:, :, None])[:, :, 0]
+    return x0 + rmatvec(HD, t, xp), WD
 
 
 def shared_left_matmul(W, A, xp):

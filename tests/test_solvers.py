@@ -259,3 +259,48 @@ def test_resolve_solver_aliases():
     assert isinstance(plan.image, ActiveSet) and isinstance(plan.hidden, LinearizedADMM)
     with pytest.raises(ValueError, match="solver"):
         resolve_solver("nope", nonneg=True)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.05])
+def test_shared_factor_rows_match_own_gram(lam):
+    """Rows dropping a few rows of a tall W (saturated pixels) are solved from the
+    shared W^T W (Woodbury); the answer is that of each row's own Gram matrix, and
+    rows whose unconstrained minimiser is infeasible still reach the exact NNLS."""
+    from skinvert._linalg import downdated_solve
+    from skinvert.solvers._active_set import _shared_factor_rows
+
+    rng = np.random.default_rng(3)
+    m, k, B = 60, 16, 12
+    W = rng.standard_normal((m, k))
+    X = np.abs(rng.standard_normal((B, k))) * (rng.random((B, k)) < 0.7)
+    T = X @ W.T
+    T[-3:] += 0.5 * rng.standard_normal((3, m))  # inconsistent rows: x >= 0 binds
+    w = np.ones((B, m))
+    for i in range(2, B):
+        w[i, rng.choice(m, 1 + i % 4, replace=False)] = 0.0
+    w[1, : k // 4 + 3] = 0.0  # too many dropped rows: own Gram matrix
+    H = np.linalg.solve(W.T @ W, W.T).T
+    x0 = (w * T) @ H
+    xw, _ = downdated_solve(W, H, x0, w == 0, np)
+    for i in range(B):
+        Wi = W[w[i] > 0]
+        np.testing.assert_allclose(xw[i], np.linalg.lstsq(Wi, T[i][w[i] > 0])[0], atol=1e-10)
+    done, _ = _shared_factor_rows(W, T, w, lam, np)
+    if lam == 0.0:
+        assert done[:-3].sum() == B - 4 and not done[1] and not done[-3:].any()
+    x, n_bad = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0)
+    assert n_bad == 0
+    for i in range(B):
+        Wi, ti = W[w[i] > 0], T[i][w[i] > 0]
+        if lam == 0.0:
+            ref = nnls(Wi, ti)[0]
+        else:
+            ref = minimize(
+                lambda v, Wi=Wi, ti=ti: 0.5 * np.sum((Wi @ v - ti) ** 2) + lam * v.sum(),
+                np.zeros(k),
+                jac=lambda v, Wi=Wi, ti=ti: Wi.T @ (Wi @ v - ti) + lam,
+                bounds=[(0, None)] * k,
+                method="L-BFGS-B",
+                options={"ftol": 1e-15, "gtol": 1e-12},
+            ).x
+        np.testing.assert_allclose(x[i], ref, atol=1e-6 if lam else 1e-9)

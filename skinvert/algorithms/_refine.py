@@ -17,8 +17,9 @@ from .._array_api import device
 from .._linalg import compress_rows, forward_preactivations, scatter_rows
 from .gradient_descent import momentum_descent
 from .oracle import oracle_end_to_end
+from .polish import polish_batch
 
-__all__ = ["Refinement", "debias", "fallback", "refine", "refresh"]
+__all__ = ["Refinement", "debias", "descent_polish", "fallback", "refine", "refresh"]
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,23 @@ class Refinement:
     fallback_tol : float, default=1e-6
         Relative residual ``||obs (G(z) - y)|| / ||obs y||`` below which a
         row never falls back.
+    polish : "descent", callable or None, default="descent"
+        The stage that continues the rows whose loss stays inconsistent with
+        the noise level (:func:`~skinvert.algorithms.noise.settle_noisy_rows`):
+        ``polish(batch, Z0, gamma, attempt=a) -> Z``. "descent" is
+        :func:`descent_polish`.
     """
+
+    def polish_stage(self):
+        """The polish callable (None: no polish)."""
+        return descent_polish if self.polish == "descent" else self.polish
 
     debias: bool = True
     debias_max_iter: int = 30
     refresh_max_iter: int = 0
     fallback_max_iter: int = 0
     fallback_tol: float = 1e-6
+    polish: object = "descent"
 
 
 def refine(res, batch, *, gamma, refinement):
@@ -93,7 +104,7 @@ def debias(res, batch, *, gamma, max_iter):
         res.flag("debiasing", ~conv & ok, xp)
 
 
-def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
+def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
     """Support refresh after the debiasing.
 
     Re-run Algorithm 1 on the supports of ``G(z_hat)`` itself, up to
@@ -102,10 +113,15 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
     lowers the loss of eq. 1. A fixed point is a ``z`` whose own supports
     give it back: a stationary point of eq. 1 on that linear region, i.e. the
     Oracle's estimate (Theorem 3) once the supports are right. Noiseless rows
-    the pursuit recovered are fixed points already.
+    the pursuit recovered are fixed points already. With ``warm`` (and with a
+    measurement, where phi^-1 does not apply) each Oracle step may start
+    from the current estimate instead of the least squares on ``phi^-1(y)``
+    (whichever fits better): the polish of noisy rows of a saturating phi,
+    whose least-squares start is poor.
     """
     xp = batch.xp
     meas = batch.measurement
+    warm = warm or meas is not None
     masks = [xp.astype(S, batch.dtype) for S in res.supports]
     loss = batch.loss(res.z, gamma)
     z = res.z
@@ -134,7 +150,7 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter):
             gamma=gamma,
             max_iter=debias_max_iter,
             measurement=meas,
-            z0=None if meas is None else xp.take(z, sub, axis=0),
+            z0=xp.take(z, sub, axis=0) if warm else None,
         )
         ls = part.loss(zs, gamma)
         old = xp.take(loss, sub, axis=0)
@@ -194,3 +210,68 @@ def fallback(res, batch, *, max_iter, tol):
     res.z = scatter_rows(res.z, Zb, bad, xp)
     res.mark("fallback", scatter_rows(xp.zeros_like(bad), better, bad, xp))
     res.flag("the gradient-descent fallback", scatter_rows(xp.zeros_like(bad), ~conv, bad, xp), xp)
+
+
+def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8):
+    """Continue rows from ``Z0`` on eq. 1 itself: multi-start gradient
+    descent, each start finished by the exact polish.
+
+    Gradient descent (:func:`~.gradient_descent.momentum_descent`) moves
+    across the boundaries of the linear regions that the support-wise
+    Oracle steps cannot cross; it starts from ``Z0`` and from ``n_starts``
+    codes drawn from the prior ``N(0, I)`` (seeded by ``attempt``:
+    deterministic), since a row whose layer-wise estimate is far off is
+    usually in another basin; attempt ``a`` runs ``3^a max_iter`` steps
+    from new starts. Every start is finished twice, by the exact polish
+    (:func:`~skinvert.algorithms.polish.polish_batch`: Algorithm 1's
+    Gauss-Newton on the supports of its own iterate, refreshed each step)
+    and by Algorithm 1 on the supports it reached followed by the warm
+    :func:`refresh`; a row keeps the lowest loss. Used on the few rows whose loss stays
+    inconsistent with the noise
+    (:func:`~skinvert.algorithms.noise.settle_noisy_rows`), so its
+    ``(n_starts + 1)``-fold cost is paid on those rows only.
+    """
+    import numpy as np
+
+    from .._array_api import as_namespace
+
+    xp = batch.xp
+    B, n0 = Z0.shape
+    rng = np.random.default_rng(attempt)
+    draws = rng.standard_normal((n_starts * B, n0))
+    starts = xp.concat([Z0, as_namespace(draws, xp, dtype=Z0.dtype, device=device(Z0))], axis=0)
+    big = batch.take(xp.concat([xp.arange(B, device=device(Z0))] * (n_starts + 1), axis=0))
+    net = (batch.weights, batch.biases, batch.activation, xp)
+    Zg, _, _, _ = momentum_descent(
+        starts,
+        big.Y,
+        big.obs,
+        *net,
+        alpha=gamma,
+        max_iter=max_iter * 3**attempt,
+        measurement=batch.measurement,
+    )
+    Zp, lp, _, _ = polish_batch(
+        Zg, big.Y, big.obs, *net, measurement=batch.measurement, gamma=gamma
+    )
+    # Also Algorithm 1 on the supports of the descent point, then the warm
+    # refresh: it reaches regions the step-wise polish does not, and the
+    # converse (measured on saturating tanh rows).
+    from ._batch import PursuitResult
+
+    res = PursuitResult()
+    res.z = Zg
+    pre, _ = forward_preactivations(Zg, batch.weights, batch.biases, xp)
+    res.supports = [u > 0 for u in pre]
+    debias(res, big, gamma=gamma, max_iter=30)
+    refresh(res, big, gamma=gamma, max_iter=10, debias_max_iter=30, warm=True)
+    Zp = xp.concat([Zp, res.z], axis=0)
+    lp = xp.concat([lp, big.loss(res.z, gamma)], axis=0)
+    lp = xp.where(xp.isfinite(lp), lp, xp.full_like(lp, float("inf")))
+    best, best_l = Zp[:B, :], lp[:B]
+    for k in range(1, 2 * (n_starts + 1)):
+        lk, zk = lp[k * B : (k + 1) * B], Zp[k * B : (k + 1) * B, :]
+        take = lk < best_l
+        best = xp.where(take[:, None], zk, best)
+        best_l = xp.where(take, lk, best_l)
+    return best

@@ -22,7 +22,7 @@ from ..solvers import LayerProblem
 from ._batch import PursuitResult
 from ._measured import fold_measurement, measured_image_layer
 from ._refine import refine
-from .noise import SupportRule, retry_thresholds
+from .noise import SupportRule, settle_noisy_rows
 
 __all__ = ["check_pursuit", "pursuit"]
 
@@ -70,8 +70,9 @@ def pursuit(batch, plan, rule, *, nonneg, constraints, gamma=0.0, refinement, no
     refinement : Refinement
         Debiasing (Algorithm 1 on the supports), refresh and fallback.
     noise : NoiseModel or None
-        With ``rule`` a NoiseRule: the retries of rows inconsistent with the
-        noise level (:func:`~.noise.retry_thresholds`).
+        With ``rule`` a NoiseRule: the rows inconsistent with the noise level
+        are retried, polished (``refinement.polish``) and reported
+        (:func:`~.noise.settle_noisy_rows`).
 
     Returns
     -------
@@ -86,12 +87,12 @@ def pursuit(batch, plan, rule, *, nonneg, constraints, gamma=0.0, refinement, no
         return refine(res, b, gamma=gamma, refinement=refinement)
 
     res = run(batch, rule)
-    if noise is not None and refinement.debias and noise.retries:
+    if noise is not None and refinement.debias:
 
         def again(b, model):
             return run(b, rule.with_model(model))
 
-        retry_thresholds(res, batch, again, noise, gamma)
+        settle_noisy_rows(res, batch, again, noise, gamma, polish=refinement.polish_stage())
     return res
 
 
@@ -122,6 +123,7 @@ def _one_pass(batch, plan, rule, *, nonneg, constraints, gamma):
         if L == 0:
             res.z = x
             return res
+        gram = None
     else:
         U, w = batch.inverse_target()
         if L == 0:  # no hidden layer: z from the image layer itself (eq. 16)
@@ -132,28 +134,29 @@ def _one_pass(batch, plan, rule, *, nonneg, constraints, gamma):
                 ),
             )
             return res
-        img_rows = None if bool(xp.all(w > 0)) else w
         rule = rule.start(batch, U, w)
-        x = solve(
-            plan.image,
-            LayerProblem(
-                "image",
-                L,
-                W[L],
-                b[L],
-                U,
-                img_rows,
-                rule.lam(L),
-                nonneg,
-                False,
-                lips[L],
-                xp,
-                Y=batch.Y,
-                obs=batch.obs,
-                activation=batch.activation,
-            ),
+        # Usable entries, weighted by the rule's noise model (NoiseRule).
+        img_rows = rule.image_rows(U, w, batch.activation, xp)
+        img_rows = None if bool(xp.all(img_rows == 1)) else img_rows
+        image = LayerProblem(
+            "image",
+            L,
+            W[L],
+            b[L],
+            U,
+            img_rows,
+            rule.lam(L),
+            nonneg,
+            False,
+            lips[L],
+            xp,
+            Y=batch.Y,
+            obs=batch.obs,
+            activation=batch.activation,
         )
-    hidden, supports = [x], [rule.support(x, L, W[L], img_rows, xp)]
+        x = solve(plan.image, image)
+        gram = image.gram
+    hidden, supports = [x], [rule.support(x, L, W[L], img_rows, xp, gram=gram)]
     # Middle layers x_i, i = L-1..1: eq. 9 on the rows S_{i+1} (Algorithm 2: a lasso).
     for i in range(L - 1, 0, -1):
         rows = xp.astype(supports[0], dt)

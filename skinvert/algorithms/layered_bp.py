@@ -51,7 +51,7 @@ class EpsilonRule(SupportRule):
     def lam(self, i):
         return 2.0 * self.eps
 
-    def support(self, x, i, W, rows, xp):
+    def support(self, x, i, W, rows, xp, gram=None):
         S = support_mask(x, self.support_tol, xp, self.nonneg)
         W2 = W * W
         col_sq = xp.sum(W2, axis=0)[None, :] if rows is None else rows @ W2

@@ -69,7 +69,9 @@ def oracle_end_to_end(
         applied to measurements, so the iterations start from ``z0``, or
         without one from the least squares with phi taken as the identity.
     z0 : array of shape (B, n_0) or None
-        Starting point (used with a ``measurement`` only).
+        Starting point: with a ``measurement`` the start; without one a warm
+        start, used on the rows where it fits better than the least squares
+        on ``phi^-1(y)``.
 
     Returns
     -------
@@ -112,6 +114,13 @@ def oracle_end_to_end(
         Z = batched_lstsq(Aw, w * (T - c), xp, ridge=gamma)
         if activation.name == "identity" and not _any_missing_saturated(w, obs, xp):
             return Z, 0, xp.ones((B,), dtype=xp.bool, device=_device(Y))
+        if z0 is not None:
+            # A warm start (the support refresh of a smooth phi): whichever
+            # of z0 and the least-squares start fits better.
+            warm = _loss(A, c, Y, obs, z0, activation, gamma, xp) < _loss(
+                A, c, Y, obs, Z, activation, gamma, xp
+            )
+            Z = xp.where(warm[:, None], z0, Z)
 
     def out(U):
         V = activation(U, xp)
@@ -164,6 +173,11 @@ def oracle_end_to_end(
         mu = scatter_rows(mu, mu_, live, xp)
         converged = converged | scatter_rows(converged, conv_, live, xp)
     return Z, n_iter, converged
+
+
+def _loss(A, c, Y, obs, Z, activation, gamma, xp):
+    R = obs * (Y - activation(matvec(A, Z, xp) + c, xp))
+    return 0.5 * xp.sum(R * R, axis=1) + 0.5 * gamma * xp.sum(Z * Z, axis=1)
 
 
 def _any_missing_saturated(w, obs, xp):

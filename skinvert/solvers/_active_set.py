@@ -24,8 +24,15 @@ phi's range without noise it has the same minimiser as eq. 8, and the
 debiasing of Algorithm 5 then minimises the loss through phi itself.
 """
 
-from .._array_api import device
-from .._linalg import compress_rows, row_weighted_gram, scatter_rows
+from .._array_api import device, single_threaded_blas
+from .._linalg import (
+    compress_rows,
+    downdated_solve,
+    matvec,
+    rmatvec,
+    row_weighted_gram,
+    scatter_rows,
+)
 from ._base import BaseLayerSolver, n_false
 from ._lam import lam_col, take_lam
 from ._lawson_hanson import nnls_lawson_hanson
@@ -89,14 +96,17 @@ class ActiveSet(BaseLayerSolver):
             return self._constrained(
                 W, b, t, rows, p.lam, p.nonneg, p.constraints, p.lipschitz + p.ridge, xp
             )
-        return self._constrained(
-            p.W, p.b, p.target, p.rows, p.lam, p.nonneg, p.constraints, p.lipschitz, xp
+        out = {}
+        res = self._constrained(
+            p.W, p.b, p.target, p.rows, p.lam, p.nonneg, p.constraints, p.lipschitz, xp, out=out
         )
+        p.gram = out.get("gram")
+        return res
 
-    def _constrained(self, W, b, target, rows, lam, nonneg, constraints, lipschitz, xp):
+    def _constrained(self, W, b, target, rows, lam, nonneg, constraints, lipschitz, xp, out=None):
         """Eq. 9 / eq. 16: equations on ``rows``, inequalities off them."""
         w = rows
-        x, n_bad = self.solve_gram(W, target - b, w, lam, nonneg, xp, lipschitz=lipschitz)
+        x, n_bad = self.solve_gram(W, target - b, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
         if not constraints:
             return x, n_bad
         for _ in range(self.constraint_max_iter):
@@ -119,21 +129,48 @@ class ActiveSet(BaseLayerSolver):
             x = scatter_rows(x, x_bad, bad, xp)
         return x, n_bad
 
-    def solve_gram(self, W, t, w, lam, nonneg, xp, *, lipschitz):
+    def solve_gram(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None):
         """Solve ``min 1/2 ||sqrt(w) (W x - t)||^2 + lam pen(x)`` exactly.
 
-        ``w`` (B, m) are 0/1 row weights (None: all rows). Returns
-        ``(x, n_not_converged)``.
+        ``w`` (B, m) are row weights (None: all rows). Returns
+        ``(x, n_not_converged)``; ``out["gram"]`` receives the per-row Gram
+        matrices when every row formed its own. Non-negative rows that drop only a few of
+        the rows of a tall ``W`` are tried first from one shared
+        factorization (:func:`_shared_factor_rows`); the others form their
+        own Gram matrix.
         """
+        if nonneg and w is not None:
+            done, x_done = _shared_factor_rows(W, t, w, lam, xp)
+            if done is not None and bool(xp.any(done)):
+                if bool(xp.all(done)):
+                    return x_done, 0
+                sub = compress_rows(~done, xp)
+                x_rest, n_bad = self._solve_gram_rows(
+                    W,
+                    xp.take(t, sub, axis=0),
+                    xp.take(w, sub, axis=0),
+                    take_lam(lam, sub, xp),
+                    nonneg,
+                    xp,
+                    lipschitz=lipschitz,
+                )
+                return scatter_rows(x_done, x_rest, ~done, xp), n_bad
+        return self._solve_gram_rows(W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
+
+    def _solve_gram_rows(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None):
+        """:meth:`solve_gram` with every row's own Gram matrix (kept in
+        ``out["gram"]`` when ``out`` is a dict)."""
         B = t.shape[0]
         k = W.shape[1]
         dt = t.dtype
         r = (t if w is None else w * t) @ W
         G = W.T @ W if w is None else row_weighted_gram(W, w, xp)
+        if out is not None and w is not None:
+            out["gram"] = G
         if w is None:
             tall = xp.full((B,), W.shape[0] >= k, dtype=xp.bool, device=device(t))
         else:
-            tall = xp.sum(w, axis=1) >= k
+            tall = xp.sum(xp.astype(w > 0, dt), axis=1) >= k
         x = xp.zeros((B, k), dtype=dt, device=device(t))
         if bool(xp.any(tall)):
             shift = lam_col(lam) if nonneg else 0.0
@@ -198,7 +235,7 @@ class ActiveSet(BaseLayerSolver):
         Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
         rs = xp.take(r, sub, axis=0)
         lam_s = take_lam(lam, sub, xp)
-        rank = m if w is None else xp.take(xp.sum(w, axis=1), sub, axis=0)
+        rank = m if w is None else xp.take(xp.sum(xp.astype(w > 0, r.dtype), axis=1), sub, axis=0)
         x_lh, conv_lh = nnls_lawson_hanson(Gs, rs, lam_s, xp, rank=rank, max_iter=max_iter)
         x_old = xp.take(x, sub, axis=0)
         f_old = objective(Gs, rs, lam_s, x_old, xp, nonneg=True)
@@ -217,6 +254,71 @@ class ActiveSet(BaseLayerSolver):
         take = conv_lh | (f_new < f_old)
         x_s = xp.where(take[:, None], x_lh, x_old)
         return scatter_rows(x, x_s, bad, xp), scatter_rows(conv, conv_lh, bad, xp)
+
+
+def _shared_factor_rows(W, t, w, lam, xp):
+    """Rows of a non-negative layer problem solved from the shared ``W^T W``.
+
+    For a tall ``W`` (``m >= k``) and 0/1 row weights that drop at most
+    ``k // 4`` rows of a row (the few saturated or missing pixels of the
+    image layer of eq. 8), the unconstrained minimiser of the row's problem
+    comes from one shared factorization and a Woodbury correction per row
+    (:func:`~skinvert._linalg.downdated_solve`). Where it is non-negative and
+    satisfies the KKT conditions of the problem up to the tolerance of
+    :func:`~skinvert.solvers._quadratic.active_set_refine` (every noiseless
+    row with ``lam = 0``: a non-negative point with zero residual is optimal),
+    it is the solution; the other rows are left to the active-set path.
+
+    Returns
+    -------
+    done : bool array (B,) or None
+        Rows solved here (None: no row qualifies).
+    x : array (B, k) or None
+    """
+    m, k = W.shape
+    B = t.shape[0]
+    if m < k or not bool(xp.all((w == 0) | (w == 1))):
+        return None, None
+    drop = w == 0
+    n_drop = xp.sum(xp.astype(drop, xp.int32), axis=1)
+    ok = n_drop <= max(k // 4, 1)
+    if not bool(xp.any(ok)):
+        return None, None
+    sub = None if bool(xp.all(ok)) else compress_rows(ok, xp)
+    ts, ws, ds = (a if sub is None else xp.take(a, sub, axis=0) for a in (t, w, drop))
+    lam_s = lam if sub is None else take_lam(lam, sub, xp)
+    dt = t.dtype
+    G = W.T @ W
+    diag = xp.linalg.diagonal(G)
+    jitter = k * float(xp.finfo(dt).eps) * float(xp.max(diag)) if k else 0.0
+    if not jitter > 0:
+        return None, None
+    Gj = G + jitter * xp.eye(k, dtype=dt, device=device(t))
+    with single_threaded_blas(xp):
+        H = xp.linalg.solve(Gj, W.T).T  # W (W^T W)^-1
+    r = (ws * ts) @ W
+    rp = r - lam_col(lam_s)
+    # (W^T W)^-1 (r - lam 1) = H^T (w t) - lam (W^T W)^-1 1
+    x0 = (ws * ts) @ H
+    if not (isinstance(lam_s, float) and lam_s == 0.0):
+        ones = xp.ones((k, 1), dtype=dt, device=device(t))
+        with single_threaded_blas(xp):
+            g1 = xp.linalg.solve(Gj, ones)[:, 0]
+        x0 = x0 - lam_col(lam_s) * g1[None, :]
+    x, WD = downdated_solve(W, H, x0, ds, xp)
+    x = xp.clip(x, min=0.0)
+    g = x @ G - rp - rmatvec(WD, matvec(WD, x, xp), xp)
+    # The tolerance of the active-set iteration's own support decisions
+    # (its ``kkt_tol``): phi^-1 amplifies the rounding of nearly saturated
+    # pixels, so a noiseless target is consistent only to about that level.
+    eps = float(xp.finfo(dt).eps)
+    tau = (eps**0.5 * (xp.max(xp.abs(r), axis=1) + eps))[:, None]
+    good = xp.all(xp.where(x > 0, xp.abs(g) <= tau, g >= -tau), axis=1)
+    if sub is None:
+        return good, x
+    done = scatter_rows(xp.zeros((B,), dtype=xp.bool, device=device(t)), good, ok, xp)
+    xf = scatter_rows(xp.zeros((B, k), dtype=dt, device=device(t)), x, ok, xp)
+    return done, xf
 
 
 def _violations(W, b, x, rows, xp):

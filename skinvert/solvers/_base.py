@@ -49,6 +49,9 @@ class LayerProblem:
     Y, obs, activation : optional
         The signals, observed mask and phi (image layer only), for solvers
         that work through phi (Algorithm 3).
+    gram : array of shape (B, k, k) or None
+        Set by a solver that formed every row's ``W^T diag(rows) W`` (the
+        noise rule's per-entry thresholds reuse it).
     """
 
     kind: str
@@ -66,6 +69,7 @@ class LayerProblem:
     Y: Any = None
     obs: Any = None
     activation: Any = None
+    gram: Any = None
 
     @property
     def name(self):

@@ -27,7 +27,7 @@ changing (gathered with ``xp.take`` and scattered back with a masked select).
 """
 
 from .._array_api import device, single_threaded_blas
-from .._linalg import compress_rows, matvec, scatter_rows
+from .._linalg import compress_rows, matvec, padded_indices, scatter_rows
 from ._lam import as_lam, lam_col, take_lam
 
 __all__ = [
@@ -119,7 +119,9 @@ def masked_gram_solve(G, rhs, mask, xp):
     ``G`` is (k, k) shared or (B, k, k); ``rhs`` and ``mask`` are (B, k). When
     ``G`` is shared and every row has the full support, one solve serves the
     whole batch. A relative jitter ``k * eps * max diag(G)`` keeps singular
-    supports (more unknowns than equations) solvable.
+    supports (more unknowns than equations) solvable. When no support holds
+    more than 3/4 of the entries, the systems are gathered on the supports
+    (padded to the largest) instead of embedded in k x k ones.
     """
     B, k = rhs.shape
     dt = rhs.dtype
@@ -131,12 +133,39 @@ def masked_gram_solve(G, rhs, mask, xp):
     if G.ndim == 2 and bool(xp.all(mask > 0)):
         x = xp.linalg.solve(G + jitter * eye, rhs.T).T
         return x
+    J, valid = padded_indices(mask > 0, xp)
+    q = J.shape[1]
+    if q <= (3 * k) // 4:
+        return _compact_solve(G, rhs, J, valid, jitter, xp)
     Gb = G[None, :, :] if G.ndim == 2 else G
     jit = jitter if G.ndim == 2 else jitter[:, None, None]
     H = mask[:, :, None] * Gb * mask[:, None, :] + (1.0 - mask)[:, :, None] * eye + jit * eye
     with single_threaded_blas(xp):
         x = xp.linalg.solve(H, (mask * rhs)[:, :, None])[:, :, 0]
     return mask * x
+
+
+def _compact_solve(G, rhs, J, valid, jitter, xp):
+    """:func:`masked_gram_solve` on the gathered supports ``J`` (B, q), padded
+    with identity blocks: ``O(q^3)`` per row instead of ``O(k^3)``."""
+    B, k = rhs.shape
+    q = J.shape[1]
+    dt = rhs.dtype
+    vf = xp.astype(valid, dt)
+    if G.ndim == 2:
+        rows = xp.reshape(xp.take(G, xp.reshape(J, (-1,)), axis=0), (B, q, k))
+        jit = jitter
+    else:
+        rows = xp.take_along_axis(G, xp.broadcast_to(J[:, :, None], (B, q, k)), axis=1)
+        jit = jitter[:, None, None]
+    GJJ = xp.take_along_axis(rows, xp.broadcast_to(J[:, None, :], (B, q, q)), axis=2)
+    eye = xp.eye(q, dtype=dt, device=device(rhs))
+    H = vf[:, :, None] * GJJ * vf[:, None, :] + (1.0 - vf)[:, :, None] * eye + jit * eye
+    rJ = xp.take_along_axis(rhs, J, axis=1) * vf
+    with single_threaded_blas(xp):
+        xJ = xp.linalg.solve(H, rJ[:, :, None])[:, :, 0] * vf
+    E = xp.astype(xp.arange(k, device=device(rhs))[None, None, :] == J[:, :, None], dt)
+    return (xJ[:, None, :] @ E)[:, 0, :]
 
 
 def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):

@@ -1,0 +1,135 @@
+"""Noisy signals of a saturating tanh generator (issue 19), against the Oracle.
+
+The generator is the shipped ``fashion-mnist-fc`` with its last layer
+``(W_L, b_L)`` scaled by ``--scale`` (default 3) and a tanh output: about 32 %
+of its pixels exceed 0.999 in magnitude, where ``phi^-1 = atanh`` multiplies
+the noise by ``1 / (1 - y^2)`` (about 500). For each noise level ``sigma``,
+``--n-signals`` codes ``z ~ N(0, I)`` give ``y = G(z) + e``, ``e ~ N(0,
+sigma^2 I)``, inverted by
+
+* the Oracle (Algorithm 1 on the true supports): the reference,
+* Latent-Pursuit with ``noise_std=sigma`` (the estimator the docs recommend
+  for noisy signals),
+
+and the latent errors ``||z_hat - z||`` are compared row by row: RMS, median,
+maximum, the fraction of rows worse than 3x the Oracle's error, and the wall
+times (``fit`` + ``transform``, same process). ``--shipped`` adds the same
+figures on the shipped generator itself (PLU output), which must not change.
+
+Acceptance (issue 19, 512 signals, sigma in {1e-3, 1e-2}): RMS <= 1.1x the
+Oracle's, at most 0.5 % of rows worse than 3x, time <= 2x the Oracle's.
+
+Examples
+--------
+::
+
+    python -m benchmarks.noise_saturating --n-signals 512
+    python -m benchmarks.noise_saturating --n-signals 64 --sigmas 1e-2 --shipped
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import warnings
+
+import numpy as np
+
+from skinvert import LatentPursuitInverter, OracleInverter, ReLUGenerator
+
+from ._common import git_rev, pretrained_generator, result_path, timer
+
+
+def saturating_generator(scale=3.0):
+    """``fashion-mnist-fc`` with ``(W_L, b_L)`` scaled by ``scale`` and a tanh output."""
+    G0, _ = pretrained_generator("fashion-mnist-fc")
+    W, b = list(G0.weights), list(G0.biases)
+    W[-1], b[-1] = W[-1] * scale, b[-1] * scale
+    return ReLUGenerator(W, b, output_activation="tanh")
+
+
+def compare(G, Z, X, S, sigma):
+    """Oracle vs Latent-Pursuit (``noise_std=sigma``) on the signals ``X``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with timer() as to:
+            Zo = OracleInverter(G).fit(X).transform(X, supports=S)
+        with timer() as tl:
+            Zl = LatentPursuitInverter(G, noise_std=sigma).fit(X).transform(X)
+    eo = np.linalg.norm(Zo - Z, axis=1)
+    el = np.linalg.norm(Zl - Z, axis=1)
+    bad = np.flatnonzero(el > 3 * eo)
+    return {
+        "sigma": sigma,
+        "oracle": {
+            "rms": float(np.sqrt(np.mean(eo**2))),
+            "median": float(np.median(eo)),
+            "max": float(eo.max()),
+            "time_s": to["s"],
+        },
+        "latent_pursuit": {
+            "rms": float(np.sqrt(np.mean(el**2))),
+            "median": float(np.median(el)),
+            "max": float(el.max()),
+            "time_s": tl["s"],
+        },
+        "rms_ratio": float(np.sqrt(np.mean(el**2)) / np.sqrt(np.mean(eo**2))),
+        "time_ratio": tl["s"] / to["s"],
+        "frac_rows_worse_than_3x_oracle": float(len(bad) / len(el)),
+        "rows_worse_than_3x_oracle": bad.tolist(),
+        "warnings": sorted({str(w.message)[:160] for w in caught}),
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-signals", type=int, default=512)
+    ap.add_argument("--sigmas", default="1e-3,1e-2")
+    ap.add_argument("--scale", type=float, default=3.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--shipped", action="store_true", help="also the shipped PLU generator")
+    ap.add_argument("--out", default=result_path("noise_saturating.json"))
+    args = ap.parse_args(argv)
+    sigmas = [float(s) for s in args.sigmas.split(",")]
+    nets = {
+        f"fashion-mnist-fc, last layer x{args.scale:g}, tanh": saturating_generator(args.scale)
+    }
+    if args.shipped:
+        nets["fashion-mnist-fc (shipped, PLU)"] = pretrained_generator("fashion-mnist-fc")[0]
+    out = {
+        "meta": {
+            "command": "python -m benchmarks.noise_saturating " + " ".join(sys.argv[1:]),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "git": git_rev(),
+            "machine": platform.platform(),
+            "load_avg": os.getloadavg(),
+        },
+        "runs": [],
+    }
+    for name, G in nets.items():
+        rng = np.random.default_rng(args.seed)
+        Z = rng.standard_normal((args.n_signals, G.n_latent))
+        X0, S = G.forward(Z), G.supports(Z)
+        print(f"{name}: {np.mean(np.abs(X0) > 0.999) * 100:.1f} % of pixels beyond 0.999")
+        for sigma in sigmas:
+            X = X0 + sigma * rng.standard_normal(X0.shape)
+            r = compare(G, Z, X, S, sigma)
+            r["generator"] = name
+            out["runs"].append(r)
+            o, lp = r["oracle"], r["latent_pursuit"]
+            print(
+                f"  sigma={sigma:g}: Oracle rms {o['rms']:.4g} ({o['time_s']:.2f} s) | "
+                f"LP rms {lp['rms']:.4g} max {lp['max']:.3g} ({lp['time_s']:.2f} s) | "
+                f"rms x{r['rms_ratio']:.3f}, time x{r['time_ratio']:.2f}, "
+                f"{r['frac_rows_worse_than_3x_oracle'] * 100:.2f} % rows > 3x Oracle",
+                flush=True,
+            )
+            with open(args.out, "w") as f:
+                json.dump(out, f, indent=1)
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
