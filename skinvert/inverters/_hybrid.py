@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import gradient_lipschitz
 from ..algorithms.hybrid import HybridStarts, consistent_loss_bound, hybrid_batch
-from ._base import BaseInverter
+from ._base import BaseInverter, generator_arrays
 from ._pursuit import LatentPursuitInverter
 
 _INFO = ("loss", "start", "fixed_point", "n_iter")
@@ -39,6 +39,8 @@ def pursuit_applies(generator, measurement_shape):
     ``2 s_L`` equations, and ``s_L ~ n_L / 2``): below that the layer-wise
     start is slow and wrong, and the gradient-descent starts do the work.
     """
+    if not generator.is_dense and generator.layerwise_obstacle() is not None:
+        return False  # e.g. a DCGAN's contracting last convolution
     if measurement_shape is None:
         return True
     return generator.activation.piecewise_linear and measurement_shape[0] >= generator.layer_sizes[-2]
@@ -206,7 +208,7 @@ class HybridInverter(BaseInverter):
         self.init_codes_ = as_namespace(codes, xp, dtype=X.dtype, device=dev)
         probes = as_namespace(rng.standard_normal((32, self.n_components_)), xp,
                               dtype=X.dtype, device=dev)
-        W, b = G.as_arrays(xp, dtype=X.dtype, device=dev)
+        W, b = generator_arrays(G, xp, X.dtype, dev)
         self.lipschitz_ = gradient_lipschitz(
             W, b, G.activation, xp, probes, measurement=self._measurement(xp, X.dtype, dev),
             alpha=self.gamma, quantile=0.5,
@@ -220,6 +222,10 @@ class HybridInverter(BaseInverter):
         A = getattr(self, "measurement_", None)
         applies = pursuit_applies(G, None if A is None else tuple(A.shape))
         if self.use_pursuit is True and not applies:
+            if self.measurement is None or not G.is_dense:
+                from ._base import check_layerwise
+
+                check_layerwise(LatentPursuitInverter(G), G)
             raise ValueError(
                 "use_pursuit=True: Latent-Pursuit's problems are not posed through this "
                 f"measurement (a {G.activation.name} output, m={A.shape[0]}; it needs a "
