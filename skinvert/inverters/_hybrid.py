@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import gradient_lipschitz
 from ..algorithms.hybrid import HybridStarts, consistent_loss_bound, hybrid_batch
-from ._base import BaseInverter, generator_arrays
+from ._base import BaseInverter, check_layerwise, generator_arrays
 from ._pursuit import LatentPursuitInverter
 
 _INFO = ("loss", "start", "fixed_point", "n_iter")
@@ -69,7 +69,10 @@ class HybridInverter(BaseInverter):
     ----------
     generator : ReLUGenerator or None, default=None
         The generator to invert (None: a random one built in ``fit``).
-        Any output activation (identity, leaky_relu, plu, tanh, sigmoid).
+        Any output activation (identity, leaky_relu, plu, tanh, sigmoid) and
+        any layers (fully connected, or convolutional e.g. from
+        :func:`skinvert.io.from_torch`: gradient descent and the polish then
+        run through the layers' ``matmat`` / ``rmatmat``).
     measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
         Linear measurements ``y = A G(z) + e`` (X holds the m measurements;
         NaN: a missing one); see :class:`GradientDescentInverter`. The
@@ -101,7 +104,9 @@ class HybridInverter(BaseInverter):
     use_pursuit : bool or "auto", default="auto"
         Start from Latent-Pursuit's estimate; "auto": where its problems are
         posed (no measurement, or a piecewise-linear output and
-        ``m >= n_L``, the size of the last hidden layer).
+        ``m >= n_L``, the size of the last hidden layer; never on a
+        convolutional generator with a contracting layer, see
+        :meth:`~skinvert.ReLUGenerator.layerwise_obstacle`).
     polish_max_iter : int, default=50
         Gauss-Newton steps of each polish.
     tol : float or None, default=None
@@ -222,10 +227,7 @@ class HybridInverter(BaseInverter):
         A = getattr(self, "measurement_", None)
         applies = pursuit_applies(G, None if A is None else tuple(A.shape))
         if self.use_pursuit is True and not applies:
-            if self.measurement is None or not G.is_dense:
-                from ._base import check_layerwise
-
-                check_layerwise(LatentPursuitInverter(G), G)
+            check_layerwise(LatentPursuitInverter(G), G)  # names the layer where one blocks
             raise ValueError(
                 "use_pursuit=True: Latent-Pursuit's problems are not posed through this "
                 f"measurement (a {G.activation.name} output, m={A.shape[0]}; it needs a "
