@@ -12,7 +12,7 @@ layer-wise pursuits cannot invert it, while the end-to-end problem has only
   ``N(0, 1/m)`` with m = 100 or 200 rows.
 
 Methods: ``HybridInverter`` (gradient-descent starts + exact fixed-support
-polish), skinvert's ``GradientDescentInverter`` (Adam, ``--gd-iter``
+polish; ``--hybrid-start-iter`` Adam iterations per start, 300 by default), skinvert's ``GradientDescentInverter`` (Adam, ``--gd-iter``
 iterations, one start) and, when torch is importable, a CSGM-style torch
 Adam loop on the same network rebuilt as ``torch.nn`` modules (all codes
 at once from a N(0, I) start, ``--adam-iter`` iterations; ``--adam-long``
@@ -137,8 +137,10 @@ def run(args):
         X, A = observe(G, Z, setting, args.seed + 1)
         rows = {}
         methods = [
-            ("HybridInverter", lambda X=X, A=A: HybridInverter(
-                G, measurement=A, random_state=0).fit(X).transform(X)),
+            (f"HybridInverter (start_max_iter={args.hybrid_start_iter})",
+             lambda X=X, A=A: HybridInverter(
+                 G, measurement=A, start_max_iter=args.hybrid_start_iter,
+                 random_state=0).fit(X).transform(X)),
             (f"GradientDescentInverter (Adam, {args.gd_iter} it.)",
              lambda X=X, A=A: GradientDescentInverter(
                  G, measurement=A, solver="adam", transform_max_iter=args.gd_iter,
@@ -148,6 +150,8 @@ def run(args):
             methods.append((f"torch Adam ({n_it} it., lr {args.adam_lr:g})",
                             lambda X=X, A=A, n_it=n_it: torch_adam(
                                 net, torch, X, A, n_it, args.adam_lr, args.seed, torch.float64)))
+        if args.hybrid_only:
+            methods = methods[:1]
         for name, fn in methods:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -197,6 +201,9 @@ def main(argv=None):
     p.add_argument("--adam-iter", type=int, default=2000)
     p.add_argument("--adam-lr", type=float, default=0.05)
     p.add_argument("--adam-long", action="store_true", help="also 10,000 torch Adam iterations")
+    p.add_argument("--hybrid-start-iter", type=int, default=300,
+                   help="HybridInverter's start_max_iter (its default, 100, misses a few DCGAN rows)")
+    p.add_argument("--hybrid-only", action="store_true")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
