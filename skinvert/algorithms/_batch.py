@@ -57,7 +57,7 @@ class Batch:
         self.Y = Y
         self.obs = obs
         self.weights = list(weights)
-        self.biases = list(biases)
+        self.biases = None if biases is None else list(biases)  # None: bound layers
         self.activation = activation
         self.xp = xp
         self.measurement = measurement

@@ -2,6 +2,7 @@
 
 from .._array_api import device
 from .._linalg import row_norm
+from ._network import network_loss_and_gradient
 
 __all__ = ["adam_descent", "gradient_lipschitz", "loss_and_gradient", "momentum_descent"]
 
@@ -17,11 +18,19 @@ def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0, 
     ``A``) the loss is ``1/2 ||obs * (A G(z) - y)||^2`` (linear measurements,
     ``y`` of size m) and ``delta_L = A^T (obs * (A phi(u_L) - y)) * phi'(u_L)``.
 
+    ``biases=None`` marks ``weights`` as the bound layers of a generator
+    without dense matrices (``generator.bound_layers(...)``, e.g. a
+    convolutional one): the gradient is then back-propagated through the
+    layers' ``rmatmat`` (:func:`~skinvert.algorithms._network.network_loss_and_gradient`).
+
     Returns
     -------
     loss : array of shape (B,)
     grad : array of shape (B, n_0)
     """
+    if biases is None:
+        return network_loss_and_gradient(Z, Y, obs, weights, activation, xp, gamma=alpha,
+                                         measurement=measurement)
     pre = []
     x = Z
     for W, b in zip(weights[:-1], biases[:-1]):

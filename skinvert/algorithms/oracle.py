@@ -13,9 +13,9 @@ from .._linalg import (
     matvec,
     row_norm,
     scatter_rows,
-    supported_affine_map,
     supported_lstsq,
 )
+from .polish import affine_map
 
 __all__ = ["inverse_target", "oracle_end_to_end", "oracle_layerwise"]
 
@@ -51,7 +51,8 @@ def oracle_end_to_end(
     obs : array of shape (B, n)
         1.0 where an entry is observed, 0.0 where it is missing.
     weights, biases : lists of arrays
-        The generator's ``W_0..W_L`` and ``b_0..b_L`` in ``xp``.
+        The generator's ``W_0..W_L`` and ``b_0..b_L`` in ``xp``; or its bound
+        layers and ``biases=None`` (a generator without dense matrices).
     activation : Activation
         phi.
     masks : list of arrays of shape (B, n_i)
@@ -82,7 +83,7 @@ def oracle_end_to_end(
     Notes
     -----
     With the supports fixed, the output pre-activation is an affine function
-    ``u = A z + c`` (:func:`supported_affine_map`), so Algorithm 1 is a
+    ``u = A z + c`` (:func:`~skinvert.algorithms.polish.affine_map`), so Algorithm 1 is a
     non-linear least-squares problem in ``n_0`` unknowns. It is initialised by
     the linear least squares on ``phi^-1(y)`` (exact for noiseless signals, and
     the whole answer for a piecewise-linear phi without noise), then refined by
@@ -94,7 +95,7 @@ def oracle_end_to_end(
     """
     B = Y.shape[0]
     dt = Y.dtype
-    A, c = supported_affine_map(weights, biases, masks, xp, n_samples=B)
+    A, c = affine_map(weights, biases, masks, xp, n_samples=B)  # biases=None: bound layers
     eps = float(xp.finfo(dt).eps)
     if tol is None:
         tol = eps**0.5

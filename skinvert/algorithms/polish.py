@@ -19,12 +19,19 @@ from .._array_api import device
 from .._linalg import batched_lstsq, row_norm, supported_affine_map
 from .._linalg import compress_rows as _compress_rows
 from .._linalg import scatter_rows as _scatter_rows
+from ._network import hidden_masks, network_affine_map, network_forward
 
-__all__ = ["forward_loss", "jacobian", "polish_batch"]
+__all__ = ["affine_map", "forward_loss", "jacobian", "polish_batch"]
 
 
 def _hidden(Z, weights, biases, xp):
-    """Output pre-activation ``u_L`` and the float 0/1 supports of layers 1..L."""
+    """Output pre-activation ``u_L`` and the float 0/1 supports of layers 1..L.
+
+    ``biases=None``: ``weights`` are bound layers (a non-dense generator).
+    """
+    if biases is None:
+        pre, U = network_forward(Z, weights, xp)
+        return U, hidden_masks(pre, xp)
     masks = []
     x = Z
     for W, b in zip(weights[:-1], biases[:-1]):
@@ -33,6 +40,30 @@ def _hidden(Z, weights, biases, xp):
         masks.append(m)
         x = u * m
     return x @ weights[-1].T + biases[-1], masks
+
+
+def affine_map(weights, biases, masks, xp, *, n_samples):
+    """``A_S`` (B, n, n_0) and ``c_S`` (B, n) of Algorithm 1 on the supports ``masks``.
+
+    Dense weights: :func:`~skinvert._linalg.supported_affine_map`. Bound
+    layers (``biases=None``): :func:`~skinvert.algorithms._network.network_affine_map`
+    in chunks of rows, so that the stacked hidden layer it builds holds at
+    most ``2**24`` entries (``B n_0 max_i n_i`` otherwise).
+    """
+    if biases is not None:
+        return supported_affine_map(weights, biases, masks, xp, n_samples=n_samples)
+    n0 = weights[0].shape[1]
+    widest = max(layer.shape[0] for layer in weights)
+    step = max(1, (1 << 24) // (n0 * widest))
+    if n_samples <= step:
+        return network_affine_map(weights, masks, xp, n_samples=n_samples)
+    parts = []
+    for lo in range(0, n_samples, step):
+        hi = min(n_samples, lo + step)
+        sub = [m[lo:hi, ...] for m in masks]
+        parts.append(network_affine_map(weights, sub, xp, n_samples=hi - lo))
+    return (xp.concat([p[0] for p in parts], axis=0),
+            xp.concat([p[1] for p in parts], axis=0))
 
 
 def forward_loss(Z, Y, obs, weights, biases, activation, xp, *, measurement=None, gamma=0.0):
@@ -57,9 +88,11 @@ def jacobian(U, masks, weights, biases, activation, xp, *, measurement=None, obs
     """End-to-end Jacobian ``diag(obs) A diag(phi'(u)) A_S`` of the output at fixed supports.
 
     ``A_S`` is the row-supported product of Algorithm 1
-    (:func:`~skinvert._linalg.supported_affine_map`). Returns (B, m, n_0).
+    (:func:`~skinvert._linalg.supported_affine_map`; with ``biases=None``,
+    ``weights`` are bound layers and it is
+    :func:`~skinvert.algorithms._network.network_affine_map`). Returns (B, m, n_0).
     """
-    A_S, _ = supported_affine_map(weights, biases, masks, xp, n_samples=U.shape[0])
+    A_S, _ = affine_map(weights, biases, masks, xp, n_samples=U.shape[0])
     J = activation.derivative(U, xp)[:, :, None] * A_S
     if measurement is not None:
         J = measurement.columns(J)

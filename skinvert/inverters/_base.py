@@ -367,6 +367,36 @@ class _TransformState:
         self.record.flag(stage, _to_host(rows, xp))
 
 
+def generator_arrays(generator, xp, dtype, device):
+    """``(weights, biases)`` of a generator for the batched algorithms.
+
+    A fully connected generator gives its dense matrices and biases (the
+    paper's eq. 3, the historical code path); any other (convolutions,
+    reshapes) gives its bound layers and ``None``, which the algorithms
+    that support it (gradient descent, the Oracle, the polish, the hybrid)
+    read through the layers' ``matmat`` / ``rmatmat``
+    (:mod:`skinvert.algorithms._network`).
+    """
+    if generator.is_dense:
+        return generator.as_arrays(xp, dtype=dtype, device=device)
+    return generator.bound_layers(xp, dtype=dtype, device=device), None
+
+
+def check_layerwise(estimator, generator):
+    """Raise the ValueError of a layer-wise inverter on a generator it cannot invert.
+
+    Only generators with non-dense layers are checked: fully connected ones
+    keep the pursuits' own behaviour (they run, with their diagnostics, on
+    contracting layers too).
+    """
+    reason = None if generator.is_dense else generator.layerwise_obstacle()
+    if reason:
+        raise ValueError(
+            f"{type(estimator).__name__} cannot invert this generator: {reason}; use "
+            "HybridInverter (or GradientDescentInverter / OracleInverter)."
+        )
+
+
 def _split_missing(X, xp):
     """(Y with NaN -> 0, observed mask: 1.0 on observed entries, 0.0 elsewhere)."""
     missing = xp.isnan(X)
@@ -383,7 +413,7 @@ def _run_batch(estimator, X, kwargs):
     meas = estimator._measurement(xp, Y.dtype, dev)
     if meas is None:  # values beyond a bounded phi's range become saturated ones
         Y = clip_to_range(Y, gen.activation, xp)
-    weights, biases = gen.as_arrays(xp, dtype=Y.dtype, device=dev)
+    weights, biases = generator_arrays(gen, xp, Y.dtype, dev)
     state = _TransformState(weights, biases, meas, Y.shape[0])
     with single_threaded_blas(xp):
         Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)

@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Hidden, Interval, StrOptions, valida
 from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import adam_descent, gradient_lipschitz, momentum_descent
 from ..generator import ReLUGenerator
-from ._base import BaseInverter, _to_host
+from ._base import BaseInverter, _to_host, generator_arrays
 from ._diagnostics import warn_user
 
 
@@ -181,7 +181,7 @@ class GradientDescentInverter(BaseInverter):
         # Probes from their own seed: the starting points above stay those
         # of earlier versions for a given random_state.
         probes = np.random.default_rng(0).standard_normal((32, self.n_components_))
-        W, b = self.generator_.as_arrays(xp, dtype=X.dtype, device=dev)
+        W, b = generator_arrays(self.generator_, xp, X.dtype, dev)
         self.lipschitz_ = gradient_lipschitz(
             W, b, self.generator_.activation, xp,
             as_namespace(probes, xp, dtype=X.dtype, device=dev),

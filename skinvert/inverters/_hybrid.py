@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import gradient_lipschitz
 from ..algorithms.hybrid import HybridStarts, consistent_loss_bound, hybrid_batch
-from ._base import BaseInverter, _to_host, _TransformState
+from ._base import BaseInverter, _to_host, _TransformState, check_layerwise, generator_arrays
 from ._pursuit import LatentPursuitInverter
 
 _INFO = ("loss", "start", "fixed_point", "n_iter")
@@ -30,6 +30,8 @@ def pursuit_applies(generator, measurement_shape):
     ``2 s_L`` equations, and ``s_L ~ n_L / 2``): below that the layer-wise
     start is slow and wrong, and the gradient-descent starts do the work.
     """
+    if not generator.is_dense and generator.layerwise_obstacle() is not None:
+        return False  # e.g. a DCGAN's contracting last convolution
     if measurement_shape is None:
         return True
     return generator.activation.piecewise_linear and measurement_shape[0] >= generator.layer_sizes[-2]
@@ -60,7 +62,10 @@ class HybridInverter(BaseInverter):
         The generator to invert: a :class:`~skinvert.ReLUGenerator`, a
         pretrained name, a ``.npz``/``.safetensors`` file or a PyTorch module
         (see :class:`LatentPursuitInverter`); converted in ``fit``.
-        Any output activation (identity, leaky_relu, plu, tanh, sigmoid).
+        Any output activation (identity, leaky_relu, plu, tanh, sigmoid) and
+        any layers (fully connected, or convolutional e.g. from
+        :func:`skinvert.io.from_torch`: gradient descent and the polish then
+        run through the layers' ``matmat`` / ``rmatmat``).
     measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
         Linear measurements ``y = A G(z) + e`` (X holds the m measurements;
         NaN: a missing one); see :class:`GradientDescentInverter`. The
@@ -92,7 +97,9 @@ class HybridInverter(BaseInverter):
     use_pursuit : bool or "auto", default="auto"
         Start from Latent-Pursuit's estimate; "auto": where its problems are
         posed (no measurement, or a piecewise-linear output and
-        ``m >= n_L``, the size of the last hidden layer).
+        ``m >= n_L``, the size of the last hidden layer; never on a
+        convolutional generator with a contracting layer, see
+        :meth:`~skinvert.ReLUGenerator.layerwise_obstacle`).
     polish_max_iter : int, default=50
         Gauss-Newton steps of each polish.
     tol : float or None, default=None
@@ -199,7 +206,7 @@ class HybridInverter(BaseInverter):
         self.init_codes_ = as_namespace(codes, xp, dtype=X.dtype, device=dev)
         probes = as_namespace(rng.standard_normal((32, self.n_components_)), xp,
                               dtype=X.dtype, device=dev)
-        W, b = G.as_arrays(xp, dtype=X.dtype, device=dev)
+        W, b = generator_arrays(G, xp, X.dtype, dev)
         self.lipschitz_ = gradient_lipschitz(
             W, b, G.activation, xp, probes, measurement=self._measurement(xp, X.dtype, dev),
             alpha=self.gamma, quantile=0.5,
@@ -213,6 +220,7 @@ class HybridInverter(BaseInverter):
         A = getattr(self, "measurement_", None)
         applies = pursuit_applies(G, None if A is None else tuple(A.shape))
         if self.use_pursuit is True and not applies:
+            check_layerwise(LatentPursuitInverter(G), G)  # names the layer where one blocks
             raise ValueError(
                 "use_pursuit=True: Latent-Pursuit's problems are not posed through this "
                 f"measurement (a {G.activation.name} output, m={A.shape[0]}; it needs a "

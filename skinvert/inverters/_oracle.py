@@ -139,7 +139,14 @@ class OracleInverter(BaseInverter):
     def _fit_extra(self, X, rng):
         if self.support_estimator is None:
             act = self.generator_.activation
-            if self.measurement is not None and not act.piecewise_linear:
+            if not self.generator_.is_dense and self.generator_.layerwise_obstacle():
+                # No layer-wise pursuit here (e.g. a DCGAN's contracting layer).
+                from ._hybrid import HybridInverter
+
+                est = HybridInverter(
+                    self.generator_, measurement=self.measurement, random_state=self.random_state
+                )
+            elif self.measurement is not None and not act.piecewise_linear:
                 # The pursuits see through A only for piecewise-linear outputs.
                 est = GradientDescentInverter(
                     self.generator_, measurement=self.measurement, random_state=self.random_state

@@ -10,6 +10,7 @@ from .._array_api import get_namespace, namespace_of, single_threaded_blas
 from ..algorithms.polish import polish_batch
 from ..generator import ReLUGenerator
 from ..operators import Measurement, check_measurement
+from ._base import generator_arrays
 
 __all__ = ["polish"]
 
@@ -122,7 +123,7 @@ def _polish(Z0, X, generator, A, *, gamma=0.0, max_iter=50, tol=None, batch_size
             return_info=False):
     """:func:`polish` without validation (``A``: a checked measurement or None)."""
     xp, dev = namespace_of(X)
-    W, b = generator.as_arrays(xp, dtype=X.dtype, device=dev)
+    W, b = generator_arrays(generator, xp, X.dtype, dev)
     meas = None if A is None else Measurement(A, xp, X.dtype, dev)
     n = X.shape[0]
     parts = []

@@ -8,7 +8,7 @@ from .._functional import _latent_pursuit, per_layer
 from ..algorithms._batch import Batch, lipschitz_constants
 from ..algorithms.noise import noise_gains
 from ..solvers import BaseLayerSolver, resolve_solver
-from ._base import BaseInverter, _to_host
+from ._base import BaseInverter, _to_host, check_layerwise
 
 _POS = Interval(Real, 0, None, closed="left")
 
@@ -97,6 +97,7 @@ class _PursuitInverter(BaseInverter):
     def _fit_extra(self, X, rng):
         # Step bounds of the first-order solvers and the noise gains,
         # computed once per generator; the per-layer parameters are checked.
+        check_layerwise(self, self.generator_)
         weights = self.generator_.weights
         self.lipschitz_ = list(lipschitz_constants(weights))
         self.noise_gains_ = noise_gains(weights)
