@@ -206,7 +206,8 @@ class OracleInverter(BaseInverter):
                     ) from exc
             else:
                 Z0 = est.transform(X)
-            supports = self.generator_.supports(Z0)
+            # (HybridInverter's batches carry info columns after the codes.)
+            supports = self.generator_.supports(Z0[:, : self.generator_.n_latent])
         supports = self._check_supports(X, supports)
         Z, report = self._transform_report(X, validated=True, supports=supports)
         if est_report is not None:
