@@ -52,11 +52,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Latent error versus noise.")
     p.add_argument("--n-signals", type=int, default=24)
     p.add_argument("--sigmas", default="1e-3,1e-2,1e-1")
-    p.add_argument("--gd", type=int, default=0, help="gradient descent on this many signals (0: none)")
+    p.add_argument(
+        "--gd", type=int, default=0, help="gradient descent on this many signals (0: none)"
+    )
     p.add_argument("--gd-iter", type=int, default=2000)
     p.add_argument("--out", default=None, help="figure file (default: none)")
     p.add_argument("--json", default=None, help="results file (default: none)")
-    p.add_argument("--generator", default="fashion-mnist-fc", choices=["fashion-mnist-fc", "saturating"])
+    p.add_argument(
+        "--generator", default="fashion-mnist-fc", choices=["fashion-mnist-fc", "saturating"]
+    )
     a, _ = p.parse_known_args(argv)
     sigmas = [float(s) for s in a.sigmas.split(",")]
     G = load_pretrained_generator("fashion-mnist-fc")
@@ -85,42 +89,68 @@ def main(argv=None):
             row["latent_pursuit"] = {**_errors(Zl, Z), "time_s": time.perf_counter() - t0}
             if a.gd:
                 t0 = time.perf_counter()
-                Zg = GradientDescentInverter(G, transform_max_iter=a.gd_iter, random_state=0).fit(Y).transform(Y[: a.gd])
-                row["gradient_descent"] = {**_errors(Zg, Z[: a.gd]), "n_signals": a.gd, "time_s": time.perf_counter() - t0}
+                Zg = (
+                    GradientDescentInverter(G, transform_max_iter=a.gd_iter, random_state=0)
+                    .fit(Y)
+                    .transform(Y[: a.gd])
+                )
+                row["gradient_descent"] = {
+                    **_errors(Zg, Z[: a.gd]),
+                    "n_signals": a.gd,
+                    "time_s": time.perf_counter() - t0,
+                }
         row["theorem3_rms_band"] = [float("nan")] * 2
         if band:
             q = invertibility_report(G, Z, noise_std=std, worst_case=False).quantities
-            row["theorem3_rms_band"] = [float(np.sqrt(np.median(q["oracle_latent_mse_lower"]))),
-                                        float(np.sqrt(np.median(q["oracle_latent_mse_upper"])))]
+            row["theorem3_rms_band"] = [
+                float(np.sqrt(np.median(q["oracle_latent_mse_lower"]))),
+                float(np.sqrt(np.median(q["oracle_latent_mse_upper"]))),
+            ]
         row["lp_over_oracle_rms"] = row["latent_pursuit"]["rms"] / row["oracle"]["rms"]
         row["lp_over_oracle_median"] = row["latent_pursuit"]["median"] / row["oracle"]["median"]
         rows.append(row)
-        print(f"sigma {sigma:g} (noise_std {std:.3g}): Oracle rms {row['oracle']['rms']:.3g} "
-              f"median {row['oracle']['median']:.3g} ({row['oracle']['time_s']:.1f} s) | LP rms "
-              f"{row['latent_pursuit']['rms']:.3g} median {row['latent_pursuit']['median']:.3g} "
-              f"({row['latent_pursuit']['time_s']:.1f} s) | LP/Oracle rms {row['lp_over_oracle_rms']:.2f} "
-              f"median {row['lp_over_oracle_median']:.2f} | Theorem 3 band (rms) "
-              f"[{row['theorem3_rms_band'][0]:.3g}, {row['theorem3_rms_band'][1]:.3g}]"
-              + (f" | GD rms {row['gradient_descent']['rms']:.3g} median {row['gradient_descent']['median']:.3g}"
-                 if a.gd else ""))
+        print(
+            f"sigma {sigma:g} (noise_std {std:.3g}): Oracle rms {row['oracle']['rms']:.3g} "
+            f"median {row['oracle']['median']:.3g} ({row['oracle']['time_s']:.1f} s) | LP rms "
+            f"{row['latent_pursuit']['rms']:.3g} median {row['latent_pursuit']['median']:.3g} "
+            f"({row['latent_pursuit']['time_s']:.1f} s) | LP/Oracle rms "
+            f"{row['lp_over_oracle_rms']:.2f} "
+            f"median {row['lp_over_oracle_median']:.2f} | Theorem 3 band (rms) "
+            f"[{row['theorem3_rms_band'][0]:.3g}, {row['theorem3_rms_band'][1]:.3g}]"
+            + (
+                f" | GD rms {row['gradient_descent']['rms']:.3g} "
+                f"median {row['gradient_descent']['median']:.3g}"
+                if a.gd
+                else ""
+            )
+        )
     s = np.log10(sigmas)
     slopes = {}
     for key in ("oracle", "latent_pursuit") + (("gradient_descent",) if a.gd else ()):
         for stat in ("rms", "median"):
-            slopes[f"{key}_{stat}"] = float(np.polyfit(s, np.log10([r[key][stat] for r in rows]), 1)[0])
-    print("log-log slopes of the latent error vs sigma:", {k: round(v, 3) for k, v in slopes.items()})
+            slopes[f"{key}_{stat}"] = float(
+                np.polyfit(s, np.log10([r[key][stat] for r in rows]), 1)[0]
+            )
+    print(
+        "log-log slopes of the latent error vs sigma:", {k: round(v, 3) for k, v in slopes.items()}
+    )
     fig, ax = plt.subplots(figsize=(5.5, 4))
     lo = [r["theorem3_rms_band"][0] for r in rows]
     up = [r["theorem3_rms_band"][1] for r in rows]
     if band:
         ax.fill_between(sigmas, lo, up, alpha=0.2, color="gray", label="Theorem 3 (eq. 22), RMS")
-    styles = {"oracle": ("Oracle", "k"), "latent_pursuit": ("Latent-Pursuit (noise_std)", "C0"),
-              "gradient_descent": (f"gradient descent ({a.gd} signals)", "C3")}
+    styles = {
+        "oracle": ("Oracle", "k"),
+        "latent_pursuit": ("Latent-Pursuit (noise_std)", "C0"),
+        "gradient_descent": (f"gradient descent ({a.gd} signals)", "C3"),
+    }
     for key, (label, c) in styles.items():
         if key not in rows[0]:
             continue
         ax.loglog(sigmas, [r[key]["rms"] for r in rows], "o-", color=c, label=f"{label}, RMS")
-        ax.loglog(sigmas, [r[key]["median"] for r in rows], "x--", color=c, label=f"{label}, median")
+        ax.loglog(
+            sigmas, [r[key]["median"] for r in rows], "x--", color=c, label=f"{label}, median"
+        )
     ax.set_xlabel("noise sigma (relative to the signals' RMS)")
     ax.set_ylabel("latent error ||z_hat - z||")
     ax.set_title(f"{a.generator}, {a.n_signals} signals")
@@ -130,8 +160,17 @@ def main(argv=None):
         fig.savefig(a.out, dpi=120)
         print("figure written to", a.out)
     if a.json:
-        Path(a.json).write_text(json.dumps({"n_signals": a.n_signals, "signal_rms": scale,
-                                            "rows": rows, "loglog_slopes": slopes}, indent=2))
+        Path(a.json).write_text(
+            json.dumps(
+                {
+                    "n_signals": a.n_signals,
+                    "signal_rms": scale,
+                    "rows": rows,
+                    "loglog_slopes": slopes,
+                },
+                indent=2,
+            )
+        )
         print("results written to", a.json)
     return rows
 

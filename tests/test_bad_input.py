@@ -207,7 +207,11 @@ def _saturated(act):
     X = g.forward(Z)
     lo, hi = (-1.0, 1.0) if act == "tanh" else (0.0, 1.0)
     Xs, Xn = X.copy(), X.copy()
-    for rows, cols, v in [(slice(None), slice(0, 4), hi), (1, slice(4, 8), lo), (2, slice(8, 10), 7.0)]:
+    for rows, cols, v in [
+        (slice(None), slice(0, 4), hi),
+        (1, slice(4, 8), lo),
+        (2, slice(8, 10), 7.0),
+    ]:
         Xs[rows, cols] = v
         Xn[rows, cols] = np.nan
     return g, Z, X, Xs, Xn
@@ -229,17 +233,23 @@ def test_saturated_outputs_are_missing_for_phi_inverse_methods(act):
         np.testing.assert_array_equal(est.transform(Xs), est.transform(Xn))
     S = g.supports(Z)
     oracle = OracleInverter(g, method="layerwise").fit(X)
-    np.testing.assert_array_equal(oracle.transform(Xs, supports=S), oracle.transform(Xn, supports=S))
+    np.testing.assert_array_equal(
+        oracle.transform(Xs, supports=S), oracle.transform(Xn, supports=S)
+    )
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("act", ["tanh", "sigmoid"])
-@pytest.mark.parametrize("make", [
-    lambda g: GradientDescentInverter(g, transform_max_iter=50, random_state=0),
-    lambda g: OracleInverter(g, transform_max_iter=5),
-    lambda g: LatentPursuitInverter(g),
-    lambda g: LayeredBPInverter(g),
-], ids=IDS)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: GradientDescentInverter(g, transform_max_iter=50, random_state=0),
+        lambda g: OracleInverter(g, transform_max_iter=5),
+        lambda g: LatentPursuitInverter(g),
+        lambda g: LayeredBPInverter(g),
+    ],
+    ids=IDS,
+)
 def test_saturated_outputs_give_finite_codes(make, act):
     """Every inverter returns finite codes on saturated / out-of-range entries
     (methods using phi itself keep them as observations), repeatably, without
@@ -405,8 +415,13 @@ def _npy_claiming(shape, dtype="<f8", payload=b"\0" * 8):
 def _good_members(g):
     import json
 
-    header = {"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": len(g.layers),
-              "output_activation": "tanh", "activation_params": {}}
+    header = {
+        "format": "skinvert.ReLUGenerator",
+        "version": 1,
+        "n_weights": len(g.layers),
+        "output_activation": "tanh",
+        "activation_params": {},
+    }
     members = {"__header__": _npy(np.array(json.dumps(header)))}
     for i, (W, b) in enumerate(zip(g.weights, g.biases)):
         members[f"weight_{i}"], members[f"bias_{i}"] = _npy(W), _npy(b)
@@ -493,21 +508,40 @@ def test_safetensors_header_is_checked_before_reading(tmp_path):
     [
         ("[1, 2]", "header must be a JSON object"),
         ("{not json", "header is not valid JSON"),
-        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": null, '
-         '"output_activation": "tanh"}', "n_weights must be an integer"),
-        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": "2", '
-         '"output_activation": "tanh"}', "n_weights must be an integer"),
-        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 2}',
-         "output_activation must be a string"),
-        ('{"format": "skinvert.ReLUGenerator", "version": "1", "n_weights": 2, '
-         '"output_activation": "tanh"}', "version must be an integer"),
-        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 2, '
-         '"output_activation": "tanh", "activation_params": [1]}',
-         "activation_params must be a JSON object"),
-        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 1, '
-         '"output_activation": "tanh"}', "claims fewer layers than stored"),
-        ('{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 3, '
-         '"output_activation": "tanh"}', "misses the array 'bias_2'"),
+        (
+            '{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": null, '
+            '"output_activation": "tanh"}',
+            "n_weights must be an integer",
+        ),
+        (
+            '{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": "2", '
+            '"output_activation": "tanh"}',
+            "n_weights must be an integer",
+        ),
+        (
+            '{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 2}',
+            "output_activation must be a string",
+        ),
+        (
+            '{"format": "skinvert.ReLUGenerator", "version": "1", "n_weights": 2, '
+            '"output_activation": "tanh"}',
+            "version must be an integer",
+        ),
+        (
+            '{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 2, '
+            '"output_activation": "tanh", "activation_params": [1]}',
+            "activation_params must be a JSON object",
+        ),
+        (
+            '{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 1, '
+            '"output_activation": "tanh"}',
+            "claims fewer layers than stored",
+        ),
+        (
+            '{"format": "skinvert.ReLUGenerator", "version": 1, "n_weights": 3, '
+            '"output_activation": "tanh"}',
+            "misses the array 'bias_2'",
+        ),
     ],
 )
 def test_malformed_header_is_a_value_error(tmp_path, header, match):
@@ -544,12 +578,16 @@ def test_bytes_and_pathlike_paths(tmp_path, suffix):
 
 # -- noise larger than the signal -------------------------------------------------------
 @pytest.mark.parametrize("act", ["tanh", "identity"])
-@pytest.mark.parametrize("make", [
-    lambda g: GradientDescentInverter(g, transform_max_iter=50, random_state=0),
-    lambda g: OracleInverter(g, transform_max_iter=5),
-    lambda g: LatentPursuitInverter(g),
-    lambda g: LayeredBPInverter(g, epsilon=10.0),
-], ids=IDS)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: GradientDescentInverter(g, transform_max_iter=50, random_state=0),
+        lambda g: OracleInverter(g, transform_max_iter=5),
+        lambda g: LatentPursuitInverter(g),
+        lambda g: LayeredBPInverter(g, epsilon=10.0),
+    ],
+    ids=IDS,
+)
 def test_noise_larger_than_signal(make, act):
     """Documented behaviour: finite codes, no error; at most a ConvergenceWarning
     (with tanh most noisy entries leave (-1, 1) and count as missing for phi^-1)."""
@@ -583,8 +621,24 @@ def _fitted():
     return _FITTED
 
 
-_VALUES = [np.nan, np.inf, -np.inf, 1e300, -1e300, 3e38, 1e-300, -1e-300, 0.0, -0.0,
-           -1.0, 1.0, 0.5, -0.999, 2.0, -7.0]
+_VALUES = [
+    np.nan,
+    np.inf,
+    -np.inf,
+    1e300,
+    -1e300,
+    3e38,
+    1e-300,
+    -1e-300,
+    0.0,
+    -0.0,
+    -1.0,
+    1.0,
+    0.5,
+    -0.999,
+    2.0,
+    -7.0,
+]
 _HUGE = 1e15  # above this, squares overflow float32 (and 1e300 float64): NumPy RuntimeWarnings
 
 
@@ -602,16 +656,23 @@ def _max_abs(A):
 
 @st.composite
 def _arrays(draw):
-    kind = draw(st.sampled_from(["float64", "float32", "float16", "int64", "bool",
-                                 "complex128", "object", "str"]))
+    kind = draw(
+        st.sampled_from(
+            ["float64", "float32", "float16", "int64", "bool", "complex128", "object", "str"]
+        )
+    )
     ndim = draw(st.sampled_from([2, 2, 2, 1, 3, 0]))
     n_rows = draw(st.integers(0, 4))
     n_cols = draw(st.sampled_from([30, 30, 30, 29, 31, 0, 1]))
     shape = {0: (), 1: (n_cols,), 2: (n_rows, n_cols), 3: (n_rows, 2, n_cols)}[ndim]
     size = int(np.prod(shape))
-    vals = draw(st.lists(st.one_of(st.sampled_from(_VALUES),
-                                   st.floats(-5, 5, allow_nan=False)),
-                         min_size=size, max_size=size))
+    vals = draw(
+        st.lists(
+            st.one_of(st.sampled_from(_VALUES), st.floats(-5, 5, allow_nan=False)),
+            min_size=size,
+            max_size=size,
+        )
+    )
     A = np.array(vals, dtype=np.float64).reshape(shape)
     with np.errstate(all="ignore"):
         if kind in ("int64", "bool"):
@@ -709,12 +770,15 @@ def _bounded_fitted(act, dtype):
     if key not in _BOUNDED:
         g = make_random_generator([3, 12, 30], output_activation=act, random_state=0)
         X = g.forward(np.random.default_rng(0).standard_normal((6, 3))).astype(dtype)
-        _BOUNDED[key] = (g, [
-            GradientDescentInverter(g, transform_max_iter=30, random_state=0).fit(X),
-            OracleInverter(g, transform_max_iter=5).fit(X),
-            LatentPursuitInverter(g).fit(X),
-            LayeredBPInverter(g).fit(X),
-        ])
+        _BOUNDED[key] = (
+            g,
+            [
+                GradientDescentInverter(g, transform_max_iter=30, random_state=0).fit(X),
+                OracleInverter(g, transform_max_iter=5).fit(X),
+                LatentPursuitInverter(g).fit(X),
+                LayeredBPInverter(g).fit(X),
+            ],
+        )
     return _BOUNDED[key]
 
 
@@ -750,7 +814,8 @@ def test_fuzz_out_of_range_data_for_bounded_outputs(act, dtype, scale, missing, 
         assert np.max(np.abs(Z)) < 1e3, (type(est).__name__, np.max(np.abs(Z)))
         for w in caught:
             assert issubclass(w.category, (ConvergenceWarning, DataRangeWarning)), (
-                f"{type(est).__name__}: unexpected {w.category.__name__}: {w.message}")
+                f"{type(est).__name__}: unexpected {w.category.__name__}: {w.message}"
+            )
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -766,8 +831,9 @@ def test_fuzz_concurrent_transforms(seed, n_threads):
     rng = np.random.default_rng(seed)
     inputs = []
     for _ in range(n_threads):
-        X = _X(5, seed=int(rng.integers(1 << 16))) + rng.choice([0.0, 0.1, 3.0]) * \
-            rng.standard_normal((5, 30))
+        X = _X(5, seed=int(rng.integers(1 << 16))) + rng.choice(
+            [0.0, 0.1, 3.0]
+        ) * rng.standard_normal((5, 30))
         X[rng.random(X.shape) < 0.2] = np.nan
         X[:, 0] = 0.1
         inputs.append(X)

@@ -6,7 +6,6 @@ import sklearn
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from ._helpers import corollary1_met
 from skinvert import (
     GradientDescentInverter,
     LatentPursuitInverter,
@@ -14,6 +13,8 @@ from skinvert import (
     OracleInverter,
     make_random_generator,
 )
+
+from ._helpers import corollary1_met
 
 
 def _make(kind, G):
@@ -67,7 +68,9 @@ def test_batch_invariance(kind, n, batch_size, seed):
     S = G.supports(Z)
     est = _make(kind, G).fit(X)
     whole = _transform(est, X, S)
-    rows = np.concatenate([_transform(est, X[i : i + 1], [s[i : i + 1] for s in S]) for i in range(n)])
+    rows = np.concatenate(
+        [_transform(est, X[i : i + 1], [s[i : i + 1] for s in S]) for i in range(n)]
+    )
     batched = _transform(est.set_params(batch_size=batch_size), X, S)
     perm = rng.permutation(n)
     permuted = _transform(est, X[perm], [s[perm] for s in S])

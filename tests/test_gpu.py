@@ -54,7 +54,11 @@ def test_gpu_equals_numpy(backend, kind, dtype):
     with sklearn.config_context(array_api_dispatch=True):
         Xd = to_dev(X)
         est = MAKERS[kind](G).fit(Xd)
-        out = est.transform(Xd, supports=[to_dev(s) for s in S]) if kind == "oracle" else est.transform(Xd)
+        out = (
+            est.transform(Xd, supports=[to_dev(s) for s in S])
+            if kind == "oracle"
+            else est.transform(Xd)
+        )
         assert type(out) is type(Xd)
     rtol = 1e-8 if dtype == "float64" else 1e-3
     np.testing.assert_allclose(to_host(out), ref, rtol=rtol, atol=rtol)

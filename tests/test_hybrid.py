@@ -20,8 +20,8 @@ from skinvert import (
 )
 from skinvert.algorithms.gradient_descent import adam_descent
 from skinvert.algorithms.hybrid import HybridStarts, hybrid_batch
-from skinvert.operators import Measurement
 from skinvert.algorithms.polish import forward_loss, jacobian, polish_batch
+from skinvert.operators import Measurement
 
 from ._helpers import snr_db
 

@@ -1,10 +1,10 @@
 """GeneratorImputer: inpainting with the generator."""
 
 import numpy as np
+import pytest
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-import pytest
 from skinvert import (
     GeneratorImputer,
     GradientDescentInverter,
@@ -12,7 +12,6 @@ from skinvert import (
     OracleInverter,
     make_random_generator,
 )
-
 from skinvert.metrics import snr_db
 
 

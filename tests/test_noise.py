@@ -63,7 +63,11 @@ def test_noise_std_leaves_noiseless_recovery_exact():
 
 def test_noise_std_preserves_float32():
     _, _, Y = _noisy(1e-2, n=8)
-    Zhat = LatentPursuitInverter(G, noise_std=1e-2).fit(Y.astype(np.float32)).transform(Y.astype(np.float32))
+    Zhat = (
+        LatentPursuitInverter(G, noise_std=1e-2)
+        .fit(Y.astype(np.float32))
+        .transform(Y.astype(np.float32))
+    )
     assert Zhat.dtype == np.float32 and np.all(np.isfinite(Zhat))
 
 

@@ -9,6 +9,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from skinvert import (
+    SKOPS_TRUSTED_TYPES,
     GeneratorImputer,
     GradientDescentInverter,
     LatentPursuitInverter,
@@ -18,7 +19,6 @@ from skinvert import (
     make_random_generator,
 )
 from skinvert.activations import Activation
-from skinvert import SKOPS_TRUSTED_TYPES
 
 sio = pytest.importorskip("skops.io")
 

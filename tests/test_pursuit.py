@@ -63,7 +63,9 @@ def test_layered_bp_support_is_subset_of_truth(seed, n0):
     Checked without debiasing, on nets whose hidden supports are small
     against the rows that determine them (tall, well-conditioned layers).
     """
-    G = make_random_generator([n0, 6 * n0, 40 * n0], output_activation="identity", random_state=seed)
+    G = make_random_generator(
+        [n0, 6 * n0, 40 * n0], output_activation="identity", random_state=seed
+    )
     Z = np.random.default_rng(seed).standard_normal((20, n0))
     X = G.forward(Z)
     _, supports = layered_basis_pursuit(X, G, lam=1e-3, debias=False, return_supports=True)
@@ -102,7 +104,9 @@ def test_latent_pursuit_beats_bp_when_underdetermined():
 def test_missing_entries_and_biases():
     rng = np.random.default_rng(3)
     G0 = make_random_generator([6, 40, 120, 300], output_activation="plu", random_state=3)
-    G = ReLUGenerator(G0.weights, [0.1 * rng.standard_normal(W.shape[0]) for W in G0.weights], "plu")
+    G = ReLUGenerator(
+        G0.weights, [0.1 * rng.standard_normal(W.shape[0]) for W in G0.weights], "plu"
+    )
     Z = rng.standard_normal((25, 6))
     X = G.forward(Z)
     Xm = X.copy()
@@ -184,7 +188,10 @@ def test_active_set_refine_reaches_kkt(seed, nonneg, lam):
     else:
         np.testing.assert_allclose(g[on], -lam * np.sign(x[on]), atol=tol, rtol=0)
         assert np.all(np.abs(g[~on]) <= lam + tol)
-    assert np.all(objective(G, r, lam, x, np, nonneg=nonneg) <= objective(G, r, lam, xf, np, nonneg=nonneg) + 1e-9)
+    assert np.all(
+        objective(G, r, lam, x, np, nonneg=nonneg)
+        <= objective(G, r, lam, xf, np, nonneg=nonneg) + 1e-9
+    )
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -197,6 +204,8 @@ def test_gradient_descent_fallback_fixes_rows_that_do_not_fit():
     # Without the support refresh (which rescues these rows too, from the
     # supports of G(z_hat)): the fallback itself.
     pure = LatentPursuitInverter(G, fallback_max_iter=0, refresh_max_iter=0).fit(X).transform(X)
-    hybrid = LatentPursuitInverter(G, fallback_max_iter=3000, refresh_max_iter=0).fit(X).transform(X)
+    hybrid = (
+        LatentPursuitInverter(G, fallback_max_iter=3000, refresh_max_iter=0).fit(X).transform(X)
+    )
     assert np.median(snr_db(Z, pure)) < 60
     assert np.median(snr_db(Z, hybrid)) >= 60

@@ -1,7 +1,6 @@
 """Shared helpers of the functional API: parameter constraints, per-layer
 parameters, the batch of a validated X, convergence warnings."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np

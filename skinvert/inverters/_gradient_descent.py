@@ -158,7 +158,11 @@ class GradientDescentInverter(BaseInverter):
         random_state=None,
     ):
         super().__init__(
-            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
+            generator,
+            batch_size=batch_size,
+            n_jobs=n_jobs,
+            verbose=verbose,
+            random_state=random_state,
         )
         self.measurement = measurement
         self.solver = solver

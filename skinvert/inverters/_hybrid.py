@@ -34,7 +34,8 @@ def pursuit_applies(generator, measurement_shape):
         return False  # e.g. a DCGAN's contracting last convolution
     if measurement_shape is None:
         return True
-    return generator.activation.piecewise_linear and measurement_shape[0] >= generator.layer_sizes[-2]
+    enough = measurement_shape[0] >= generator.layer_sizes[-2]
+    return generator.activation.piecewise_linear and enough
 
 
 class HybridInverter(BaseInverter):
@@ -185,7 +186,11 @@ class HybridInverter(BaseInverter):
         random_state=None,
     ):
         super().__init__(
-            generator, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose, random_state=random_state
+            generator,
+            batch_size=batch_size,
+            n_jobs=n_jobs,
+            verbose=verbose,
+            random_state=random_state,
         )
         self.measurement = measurement
         self.noise_std = noise_std
