@@ -25,12 +25,27 @@ WORKING_MEMORY = 512 * 2**20
 class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class of the inverters: validation, batching, inverse_transform, score.
 
-    Parameters shared by every inverter (declared and validated here once):
-    ``generator`` (required: a :class:`~skinvert.ReLUGenerator`, a pretrained
-    name, a ``.npz``/``.safetensors`` file or a PyTorch module, converted in
-    ``fit``), ``measurement`` (linear measurements ``y = A G(z)``, see
-    :func:`~skinvert.operators.check_measurement`),
-    ``batch_size``, ``n_jobs``, ``verbose`` and ``random_state``.
+    Parameters shared by every inverter are declared and validated here once.
+
+    Parameters
+    ----------
+    generator : ReLUGenerator, str or torch.nn.Module
+        Required: a :class:`~skinvert.ReLUGenerator`, a pretrained name, a
+        ``.npz``/``.safetensors`` file or a PyTorch module, converted in ``fit``.
+    measurement : array-like, sparse matrix or LinearOperator, default=None
+        Linear measurements ``y = A G(z)``, see
+        :func:`~skinvert.operators.check_measurement`.
+    batch_size : int or None, default=None
+        Rows per batch (None: sized for the working memory).
+    n_jobs : int or None, default=None
+        Joblib workers the batches are spread over (NumPy input).
+    verbose : int, default=0
+        Progress bar over rows when >= 1.
+    random_state : int, RandomState instance or None, default=None
+        Seed of whatever the inverter draws in ``fit``.
+
+    Notes
+    -----
 
     Subclasses implement ``_transform_batch(Y, obs, xp, **kwargs)`` returning
     the latent codes of a batch, where ``Y`` holds the signals with missing
@@ -125,6 +140,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Returns
         -------
         self : object
+            The fitted inverter.
         """
         self._validate_params()
         X = self._validate_X(X, reset=True)
@@ -299,6 +315,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Returns
         -------
         X_signal : array of shape (n_samples, n_features)
+            The signals ``G(Z)``.
         """
         check_is_fitted(self)
         xp, _ = get_namespace(X)
@@ -327,12 +344,14 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Signals (measurements with a ``measurement``); NaN marks a missing entry.
         y : None
             Ignored.
 
         Returns
         -------
         score : float
+            Minus the mean squared error on the observed entries.
         """
         X = self._validate_X(X, reset=False, method="score")
         xp, _ = get_namespace(X)

@@ -291,8 +291,46 @@ def gradient_descent_inversion(X, generator, *, measurement=None, solver="moment
     X : array-like of shape (n_samples, n_features)
         Signals, or measurements with a ``measurement``; NaN marks a missing entry.
     generator : ReLUGenerator
-    measurement, solver, learning_rate, n_restarts, transform_max_iter, gamma, random_state
-        See :class:`GradientDescentInverter` (validated by it).
+        The generator to invert.
+    measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
+        Linear measurements ``y = A G(z) + e``: X then holds the m
+        measurements of each signal (NaN: a missing measurement) and the loss
+        is ``1/2 ||obs * (A G(z) - y)||^2``, whose gradient back-propagates
+        through ``A^T``. A dense matrix may live in any array API namespace
+        (it is converted to X's namespace and dtype); a SciPy sparse matrix,
+        a ``LinearOperator`` or any object with ``shape``, ``@`` and ``.T``
+        works with NumPy data. ``n`` is the generator's output size;
+        ``inverse_transform`` still returns the signals ``G(Z)`` (n features)
+        and ``score`` compares ``A G(Z)`` with X. Any output activation.
+    solver : {"momentum", "adam"}, default="momentum"
+        ``"momentum"``: heavy-ball gradient descent with a decaying step, the
+        paper's baseline (section 6.2); ``"adam"``: Adam, the CSGM-style loop
+        (:func:`~skinvert.algorithms.gradient_descent.adam_descent`).
+    learning_rate : float or "auto", default=0.1
+        Initial step size ``eta_0`` (the paper's 1e-1). ``"auto"`` scales it to
+        the generator and the measurement: ``2 (1 + momentum) / lipschitz_``
+        for momentum (the heavy-ball stability limit at the typical
+        curvature of eq. 1, estimated in ``fit``; the constant 0.1 suits one
+        network only), and 0.05 (a step in the units of z ~ N(0, I)) for
+        Adam, whose step does not scale with the gradient.
+        With momentum, each row halves its own step whenever a step would
+        increase its loss.
+    n_restarts : int, default=1
+        Number of starting points; each row keeps the result with the
+        lowest loss.
+    transform_max_iter : int, default=2000
+        Iteration limit per signal (the paper uses 10,000:
+        ``transform_max_iter=10_000``). Named like scikit-learn's
+        ``SparseCoder.transform_max_iter``: the iterations happen in
+        ``transform``, not in ``fit``. The
+        default is the point past which, on the paper's random nets, the
+        rows that converge have converged and the others are stuck in a
+        spurious stationary point that more iterations do not leave.
+    gamma : float, default=0.0
+        Ridge weight: ``gamma/2 ||z||^2`` is added to the loss (a Gaussian
+        prior on z; the name every inverter uses for it).
+    random_state : int, RandomState instance or None, default=None
+        Draws the starting points in ``fit``.
     return_estimator : bool, default=False
         Also return the fitted estimator (its ``lipschitz_``, ``learning_rate_``).
     **params
@@ -301,6 +339,7 @@ def gradient_descent_inversion(X, generator, *, measurement=None, solver="moment
     Returns
     -------
     Z : array of shape (n_samples, n_latent)
+        The latent codes.
     estimator : GradientDescentInverter
         Only with ``return_estimator=True``.
 

@@ -105,9 +105,16 @@ class HybridInverter(BaseInverter):
         Gauss-Newton steps of each polish.
     tol : float or None, default=None
         Relative step of the polish's stop (default ``sqrt(eps)``).
-    batch_size, n_jobs, verbose, random_state
-        See :class:`GradientDescentInverter`; ``random_state`` draws the
-        starting codes.
+    batch_size : int or None, default=None
+        Rows per batch (None: sized for about 512 MiB of working memory).
+    n_jobs : int or None, default=None
+        Joblib workers the batches are split across (NumPy input only;
+        ``None`` means 1 unless in a ``joblib.parallel_config`` context, -1
+        all cores). Results equal those of ``n_jobs=1``: rows are independent.
+    verbose : int, default=0
+        Show a progress bar over rows (rows done, rate, time left) when positive.
+    random_state : int, RandomState instance or None, default=None
+        Draws the starting points in ``fit``.
 
     Attributes
     ----------
@@ -270,6 +277,7 @@ class HybridInverter(BaseInverter):
         Returns
         -------
         Z : array of shape (n_samples, n_components)
+            The latent codes, in X's namespace, device and dtype.
         info : Bunch
             Only with ``return_info=True``: the keys of
             :meth:`BaseInverter.transform` (host arrays; ``stage`` is

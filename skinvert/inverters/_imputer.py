@@ -71,6 +71,7 @@ class GeneratorImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         self : object
+            The fitted imputer.
         """
         self._validate_params()
         inv = self.inverter
@@ -99,10 +100,12 @@ class GeneratorImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Signals; NaN marks a missing entry.
 
         Returns
         -------
         X_filled : array of shape (n_samples, n_features)
+            X with its NaN replaced by the entries of ``G(z_hat)``.
         """
         check_is_fitted(self)
         Xv = self.inverter_._validate_X(X, reset=False)

@@ -38,13 +38,6 @@ class OracleInverter(BaseInverter):
         phi only; identity needs none).
     tol : float or None, default=None
         Relative step size at which a row stops (default sqrt(eps)).
-    measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
-        Linear measurements ``y = A G(z) + e`` (X holds the m measurements;
-        NaN: a missing one). Algorithm 1 then minimises
-        ``1/2 ||y - A phi(A_S z + c_S)||^2``: started from the least squares
-        with phi taken as the identity (exact for an identity output), then
-        Levenberg-Marquardt through A and phi. ``method="end_to_end"`` only
-        (Algorithm 6 needs phi^-1 of the signal itself).
     support_estimator : estimator or None, default=None
         Used only when ``transform`` gets no ``supports``: an inverter whose
         ``transform`` gives a first estimate ``Z0``; the supports of
@@ -57,6 +50,13 @@ class OracleInverter(BaseInverter):
         ``measurement=A`` and no ``supports``) the result is that estimator's
         followed by Algorithm 1 on its supports, and the warnings say so
         ("supports estimated by LatentPursuitInverter").
+    measurement : array-like, sparse matrix or LinearOperator of shape (m, n), default=None
+        Linear measurements ``y = A G(z) + e`` (X holds the m measurements;
+        NaN: a missing one). Algorithm 1 then minimises
+        ``1/2 ||y - A phi(A_S z + c_S)||^2``: started from the least squares
+        with phi taken as the identity (exact for an identity output), then
+        Levenberg-Marquardt through A and phi. ``method="end_to_end"`` only
+        (Algorithm 6 needs phi^-1 of the signal itself).
     batch_size : int or None, default=None
         Rows per batch (None: sized for about 512 MiB of working memory).
     n_jobs : int or None, default=None
@@ -188,6 +188,7 @@ class OracleInverter(BaseInverter):
         Returns
         -------
         Z : array of shape (n_samples, n_components)
+            The latent codes, in X's namespace, device and dtype.
         info : Bunch
             Only with ``return_info=True``.
         """

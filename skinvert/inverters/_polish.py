@@ -76,7 +76,7 @@ def polish(Z0, X, generator, *, measurement=None, gamma=0.0, max_iter=50, tol=No
 
     See Also
     --------
-    skinvert.HybridInverter : starts from the pursuit and multi-start gradient
+    skinvert.HybridInverter : Starts from the pursuit and multi-start gradient
         descent, then this polish.
 
     Notes

@@ -167,11 +167,11 @@ class LatentPursuitInverter(_PursuitInverter):
         does ``solver="paper"`` with a non-identity phi.
 
     lam : float or array-like of shape (n_layers,), default=0.0
-        lambda_i of eqs. 8-9, one per hidden layer ``x_1..x_L`` or one for
+        The lambda_i of eqs. 8-9, one per hidden layer ``x_1..x_L`` or one for
         all. 0 is right for noiseless signals (the paper's choice on random
         nets); raise it with the noise level.
     rho : float or array-like of shape (n_layers,), default=1e-2
-        rho of the linearized ADMM (Algorithm 4): ``rho[0]`` for the z-step,
+        The rho of the linearized ADMM (Algorithm 4): ``rho[0]`` for the z-step,
         ``rho[i]`` for the middle layer ``x_i``. Used by ``solver="paper"``.
     gamma : float, default=0.0
         Ridge weight of the z-step, eq. 16 (the MAP prior of z ~ N(0, I)).
