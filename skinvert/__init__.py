@@ -7,8 +7,9 @@ over signals and written against the array API.
 """
 
 from ._functional import latent_pursuit, layered_basis_pursuit, oracle_inversion
+from ._random_generator import make_random_generator
 from .activations import Activation
-from .generator import ReLUGenerator, make_random_generator
+from .generator import ReLUGenerator
 from .inverters import (
     SKOPS_TRUSTED_TYPES,
     GeneratorImputer,

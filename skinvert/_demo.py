@@ -23,7 +23,7 @@ DEFAULT_OUT = os.path.join("out", "skinvert_demo.png")
 
 def _generator(name, seed):
     if name == "random":
-        from .generator import make_random_generator
+        from ._random_generator import make_random_generator
 
         desc = "random [20, 80, 200, 400], tanh"
         return make_random_generator([20, 80, 200, 400], random_state=seed), desc

@@ -8,7 +8,8 @@ from sklearn.utils._param_validation import Hidden, Interval, StrOptions, valida
 from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import adam_descent, gradient_lipschitz, momentum_descent
 from ..generator import ReLUGenerator
-from ._base import BaseInverter, _to_host, generator_arrays
+from ._base import BaseInverter
+from ._batching import _to_host, generator_arrays
 from ._diagnostics import warn_user
 
 

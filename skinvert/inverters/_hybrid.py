@@ -8,7 +8,8 @@ from sklearn.utils.validation import check_is_fitted
 from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import gradient_lipschitz
 from ..algorithms.hybrid import HybridStarts, consistent_loss_bound, hybrid_batch
-from ._base import BaseInverter, _to_host, _TransformState, check_layerwise, generator_arrays
+from ._base import BaseInverter
+from ._batching import _to_host, _TransformState, check_layerwise, generator_arrays
 from ._pursuit import LatentPursuitInverter
 
 _INFO = ("loss", "start", "fixed_point", "n_iter")

@@ -10,7 +10,7 @@ from .._array_api import get_namespace, namespace_of, single_threaded_blas
 from ..algorithms.polish import polish_batch
 from ..generator import ReLUGenerator
 from ..operators import Measurement, check_measurement
-from ._base import generator_arrays
+from ._batching import generator_arrays
 
 __all__ = ["polish"]
 

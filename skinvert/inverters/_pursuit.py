@@ -8,7 +8,8 @@ from .._functional import _latent_pursuit, per_layer
 from ..algorithms._batch import Batch, lipschitz_constants
 from ..algorithms.noise import noise_gains
 from ..solvers import BaseLayerSolver, resolve_solver
-from ._base import BaseInverter, _to_host, check_layerwise
+from ._base import BaseInverter
+from ._batching import _to_host, check_layerwise
 
 _POS = Interval(Real, 0, None, closed="left")
 
