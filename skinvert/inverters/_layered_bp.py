@@ -80,11 +80,11 @@ class LayeredBPInverter(_PursuitInverter):
         where a hidden layer is wider than the signal (random nets with
         ``n_1 > n``), where eq. 8 alone has many non-negative solutions;
         noiseless rows the layers determine never trigger it (noisy rows
-        with ``lam=0`` may: measured 4x slower on noisy signals, hence off by
-        default). 0 (default) gives the pure pursuit, which since the
-        Lawson-Hanson image layer and the support refresh recovers the
-        paper's Figure 4 nets up to ``n_1 = 2 n`` without it (64 signals,
-        ``n_0 = 100``: exact at ``n_1 = 850, 1000, 1250``).
+        with ``lam=0`` may, at a cost: hence off by default). 0 (default)
+        gives the pure pursuit, which with the Lawson-Hanson image layer and
+        the support refresh recovers the paper's Figure 4 nets up to
+        ``n_1 = 2 n`` without it (64 signals, ``n_0 = 100``: exact at
+        ``n_1 = 850, 1000, 1250``).
     noise_std : float or None, default=None
         Standard deviation of iid Gaussian noise on X: sets the support
         thresholds as in :class:`LatentPursuitInverter` (on ``|x_i|``).

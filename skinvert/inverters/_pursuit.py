@@ -218,25 +218,27 @@ class LatentPursuitInverter(_PursuitInverter):
         where a hidden layer is wider than the signal (random nets with
         ``n_1 > n``), where eq. 8 alone has many non-negative solutions;
         noiseless rows the layers determine never trigger it (noisy rows
-        with ``lam=0`` may: measured 4x slower on noisy signals, hence off by
-        default). 0 (default) gives the pure pursuit, which since the
-        Lawson-Hanson image layer and the support refresh recovers the
-        paper's Figure 4 nets up to ``n_1 = 2 n`` without it (64 signals,
-        ``n_0 = 100``: exact at ``n_1 = 850, 1000, 1250``).
+        with ``lam=0`` may, at a cost: hence off by default). 0 (default)
+        gives the pure pursuit, which with the Lawson-Hanson image layer and
+        the support refresh recovers the paper's Figure 4 nets up to
+        ``n_1 = 2 n`` without it (64 signals, ``n_0 = 100``: exact at
+        ``n_1 = 850, 1000, 1250``).
     noise_std : float or None, default=None
         Standard deviation ``sigma`` of iid Gaussian noise on the observed
         entries of X (``y = G(z) + e``, ``e ~ N(0, sigma^2 I)``; Theorem 3's
         model), in X's units. Sets each layer's support threshold
         (:class:`~skinvert.algorithms.noise.NoiseRule`): an entry
-        of ``x_i`` is in the support only above ``delta_i``, the RMS error
+        of ``x_i`` is in the support only above ``delta_i``, the error level
         the noise is expected to leave in that layer
-        (``delta_{L+1} = sigma * RMS_k 1/phi'(u_k)``,
+        (``delta_{L+1} = sigma * sqrt(median_k phi'(u_k)^-2)``; for tanh and
+        sigmoid the image layer is weighted by ``phi'(u)^2`` and its entries
+        get their own levels from the weighted Gram matrix,
         ``delta_i = g_i delta_{i+1}`` with ``g_i`` from Theorem 3, eq. 21;
         see ``noise_gains_``). Entries below it become ReLU inequalities of
         eq. 9 rather than equations (with every solver). ``lam`` is left as given: on the
         shipped generator ``lam > 0`` was measured to *raise* the error once
         the supports are thresholded and debiased (the l1 bias moves the
-        supports; see docs/inverters.md). None: no threshold beyond
+        supports; see docs/user_guide/inverters.md). None: no threshold beyond
         ``support_tol`` (right for noiseless signals, where it changes
         nothing: every true entry is far above the noise-free 0).
     refresh_max_iter : int, default=10
