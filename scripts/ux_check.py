@@ -89,6 +89,11 @@ show("4. GradientDescentInverter(G, verbose=1) on 200 rows (bar on stderr)",
 show("5. GradientDescentInverter(G, transform_max_iter=5).fit_transform(X)",
      lambda: GradientDescentInverter(G, transform_max_iter=5, random_state=0)
      .fit_transform(X).shape)
+g48 = make_random_generator([4, 8, 30], random_state=1)
+X48 = g48.forward(np.random.default_rng(1).standard_normal((40, 4)))
+show("5. GradientDescentInverter on a small net: stalled rows told from descending ones",
+     lambda: GradientDescentInverter(g48, transform_max_iter=400, random_state=0)
+     .fit(X48).transform(X48).shape)
 PLU = ("plu", {"slope": 0.1, "c": 1.0})
 gp = make_random_generator([10, 60, 150, 200], output_activation=PLU, random_state=0)
 r = np.random.default_rng(0)

@@ -230,7 +230,9 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
               row (gradient descent: steps; Latent-Pursuit and Layered BP: support
               refreshes), -1 where not counted per row;
             - ``stage``: which stage or start decided the row (e.g.
-              ``"pursuit"``, ``"refresh"``, ``"fallback"``, ``"start 2"``);
+              ``"pursuit"``, ``"refresh"``, ``"fallback"``, ``"start 2"``;
+              gradient descent adds ``", still descending"`` or
+              ``", stalled"`` to the start of a row that did not converge);
             - ``n_saturated``, ``n_out_of_range``: saturated entries and
               entries outside a bounded phi's range (clipped);
             - ``not_converged``: ``{stage: rows}``, as in the warning;

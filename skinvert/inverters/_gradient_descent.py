@@ -5,12 +5,16 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions, validate_params
 
-from .._array_api import as_namespace, namespace_of
+from .._array_api import as_namespace, device, namespace_of
 from ..algorithms.gradient_descent import adam_descent, gradient_lipschitz, momentum_descent
 from ..generator import ReLUGenerator
 from ._base import BaseInverter
 from ._batching import _to_host, generator_arrays
 from ._diagnostics import warn_user
+
+# The two ways a row ends at the iteration cap (the ConvergenceWarning's stages).
+_STILL_DESCENDING = "gradient descent, still descending at the cap"
+_STALLED = "gradient descent, stalled at a spurious stationary point"
 
 
 class GradientDescentInverter(BaseInverter):
@@ -112,7 +116,14 @@ class GradientDescentInverter(BaseInverter):
     The update is ``v <- momentum v - eta_k grad``, ``z <- z + v`` on the
     per-row loss ``1/2 ||obs * (G(z) - y)||^2 + gamma/2 ||z||^2``, whose
     gradient is computed by back-propagation through eq. 3. A
-    ``ConvergenceWarning`` reports the rows that reach ``transform_max_iter``.
+    ``ConvergenceWarning`` reports the rows that end without converging, in
+    two groups: rows still descending at ``transform_max_iter`` (their loss
+    fell by half over the last 10 % of the iterations: raise
+    ``transform_max_iter``) and rows stalled at a spurious stationary point
+    or a kink of the ReLUs (more iterations do not help: raise
+    ``n_restarts``, or use an inverter that does not descend, such as
+    :class:`HybridInverter` or :class:`LatentPursuitInverter`). Rows whose
+    final fit is exact are not reported.
 
     Examples
     --------
@@ -228,11 +239,23 @@ class GradientDescentInverter(BaseInverter):
             run, extra = momentum_descent, {"momentum": self.momentum}
         gamma = float(self.gamma) if isinstance(self.alpha, str) else float(self.alpha)
         first = xp.full((Z0.shape[0],), -1, dtype=xp.int64, device=dev)
+        # A row that ends at the cap is "still descending" when its loss fell
+        # over its last 10 % of the iterations (10 at least) at least a tenth as
+        # fast (per iteration, in log scale) as over the whole run: more
+        # iterations help. (Runs shorter than 20 iterations are too short to tell.)
+        # Otherwise it is stalled at a spurious stationary point or a kink of
+        # the ReLUs: more iterations do not help, other starts do.
+        k_ref = self.transform_max_iter - max(10, self.transform_max_iter // 10)
+        first_loss, ref = None, None
 
         def per_row_iterations(k, loss_k, converged_k):
             # The iteration at which each row converged (per-row n_iter of the info).
-            nonlocal first
+            nonlocal first, first_loss, ref
             first = xp.where(converged_k & (first < 0), xp.full_like(first, k), first)
+            if k == 1:
+                first_loss = loss_k
+            if k == k_ref:
+                ref = loss_k
 
         Z, loss, n_iter, converged = run(
             Z0,
@@ -252,7 +275,9 @@ class GradientDescentInverter(BaseInverter):
             **extra,
         )
         iters = xp.where(first < 0, xp.full_like(first, n_iter), first)
+        descending = ~converged & _still_descending(first_loss, ref, loss, k_ref, n_iter, xp)
         best_Z, best_loss, best_conv = Z[:B, ...], loss[:B], converged[:B]
+        best_desc = descending[:B]
         best_it, best_r = iters[:B], xp.zeros((B,), dtype=xp.int64, device=dev)
         for r in range(1, R):
             rows = slice(r * B, (r + 1) * B)
@@ -261,16 +286,40 @@ class GradientDescentInverter(BaseInverter):
             best_Z = xp.where(better[:, None], Zr, best_Z)
             best_loss = xp.where(better, lr_, best_loss)
             best_conv = xp.where(better, cr, best_conv)
+            best_desc = xp.where(better, descending[rows], best_desc)
             best_it = xp.where(better, iters[rows], best_it)
             best_r = xp.where(better, xp.full_like(best_r, r), best_r)
-        state.flag("gradient descent", ~best_conv, xp)
+        state.flag(_STILL_DESCENDING, best_desc, xp)
+        state.flag(_STALLED, ~best_conv & ~best_desc, xp)
         record = state.record
         record.n_iter[:] = _to_host(best_it, xp)
-        record.stage[:] = [f"start {int(r)}" for r in _to_host(best_r, xp)]
+        kind = np.where(
+            _to_host(best_conv, xp),
+            "",
+            np.where(_to_host(best_desc, xp), ", still descending", ", stalled"),
+        )
+        record.stage[:] = [f"start {int(r)}{k}" for r, k in zip(_to_host(best_r, xp), kind)]
         return best_Z
 
     def _stage_param(self, stage):
-        return "transform_max_iter or tol"
+        if stage == _STALLED:
+            return "n_restarts, or use HybridInverter or LatentPursuitInverter"
+        return "transform_max_iter"
+
+
+def _still_descending(first_loss, ref, loss, k_ref, n_iter, xp):
+    """Rows whose log-loss fell over iterations ``k_ref..n_iter`` at least a
+    tenth as fast per iteration as over ``1..n_iter`` (all rows when the run
+    was too short to tell, none when it stopped before ``k_ref``)."""
+    if k_ref < 10 or first_loss is None:
+        return xp.ones(loss.shape, dtype=xp.bool, device=device(loss))
+    if ref is None or n_iter <= k_ref:
+        return xp.zeros(loss.shape, dtype=xp.bool, device=device(loss))
+    tiny = float(xp.finfo(loss.dtype).tiny)
+    log_l = xp.log(xp.maximum(loss, tiny))
+    rate_last = (xp.log(xp.maximum(ref, tiny)) - log_l) / (n_iter - k_ref)
+    rate_all = (xp.log(xp.maximum(first_loss, tiny)) - log_l) / (n_iter - 1)
+    return (rate_last > 0) & (rate_last >= 0.1 * rate_all)
 
 
 @validate_params(
