@@ -395,3 +395,26 @@ def test_gradient_descent_warning_tells_stalled_rows_from_descending_ones():
     gain = info["loss"] / np.maximum(long["loss"], 1e-300)
     assert np.all(gain[descending] >= 2)
     assert np.mean(gain[stalled] < 2) >= 0.9
+
+
+def test_rows_not_fit_exactly_on_declared_clean_signals_are_reported():
+    # Layered BP without its support refresh fails on an image layer wider
+    # than the image (n_L > n): no row is fit, and none may be returned
+    # silently when the user declared clean signals (no noise_std, no lam).
+    g = make_random_generator([20, 140, 120], random_state=1)
+    X = g.forward(np.random.default_rng(1).standard_normal((20, 20)))
+    est = LayeredBPInverter(g, refresh_max_iter=0).fit(X)
+    with pytest.warns(ConvergenceWarning, match=r"did not fit 20 of 20 rows exactly .*noise_std"):
+        _, info = est.transform(X, return_info=True)
+    assert not info["recovered"].any()
+    # Latent-Pursuit recovers them all: no warning of any kind.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, info = LatentPursuitInverter(g).fit(X).transform(X, return_info=True)
+    assert info["recovered"].all()
+    # With a noise level (or a lambda) an inexact fit is expected: not reported.
+    Xn = X + 1e-3 * np.random.default_rng(2).standard_normal(X.shape)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        LatentPursuitInverter(g, noise_std=1e-3).fit(Xn).transform(Xn)
+    assert not [w for w in rec if "did not fit" in str(w.message)]

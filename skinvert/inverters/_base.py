@@ -254,6 +254,14 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 needs_inverse=self._needs_inverse, owner=name, recovered=report.recovered,
             )
         report.warn(name, self._stage_param)
+        if self._exact_fit_expected():
+            report.warn_inexact(name)
+
+    def _exact_fit_expected(self):
+        """Hook: True where every row should be fit to rounding level (clean
+        signals declared: no noise level, no lambda), so a row that is not
+        gets a warning."""
+        return False
 
     def _bounded(self):
         return getattr(self, "measurement_", None) is None

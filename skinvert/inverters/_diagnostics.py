@@ -151,6 +151,24 @@ class Report:
             ConvergenceWarning,
         )
 
+    def warn_inexact(self, name):
+        """A ConvergenceWarning for the rows whose final fit is not at rounding
+        level although the inverter was told the signals are clean (no
+        noise level, no lambda): their supports were not recovered, or X is
+        noisy. Never silent: these rows' codes are not the exact inverse."""
+        bad = ~self.recovered & np.isfinite(self.loss)
+        n_bad = int(np.sum(bad))
+        if not n_bad:
+            return
+        warn_user(
+            f"{name} did not fit {n_bad} of {self.n_rows} rows exactly (largest loss "
+            f"{float(np.max(self.loss[bad])):.3g}) although no noise level was given: "
+            "if X is noisy, set noise_std; otherwise the supports of these rows were "
+            "not recovered (the paper's conditions may fail there): try HybridInverter. "
+            "transform(X, return_info=True) gives the per-row loss and 'recovered' flag.",
+            ConvergenceWarning,
+        )
+
 
 def _concat(records):
     def cat(name, dtype):

@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions, validate_params
 
-from .._array_api import as_namespace, device, namespace_of
+from .._array_api import as_namespace, namespace_of
 from ..algorithms.gradient_descent import adam_descent, gradient_lipschitz, momentum_descent
 from ..generator import ReLUGenerator
 from ._base import BaseInverter
@@ -275,9 +275,12 @@ class GradientDescentInverter(BaseInverter):
             **extra,
         )
         iters = xp.where(first < 0, xp.full_like(first, n_iter), first)
-        descending = ~converged & _still_descending(first_loss, ref, loss, k_ref, n_iter, xp)
+        descending = ~_to_host(converged, xp) & _still_descending(
+            *(None if v is None else _to_host(v, xp) for v in (first_loss, ref, loss)),
+            k_ref,
+            n_iter,
+        )
         best_Z, best_loss, best_conv = Z[:B, ...], loss[:B], converged[:B]
-        best_desc = descending[:B]
         best_it, best_r = iters[:B], xp.zeros((B,), dtype=xp.int64, device=dev)
         for r in range(1, R):
             rows = slice(r * B, (r + 1) * B)
@@ -286,19 +289,17 @@ class GradientDescentInverter(BaseInverter):
             best_Z = xp.where(better[:, None], Zr, best_Z)
             best_loss = xp.where(better, lr_, best_loss)
             best_conv = xp.where(better, cr, best_conv)
-            best_desc = xp.where(better, descending[rows], best_desc)
             best_it = xp.where(better, iters[rows], best_it)
             best_r = xp.where(better, xp.full_like(best_r, r), best_r)
-        state.flag(_STILL_DESCENDING, best_desc, xp)
-        state.flag(_STALLED, ~best_conv & ~best_desc, xp)
+        start = _to_host(best_r, xp)
+        best_desc = descending[start * B + np.arange(B)]
+        best_stalled = ~_to_host(best_conv, xp) & ~best_desc
+        state.record.flag(_STILL_DESCENDING, best_desc)
+        state.record.flag(_STALLED, best_stalled)
         record = state.record
         record.n_iter[:] = _to_host(best_it, xp)
-        kind = np.where(
-            _to_host(best_conv, xp),
-            "",
-            np.where(_to_host(best_desc, xp), ", still descending", ", stalled"),
-        )
-        record.stage[:] = [f"start {int(r)}{k}" for r, k in zip(_to_host(best_r, xp), kind)]
+        kind = np.where(best_desc, ", still descending", np.where(best_stalled, ", stalled", ""))
+        record.stage[:] = [f"start {int(r)}{k}" for r, k in zip(start, kind)]
         return best_Z
 
     def _stage_param(self, stage):
@@ -307,18 +308,18 @@ class GradientDescentInverter(BaseInverter):
         return "transform_max_iter"
 
 
-def _still_descending(first_loss, ref, loss, k_ref, n_iter, xp):
-    """Rows whose log-loss fell over iterations ``k_ref..n_iter`` at least a
-    tenth as fast per iteration as over ``1..n_iter`` (all rows when the run
-    was too short to tell, none when it stopped before ``k_ref``)."""
+def _still_descending(first_loss, ref, loss, k_ref, n_iter):
+    """Rows (NumPy, host) whose log-loss fell over iterations ``k_ref..n_iter``
+    at least a tenth as fast per iteration as over ``1..n_iter`` (all rows
+    when the run was too short to tell, none when it stopped before ``k_ref``)."""
     if k_ref < 10 or first_loss is None:
-        return xp.ones(loss.shape, dtype=xp.bool, device=device(loss))
+        return np.ones(loss.shape, dtype=bool)
     if ref is None or n_iter <= k_ref:
-        return xp.zeros(loss.shape, dtype=xp.bool, device=device(loss))
-    tiny = float(xp.finfo(loss.dtype).tiny)
-    log_l = xp.log(xp.maximum(loss, tiny))
-    rate_last = (xp.log(xp.maximum(ref, tiny)) - log_l) / (n_iter - k_ref)
-    rate_all = (xp.log(xp.maximum(first_loss, tiny)) - log_l) / (n_iter - 1)
+        return np.zeros(loss.shape, dtype=bool)
+    tiny = np.finfo(np.float64).tiny
+    log_l = np.log(np.maximum(loss.astype(np.float64), tiny))
+    rate_last = (np.log(np.maximum(ref.astype(np.float64), tiny)) - log_l) / (n_iter - k_ref)
+    rate_all = (np.log(np.maximum(first_loss.astype(np.float64), tiny)) - log_l) / (n_iter - 1)
     return (rate_last > 0) & (rate_last >= 0.1 * rate_all)
 
 

@@ -2,6 +2,7 @@
 
 from numbers import Integral, Real
 
+import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._functional import _latent_pursuit, per_layer
@@ -74,6 +75,19 @@ class _PursuitInverter(BaseInverter):
 
     def _stage_param(self, stage):
         return pursuit_stage_param(stage, self.solver)
+
+    def _exact_fit_expected(self):
+        # Clean signals declared (no noise level, no lambda, no ridge) and the
+        # exact solvers with debiasing (Corollary 2: z is then recovered exactly).
+        lam = np.asarray(self.lam, dtype=float)
+        return (
+            self.noise_std is None
+            and getattr(self, "epsilon", None) is None
+            and not np.any(lam)
+            and not getattr(self, "gamma", 0.0)
+            and self.solver == "active_set"
+            and self.debias
+        )
 
     def _check_measurement_supported(self, generator):
         act = generator.activation
