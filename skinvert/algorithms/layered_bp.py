@@ -13,6 +13,7 @@ ReLU constraints and a plain least squares for z::
 with ``lambda_i`` fixed or from the noise bound (:class:`EpsilonRule`).
 """
 
+from .._theory import BP_CONSTANT
 from .latent_pursuit import pursuit
 from .noise import SupportRule, support_mask
 
@@ -29,7 +30,7 @@ class EpsilonRule(SupportRule):
     with ``s_i`` the size of the estimated support (per sample).
     """
 
-    C = 3.0 + 1.5**0.5
+    C = BP_CONSTANT
 
     def __init__(self, epsilon, support_tol, nonneg=False):
         super().__init__((0.0,), support_tol, nonneg)

@@ -9,14 +9,13 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .._array_api import single_threaded_blas, to_numpy
+from .._theory import BP_CONSTANT
 from ._conditions import evaluate
 from ._persample import layer_quantities, size_only_quantities
 from ._report_class import InvertibilityReport
 
 __all__ = ["invertibility_report", "invertibility_report_from_supports"]
 
-#: ``3 + sqrt(1.5)``, the constant of Lemma 2 (Tropp, 2006) in eq. 7 and 29-31.
-BP_CONSTANT = 3.0 + math.sqrt(1.5)
 
 
 def _noise_std(noise_std, sigma):
