@@ -109,6 +109,9 @@ class HybridInverter(BaseInverter):
         ``restarts_per_round`` at a time, only for the rows whose loss is
         still above the noise (or rounding) bound after every other start;
         their directions are drawn in ``fit`` (``perturb_codes_``). 0: none.
+        Rows that no code can fit (signals outside the generator's range,
+        or noise without ``noise_std``) pay for all ``n_restarts +
+        n_perturbations`` starts; set it to 0 there.
     perturbation_scale : float, default=0.5
         The length scale of those starts around the row's best code, in z
         units (the prior N(0, I) has unit scale).
