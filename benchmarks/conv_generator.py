@@ -11,15 +11,18 @@ layer-wise pursuits cannot invert it, while the end-to-end problem has only
 * ``gauss_m100`` / ``gauss_m200``: ``y = A G(z)``, ``A`` Gaussian
   ``N(0, 1/m)`` with m = 100 or 200 rows.
 
-Methods: ``HybridInverter`` (gradient-descent starts + exact fixed-support
-polish; ``--hybrid-start-iter`` Adam iterations per start, 300 by default), skinvert's ``GradientDescentInverter`` (Adam, ``--gd-iter``
+Methods (``--methods``, all by default): ``HybridInverter`` with its
+defaults (gradient-descent starts, exact fixed-support polish, basin
+hopping; ``--hybrid-start-iter`` overrides ``start_max_iter``), skinvert's
+``GradientDescentInverter`` (Adam, ``--gd-iter``
 iterations, one start) and, when torch is importable, a CSGM-style torch
 Adam loop on the same network rebuilt as ``torch.nn`` modules (all codes
 at once from a N(0, I) start, ``--adam-iter`` iterations; ``--adam-long``
 adds a 10,000-iteration run). Per method and setting: the fraction of
 exact rows (z-SNR >= 60 dB), the median z-SNR (capped at 300 dB) and the
 wall time (fit + transform, ``time.perf_counter``, same process). Writes
-``benchmarks/results/conv_generator_n<N>.json`` and ``.png``.
+``benchmarks/results/conv_generator_n<N>.json`` and ``.png`` (``--out``
+sets the stem, e.g. to keep the runs of a split benchmark apart).
 
 Examples
 --------
@@ -129,18 +132,24 @@ def run(args):
 
         torch.set_num_threads(args.threads)
         net = torch_network(G, torch, torch.float64)
+        # warm-up outside the timings (torch's first convolution sets itself up)
+        torch_adam(net, torch, G.forward(Z[:2]), None, 2, args.adam_lr, args.seed, torch.float64)
     except ImportError:
         torch = net = None
     adam_runs = [] if torch is None else [args.adam_iter] + ([10_000] if args.adam_long else [])
+    hybrid_kw = {}
+    hybrid_name = "HybridInverter (defaults)"
+    if args.hybrid_start_iter is not None:
+        hybrid_kw["start_max_iter"] = args.hybrid_start_iter
+        hybrid_name = f"HybridInverter (start_max_iter={args.hybrid_start_iter})"
     results = {}
     for setting in args.settings:
         X, A = observe(G, Z, setting, args.seed + 1)
         rows = {}
         methods = [
-            (f"HybridInverter (start_max_iter={args.hybrid_start_iter})",
+            (hybrid_name,
              lambda X=X, A=A: HybridInverter(
-                 G, measurement=A, start_max_iter=args.hybrid_start_iter,
-                 random_state=0).fit(X).transform(X)),
+                 G, measurement=A, random_state=0, **hybrid_kw).fit(X).transform(X)),
             (f"GradientDescentInverter (Adam, {args.gd_iter} it.)",
              lambda X=X, A=A: GradientDescentInverter(
                  G, measurement=A, solver="adam", transform_max_iter=args.gd_iter,
@@ -150,8 +159,8 @@ def run(args):
             methods.append((f"torch Adam ({n_it} it., lr {args.adam_lr:g})",
                             lambda X=X, A=A, n_it=n_it: torch_adam(
                                 net, torch, X, A, n_it, args.adam_lr, args.seed, torch.float64)))
-        if args.hybrid_only:
-            methods = methods[:1]
+        keys = ["hybrid", "gd"] + ["adam"] * len(adam_runs)
+        methods = [m for k, m in zip(keys, methods) if k in args.methods]
         for name, fn in methods:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -165,7 +174,7 @@ def run(args):
         results[setting] = rows
     return {"generator": "fashion-mnist-dcgan", "source": source, "n_signals": args.n_signals,
             "seed": args.seed, "gd_iter": args.gd_iter, "adam_iter": adam_runs,
-            "adam_lr": args.adam_lr, "exact_db": GOOD_DB, "git": git_rev(), "results": results}
+            "adam_lr": args.adam_lr, "methods": args.methods, "exact_db": GOOD_DB, "git": git_rev(), "results": results}
 
 
 def figure(data, path):
@@ -201,13 +210,18 @@ def main(argv=None):
     p.add_argument("--adam-iter", type=int, default=2000)
     p.add_argument("--adam-lr", type=float, default=0.05)
     p.add_argument("--adam-long", action="store_true", help="also 10,000 torch Adam iterations")
-    p.add_argument("--hybrid-start-iter", type=int, default=300,
-                   help="HybridInverter's start_max_iter (its default, 100, misses a few DCGAN rows)")
-    p.add_argument("--hybrid-only", action="store_true")
+    p.add_argument("--hybrid-start-iter", type=int, default=None,
+                   help="HybridInverter's start_max_iter (default: its own, 'auto')")
+    p.add_argument("--methods", default="hybrid,gd,adam",
+                   help="comma-separated subset of hybrid, gd, adam")
+    p.add_argument("--hybrid-only", action="store_true", help="same as --methods hybrid")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     args.settings = [s for s in args.settings.split(",") if s]
+    args.methods = ["hybrid"] if args.hybrid_only else [m for m in args.methods.split(",") if m]
+    if set(args.methods) - {"hybrid", "gd", "adam"}:
+        p.error(f"unknown methods {args.methods}; choose from hybrid, gd, adam")
     bad = set(args.settings) - set(SETTINGS)
     if bad:
         p.error(f"unknown settings {sorted(bad)}; choose from {SETTINGS}")

@@ -2,9 +2,12 @@
 
 Generates ``G(z)`` for ``z ~ N(0, I)``, corrupts them (clean, 45 % of the
 pixels missing at random, the top 13 of 28 rows missing), inverts them with
-every inverter (Oracle, Latent-Pursuit, Layered BP, gradient descent) and
-prints the per-layer SNR (median, p10, p90) and the wall time of each method;
-writes a figure like the paper's Figures 6/7 (:func:`demo_figure`).
+every inverter that applies (Oracle, Latent-Pursuit, Layered BP, the hybrid,
+gradient descent; the layer-wise pursuits are left out, with the reason
+printed, on a generator such as the convolutional ``fashion-mnist-dcgan``
+whose contracting last layer they cannot invert) and prints the per-layer
+SNR (median, p10, p90) and the wall time of each method; writes a figure
+like the paper's Figures 6/7 (:func:`demo_figure`).
 """
 
 import argparse
@@ -67,14 +70,30 @@ def corrupt(X, kind, rng):
     raise ValueError(f"Unknown mask {kind!r}; use one of {MASKS}.")
 
 
+def layerwise_obstacle(generator):
+    """Why the layer-wise pursuits do not apply to ``generator`` (None: they do)."""
+    return None if generator.is_dense else generator.layerwise_obstacle()
+
+
 def available_methods(generator, seed, gd_iter=1000):
-    """The inverters to compare: (label, estimator, needs_true_supports)."""
+    """The inverters to compare: (label, estimator, needs_true_supports).
+
+    Latent-Pursuit and Layered BP only where their layer problems are posed
+    (:func:`layerwise_obstacle`); the hybrid (section 6.1: gradient-descent
+    starts and the exact polish) and gradient descent always.
+    """
     import skinvert
 
+    layerwise = []
+    if layerwise_obstacle(generator) is None:
+        layerwise = [
+            ("Latent-Pursuit", skinvert.LatentPursuitInverter(generator), False),
+            ("Layered BP", skinvert.LayeredBPInverter(generator), False),
+        ]
     return [
         ("Oracle", skinvert.OracleInverter(generator), True),
-        ("Latent-Pursuit", skinvert.LatentPursuitInverter(generator), False),
-        ("Layered BP", skinvert.LayeredBPInverter(generator), False),
+        *layerwise,
+        ("Hybrid", skinvert.HybridInverter(generator, random_state=seed), False),
         (
             "Gradient descent",
             skinvert.GradientDescentInverter(
@@ -100,6 +119,9 @@ def run_demo(
     S = generator.supports(Z)
     results = {}
     recon = {}
+    reason = layerwise_obstacle(generator)
+    if reason:
+        stream(f"Latent-Pursuit and Layered BP do not apply: {reason}.")
     layers = ["z"] + [f"x{i}" for i in range(1, generator.n_layers + 1)] + ["image"]
     for mask in masks:
         Xc = corrupt(X, mask, rng)
@@ -126,7 +148,8 @@ def run_demo(
         recon[(mask, "corrupted")] = Xc
     stream(
         "\nSNR in dB (exact recoveries capped at 300 dB); Oracle = true supports given; "
-        "gradient descent: momentum 0.9, step 0.1 decaying."
+        "Hybrid = gradient-descent starts + exact polish (HybridInverter); "
+        "gradient descent: GradientDescentInverter's defaults."
     )
     if out:
         demo_figure(generator, X, recon, masks, out, title=title)
@@ -234,7 +257,8 @@ def main(argv=None):
     )
     demo.add_argument(
         "--generator", default=None,
-        help="a pretrained name (fashion-mnist-fc, digits-fc), 'random' (a random "
+        help="a pretrained name (fashion-mnist-fc, digits-fc, fashion-mnist-dcgan), "
+        "'random' (a random "
         "[20, 80, 200, 400] tanh net), or a .npz/.safetensors file; default: "
         "fashion-mnist-fc when shipped, else random",
     )

@@ -95,6 +95,7 @@ def test_hybrid_exact_on_clean_signals(activation):
     X = G.forward(Z)
     est = HybridInverter(G, random_state=0).fit(X)
     assert est.pursuit_ is None
+    assert est.start_max_iter_ == 300  # "auto" on a convolutional generator
     Zhat, info = est.transform(X, return_info=True)
     assert np.all(z_snr_db(Z, Zhat) >= 60), z_snr_db(Z, Zhat)
     assert np.all(info["start"] >= 0)

@@ -13,8 +13,8 @@ from skinvert.datasets import (
     load_idx_images,
     load_pretrained_generator,
     pretrained_provenance,
+    support_statistics,
 )
-from skinvert.datasets._stats import support_statistics
 
 EXPECTED = {
     "fashion-mnist-fc": [20, 128, 392, 784],
@@ -134,6 +134,52 @@ def test_dcgan_supports_and_provenance():
     stats = prov["support_statistics"]["hidden"]
     for frac, st in zip(fractions, stats, strict=True):
         assert frac == pytest.approx(st["mean_active_fraction"], abs=2e-3)
+    # the per-layer statistics of support_statistics, in the fully connected schema
+    per_layer = prov["support_statistics"]
+    assert per_layer["layer_sizes"] == [32, 3136, 6272, 784]
+    s1, s2 = [m.sum(1) for m in G.supports(Z.astype(np.float64))]
+    assert per_layer["support_sizes"][0]["median"] == float(np.median(s1))
+    assert per_layer["support_sizes"][1]["median"] == float(np.median(s2))
+    assert [r["matrix"] for r in per_layer["restricted"]] == ["A_S,1", "A_S,2", "A_S"]
+    assert all(r["frac_full_column_rank"] == 1.0 for r in per_layer["restricted"])
+
+
+def test_support_statistics_of_a_convolutional_generator():
+    # The end-to-end restricted maps A_S,i (z -> x_i on the supports, rows S_i) and
+    # A_S, against Jacobians by central differences (exact: the pre-activations are
+    # affine in z on a support region) restricted to the active units.
+    from .test_conv_inversion import small_conv_generator
+
+    G = small_conv_generator("identity")
+    stats = support_statistics(G, n_samples=6, random_state=3)
+    assert stats["layer_sizes"] == [8, 128, 512, 256]
+    assert [r["matrix"] for r in stats["restricted"]] == ["A_S,1", "A_S,2", "A_S"]
+    Z = np.random.default_rng(3).standard_normal((6, 8))
+    _, hidden = G.forward(Z, return_hidden=True)
+    masks = [h > 0 for h in hidden]
+    assert [s["median"] for s in stats["support_sizes"]] == [
+        float(np.median(m.sum(1))) for m in masks]
+    assert stats["hidden"][1]["mean_active_fraction"] == pytest.approx(masks[1].mean())
+    h = 1e-6
+    conds = [[], [], []]
+    for k in range(6):
+        plus = G.forward(Z[k] + h * np.eye(8), return_hidden=True)
+        minus = G.forward(Z[k] - h * np.eye(8), return_hidden=True)
+        for i, (p, m) in enumerate(zip([*plus[1], plus[0]], [*minus[1], minus[0]])):
+            J = ((p - m) / (2 * h)).T
+            J = J[masks[i][k]] if i < 2 else J
+            sv = np.linalg.svd(J, compute_uv=False)
+            conds[i].append(sv[0] / sv[-1])
+    for i, r in enumerate(stats["restricted"]):
+        assert r["frac_full_column_rank"] == 1.0
+        assert r["cond"]["median"] == pytest.approx(np.median(conds[i]), rel=1e-6)
+
+
+def test_support_statistics_of_the_shipped_dcgan():
+    stats = support_statistics(load_pretrained_generator("fashion-mnist-dcgan"), n_samples=4)
+    assert stats["layer_sizes"] == [32, 3136, 6272, 784]
+    assert stats["restricted"][-1]["frac_full_column_rank"] == 1.0
+    assert 0.2 < stats["output_saturated_fraction"] < 0.6
 
 
 def test_dcgan_file_is_read_with_the_generator_file_checks(tmp_path):

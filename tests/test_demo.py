@@ -20,7 +20,7 @@ def test_run_demo_every_inverter_and_figure(tmp_path):
     res = run_demo(G, n_signals=3, masks=("clean", "random45"), gd_iter=20, out=str(out),
                    stream=lines.append)
     methods = {m for _, m in res}
-    assert methods == {"Oracle", "Latent-Pursuit", "Layered BP", "Gradient descent"}
+    assert methods == {"Oracle", "Latent-Pursuit", "Layered BP", "Hybrid", "Gradient descent"}
     assert out.exists() and out.stat().st_size > 10_000
     assert any(str(out) in line for line in lines)  # the path is printed
     # The exact inverters are exact here.
@@ -56,8 +56,8 @@ def test_figure_content(tmp_path):
     assert "skinvert demo" in seen["suptitle"]
     headers = [t for t in seen["titles"] if t]
     assert headers == ["clean signal", "input to the inverters", "Oracle", "Latent-Pursuit",
-                       "Layered BP", "Gradient descent"]
-    assert sum(label == "exact" for label in seen["xlabels"]) >= 6
+                       "Layered BP", "Hybrid", "Gradient descent"]
+    assert sum(label == "exact" for label in seen["xlabels"]) >= 8
     assert any(label.endswith("% missing") for label in seen["xlabels"])
     magenta = matplotlib.colors.to_rgba(MISSING_COLOUR)
     assert all(tuple(b) == magenta for b in seen["bad"])
@@ -95,3 +95,27 @@ def test_main_runs(tmp_path, capsys):
     assert main(["demo", "--generator", "random", "--n-signals", "2", "--gd-iter", "5",
                  "--masks", "clean", "--out", str(tmp_path / "m.png")]) == 0
     assert "figure written to" in capsys.readouterr().out
+
+
+def test_convolutional_generator_leaves_out_the_pursuits(tmp_path):
+    # A contracting last convolution: the layer-wise pursuits would refuse it, so the
+    # demo shows the Oracle, the hybrid and gradient descent, and says why.
+    from .test_conv_inversion import small_conv_generator
+
+    G = small_conv_generator("tanh")
+    lines = []
+    res = run_demo(G, n_signals=2, masks=("clean", "top13"), gd_iter=5,
+                   out=str(tmp_path / "c.png"), stream=lines.append)
+    assert {m for _, m in res} == {"Oracle", "Hybrid", "Gradient descent"}
+    assert any("Latent-Pursuit and Layered BP do not apply" in line and "512 units" in line
+               for line in lines)
+    for mask in ("clean", "top13"):
+        assert np.all(res[(mask, "Hybrid")]["snr"]["z"] > 60)
+        assert np.all(res[(mask, "Oracle")]["snr"]["z"] > 60)
+
+
+def test_main_runs_on_the_shipped_dcgan(tmp_path, capsys):
+    assert main(["demo", "--generator", "fashion-mnist-dcgan", "--n-signals", "1",
+                 "--gd-iter", "5", "--masks", "clean", "--out", str(tmp_path / "d.png")]) == 0
+    out = capsys.readouterr().out
+    assert "do not apply" in out and "Hybrid" in out and (tmp_path / "d.png").exists()

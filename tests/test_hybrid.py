@@ -118,6 +118,37 @@ def test_hybrid_never_worse_than_its_best_start(seed, m, noisy):
     assert np.all(info["loss"] <= best * (1 + 1e-10))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_basin_hopping_only_on_rows_no_start_fits(seed):
+    # One short start leaves rows unfit (tanh, 12 measurements of 90 pixels);
+    # the basin-hopping rounds restart those from their best code and fit
+    # more of them, while the rows the start fits are untouched.
+    from skinvert.algorithms.hybrid import _rounds, consistent_loss_bound
+
+    G = make_random_generator([6, 40, 90], output_activation="tanh", random_state=seed)
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((16, 6))
+    A = rng.standard_normal((12, 90)) / np.sqrt(12)
+    Y = G.forward(Z) @ A.T
+    W, b = G.as_arrays(np, dtype=np.float64)
+    meas, obs = Measurement(A, np, np.float64), np.ones_like(Y)
+    init, hops = rng.standard_normal((1, 6)), rng.standard_normal((6, 6))
+    args = (Y, obs, W, b, G.activation, np)
+    Z1, i1 = hybrid_batch(*args, HybridStarts(init, max_iter=20), measurement=meas)
+    Z2, i2 = hybrid_batch(*args, HybridStarts(init, max_iter=20, perturb_codes=hops,
+                                              per_round=2), measurement=meas)
+    bound = consistent_loss_bound(Y, obs, np)
+    fit1, fit2 = i1["loss"] <= bound, i2["loss"] <= bound
+    assert fit1.sum() < fit2.sum()
+    np.testing.assert_array_equal(Z2[fit1], Z1[fit1])
+    assert np.all(i2["start"][fit1] == 0) and np.all(i2["start"][~fit1] >= 0)
+    assert np.all(i2["loss"] <= i1["loss"])
+    hopped = i2["start"] >= 1
+    assert hopped.any() and np.all(hopped <= ~fit1) and np.all(i2["start"] <= 6)
+    assert _rounds(3, 5, 2) == [(0, 2), (2, 3), (3, 5), (5, 7), (7, 8)]
+    assert _rounds(2, 0, None) == [(0, 2)]
+
+
 def test_polish_never_raises_the_loss():
     G = _net(3, "tanh")
     rng = np.random.default_rng(0)
@@ -148,6 +179,12 @@ def test_hybrid_exact_compressed_sensing_tanh(tanh_cs):
     assert np.all(snr_db(Z, Zh) > 60)
     assert info["start"].dtype == np.int32 and np.all(info["start"] >= 0)
     assert np.all(info["fixed_point"])
+    assert est.start_max_iter_ == 100 and est.perturb_codes_.shape == (16, 8)
+    # basin hopping draws after the other codes: init_codes_ and lipschitz_ as without it
+    off = HybridInverter(G, measurement=A, n_restarts=4, n_perturbations=0, random_state=0)
+    off.fit(Y)
+    np.testing.assert_array_equal(off.init_codes_, est.init_codes_)
+    assert off.lipschitz_ == est.lipschitz_ and off.perturb_codes_.shape == (0, 8)
 
 
 def test_batch_invariance(tanh_cs):
@@ -235,6 +272,12 @@ def test_parameter_errors():
         HybridInverter(G, measurement=A, use_pursuit=True).fit(X @ A.T)
     with pytest.raises(ValueError, match="n_restarts=0"):
         HybridInverter(G, measurement=A, n_restarts=0).fit(X @ A.T)
+    with pytest.raises(ValueError, match="n_perturbations"):
+        HybridInverter(G, measurement=A, n_perturbations=-1).fit(X @ A.T)
+    with pytest.raises(ValueError, match="perturbation_scale"):
+        HybridInverter(G, measurement=A, perturbation_scale=0.0).fit(X @ A.T)
+    with pytest.raises(ValueError, match="start_max_iter"):
+        HybridInverter(G, measurement=A, start_max_iter="long").fit(X @ A.T)
     with pytest.raises(ValueError, match="Z0 must have shape"):
         polish(np.zeros((2, 5)), X, G)
     with pytest.raises(ValueError, match="100"):

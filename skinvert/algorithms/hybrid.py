@@ -15,7 +15,13 @@ module is that hybrid:
    (:func:`~skinvert.algorithms.polish.polish_batch`);
 3. **selection** by the loss of eq. 1; a row stops trying further starts
    once its loss is consistent with the noise level (``noise_std``), or
-   with rounding for noiseless signals.
+   with rounding for noiseless signals;
+4. **basin hopping** (rows still above that loss after every start):
+   further rounds of gradient descent from the row's best code plus a
+   scaled shared direction, so each round searches around the best local
+   minimum found so far rather than from scratch (measured on the
+   convolutional ``fashion-mnist-dcgan``: about 7 times as many exact fits
+   per start as fresh N(0, I) starts on the rows the first starts miss).
 """
 
 from .._array_api import device
@@ -45,11 +51,20 @@ class HybridStarts:
     per_round : int or None
         Starts run per round (None: all at once); the rows a round fits
         exactly (or to the noise level) skip the later rounds.
+    perturb_codes : array of shape (K, n_0) or None
+        Shared directions of the basin-hopping starts: a row that no start
+        of ``init_codes`` fits restarts from ``z_best + perturb_scale * d_k``
+        (``per_round`` of them per round, ``z_best`` its best code so far).
+        None: no basin hopping.
+    perturb_scale : float
+        The step of those starts, in z units.
     """
 
     def __init__(self, init_codes, *, solver="adam", learning_rate=0.05, max_iter=300,
-                 pursuit=None, per_round=None):
+                 pursuit=None, per_round=None, perturb_codes=None, perturb_scale=0.5):
         self.per_round = per_round
+        self.perturb_codes = perturb_codes
+        self.perturb_scale = perturb_scale
         self.init_codes = init_codes
         self.solver = solver
         self.learning_rate = learning_rate
@@ -106,7 +121,9 @@ def hybrid_batch(
     Z : array of shape (B, n_0)
     info : dict of arrays of shape (B,)
         ``"loss"`` (eq. 1 at Z), ``"start"`` (-1: the pursuit's estimate, r >= 0:
-        the gradient-descent start from ``init_codes[r]``), ``"fixed_point"``
+        the gradient-descent start from ``init_codes[r]``; ``R + k`` with
+        ``R = len(init_codes)``: the basin-hopping start along
+        ``perturb_codes[k]``), ``"fixed_point"``
         (the winning polish reached a support fixed point) and ``"n_iter"``
         (Gauss-Newton steps of the winning polish).
 
@@ -118,7 +135,10 @@ def hybrid_batch(
     polish these in the order of their gradient-descent loss, one at a time,
     until the bound is met (by the data term of the loss, without the
     ridge); rows still above it take the next round of starts, until the
-    starts run out. A row returns the lowest
+    starts run out. Rows still above it then hop: each round restarts them
+    from their best code so far plus ``perturb_scale`` times the next
+    ``per_round`` directions of ``perturb_codes`` (section 6.1's hybrid
+    with a basin-hopping outer loop), polished the same way. A row returns the lowest
     loss among every start it ran and every polish of one, so its loss is
     never above that of its best start. Every decision is per row: a row's
     result does not depend on the batch it is in.
@@ -166,30 +186,46 @@ def hybrid_batch(
                                       max_iter=polish_max_iter, tol=tol)
         keep(everyone, Zq, lq, xp.full((B,), -1, dtype=xp.int32, device=dev), fq, iq)
     R = 0 if starts.init_codes is None else starts.init_codes.shape[0]
-    step = max(1, min(R, starts.per_round or R))
-    for first in range(0, R, step):
+    K = 0 if starts.perturb_codes is None else starts.perturb_codes.shape[0]
+    for first, last in _rounds(R, K, starts.per_round):
         todo = ~fits(*keep.state()[:2])
         n_todo = int(xp.sum(xp.astype(todo, xp.int32)))
         if n_todo == 0:
             break
-        _round(todo, n_todo, range(first, min(R, first + step)), keep, fits, Y, obs,
+        if last <= R:  # starts from init_codes[first:last], shared by every row
+            Z0 = [xp.broadcast_to(starts.init_codes[r : r + 1, :], (n_todo, n0))
+                  for r in range(first, last)]
+        else:  # basin hopping around each row's best code
+            Zb = xp.take(keep.state()[0], _compress_rows(todo, xp), axis=0)
+            Z0 = [Zb + starts.perturb_scale * starts.perturb_codes[r - R : r - R + 1, :]
+                  for r in range(first, last)]
+        _round(todo, n_todo, xp.concat(Z0), range(first, last), keep, fits, Y, obs,
                weights, biases, activation, xp, starts, kw, polish_max_iter, tol)
     Z, loss, start, fixed, n_iter = keep.state()
     return Z, _info(loss, start, fixed, n_iter)
 
 
-def _round(todo, n_todo, restarts, keep, fits, Y, obs, weights, biases, activation, xp,
+def _rounds(R, K, per_round):
+    """``(first, last)`` start numbers of each round: the ``R`` shared starts,
+    then the ``K`` basin-hopping ones (never mixed in one round)."""
+    out = []
+    for lo, n in ((0, R), (R, K)):
+        step = max(1, min(n, per_round or n))
+        out += [(a, min(lo + n, a + step)) for a in range(lo, lo + n, step)]
+    return out
+
+
+def _round(todo, n_todo, Z0, restarts, keep, fits, Y, obs, weights, biases, activation, xp,
            starts, kw, polish_max_iter, tol):
-    """One round: gradient descent from the starts ``restarts`` for the rows
-    ``todo`` (rows x restarts in one batch, restart-major), then their polish
-    in the order of the gradient-descent loss until each row meets the bound."""
+    """One round: gradient descent from the starts ``Z0`` (restart-major,
+    ``len(restarts) * n_todo`` rows, numbered ``restarts``) for the rows
+    ``todo``, then their polish in the order of the gradient-descent loss
+    until each row meets the bound."""
     dev = device(Y)
-    n0 = weights[0].shape[1]
+    n0 = Z0.shape[1]
     R = len(restarts)
     rows = _compress_rows(todo, xp)
     Yt, Ot = xp.take(Y, rows, axis=0), xp.take(obs, rows, axis=0)
-    init = starts.init_codes
-    Z0 = xp.concat([xp.broadcast_to(init[r : r + 1, :], (n_todo, n0)) for r in restarts])
     Yr, Or = xp.concat([Yt] * R), xp.concat([Ot] * R)
     Zg, lg = _descend(Z0, Yr, Or, weights, biases, activation, xp, starts, kw["gamma"],
                       kw["measurement"])

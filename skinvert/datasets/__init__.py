@@ -15,7 +15,9 @@ architecture in the metadata) for the convolutional ``fashion-mnist-dcgan``,
 read with the same checks. Batch-norm is already folded into the weights and
 biases. How each file was trained (command, seed, epochs, torch version, data,
 support statistics) is in ``data/PROVENANCE.md`` and in the JSON file next to
-each weights file; :func:`pretrained_provenance` returns the latter. The
+each weights file; :func:`pretrained_provenance` returns the latter, and
+:func:`support_statistics` measures them per layer on any generator (fully
+connected or convolutional). The
 training scripts are ``python -m tools.train_fc_gan`` and
 ``python tools/train_dcgan.py`` (in the source checkout, not installed).
 Importing this package never imports torch.
@@ -27,6 +29,7 @@ from importlib import resources
 from ..io import load_generator
 from ..io._files import read_layer_records
 from ._idx import load_idx, load_idx_images
+from ._stats import support_statistics
 
 __all__ = [
     "list_pretrained_generators",
@@ -34,6 +37,7 @@ __all__ = [
     "load_idx_images",
     "load_pretrained_generator",
     "pretrained_provenance",
+    "support_statistics",
 ]
 
 #: name -> (weights file, provenance file, one-line description)

@@ -56,7 +56,11 @@ class HybridInverter(BaseInverter):
        refresh until the supports are a fixed point (:func:`skinvert.polish`);
     3. **selection** by the loss of eq. 1: a row polishes its starts in the
        order of their loss and stops once its loss is consistent with the
-       noise level (``noise_std``; without it, with rounding).
+       noise level (``noise_std``; without it, with rounding);
+    4. **basin hopping**: a row that no start fits restarts gradient descent
+       (and the polish) from its best code so far plus
+       ``perturbation_scale`` times shared N(0, I) directions, up to
+       ``n_perturbations`` times; rows already fitted never pay for it.
 
     Parameters
     ----------
@@ -93,9 +97,24 @@ class HybridInverter(BaseInverter):
         ``"auto"``: 0.05 for Adam (a step in z units) and
         ``2 (1 + 0.9) / lipschitz_`` for momentum (see
         :class:`GradientDescentInverter`).
-    start_max_iter : int, default=100
+    start_max_iter : int or "auto", default="auto"
         Gradient-descent iterations per start: enough to reach the basin of
-        the polish, which does the rest.
+        the polish, which does the rest. ``"auto"``: 100 on a fully
+        connected generator, 300 on one with convolutional (or other
+        non-dense) layers, whose starts need longer to reach that basin
+        (``fashion-mnist-dcgan``, 32 clean signals, 8 starts: 91 % exact
+        with 100 iterations, 100 % with 300).
+    n_perturbations : int, default=16
+        Basin-hopping starts at most per signal (step 4), run
+        ``restarts_per_round`` at a time, only for the rows whose loss is
+        still above the noise (or rounding) bound after every other start;
+        their directions are drawn in ``fit`` (``perturb_codes_``). 0: none.
+        Rows that no code can fit (signals outside the generator's range,
+        or noise without ``noise_std``) pay for all ``n_restarts +
+        n_perturbations`` starts; set it to 0 there.
+    perturbation_scale : float, default=0.5
+        The length scale of those starts around the row's best code, in z
+        units (the prior N(0, I) has unit scale).
     use_pursuit : bool or "auto", default="auto"
         Start from Latent-Pursuit's estimate; "auto": where its problems are
         posed (no measurement, or a piecewise-linear output and
@@ -126,6 +145,11 @@ class HybridInverter(BaseInverter):
     init_codes_ : array of shape (n_restarts, n_components)
         The gradient-descent starting codes, shared by every row (so a row's
         result does not depend on its batch).
+    perturb_codes_ : array of shape (n_perturbations, n_components)
+        The basin-hopping directions, N(0, I), shared by every row.
+    start_max_iter_ : int
+        The gradient-descent iterations per start (``start_max_iter``
+        resolved).
     lipschitz_ : float
         The typical curvature of eq. 1: the median Lipschitz estimate of its
         gradient over 32 codes drawn from N(0, I) (see
@@ -139,7 +163,9 @@ class HybridInverter(BaseInverter):
     ``transform(X, return_info=True)`` also returns per-row diagnostics: a
     dict of arrays of shape (n_samples,) in X's namespace: ``"loss"`` (eq. 1
     at the returned code), ``"start"`` (-1: the pursuit's estimate won;
-    ``r >= 0``: the gradient-descent start from ``init_codes_[r]``),
+    ``0 <= r < n_restarts``: the gradient-descent start from
+    ``init_codes_[r]``; ``n_restarts + k``: the basin-hopping start along
+    ``perturb_codes_[k]``),
     ``"fixed_point"`` (the winning polish reached a support fixed point) and
     ``"n_iter"`` (its Gauss-Newton steps). One ``ConvergenceWarning``
     counts the rows whose supports did not reach a fixed point and those
@@ -167,7 +193,9 @@ class HybridInverter(BaseInverter):
         "restarts_per_round": [Interval(Integral, 1, None, closed="left")],
         "start_solver": [StrOptions({"adam", "momentum"})],
         "start_learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "start_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "start_max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "n_perturbations": [Interval(Integral, 0, None, closed="left")],
+        "perturbation_scale": [Interval(Real, 0, None, closed="neither")],
         "use_pursuit": ["boolean", StrOptions({"auto"})],
         "polish_max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left"), None],
@@ -184,7 +212,9 @@ class HybridInverter(BaseInverter):
         restarts_per_round=2,
         start_solver="adam",
         start_learning_rate="auto",
-        start_max_iter=100,
+        start_max_iter="auto",
+        n_perturbations=16,
+        perturbation_scale=0.5,
         use_pursuit="auto",
         polish_max_iter=50,
         tol=None,
@@ -208,6 +238,8 @@ class HybridInverter(BaseInverter):
         self.start_solver = start_solver
         self.start_learning_rate = start_learning_rate
         self.start_max_iter = start_max_iter
+        self.n_perturbations = n_perturbations
+        self.perturbation_scale = perturbation_scale
         self.use_pursuit = use_pursuit
         self.polish_max_iter = polish_max_iter
         self.tol = tol
@@ -224,6 +256,14 @@ class HybridInverter(BaseInverter):
             W, b, G.activation, xp, probes, measurement=self._measurement(xp, X.dtype, dev),
             alpha=self.gamma, quantile=0.5,
         )
+        # drawn after the probes: init_codes_ and lipschitz_ are those of a
+        # hybrid without basin hopping
+        hops = rng.standard_normal((self.n_perturbations, self.n_components_))
+        self.perturb_codes_ = as_namespace(hops, xp, dtype=X.dtype, device=dev)
+        if self.start_max_iter == "auto":
+            self.start_max_iter_ = 100 if G.is_dense else 300
+        else:
+            self.start_max_iter_ = int(self.start_max_iter)
         if self.start_learning_rate != "auto":
             self.start_learning_rate_ = float(self.start_learning_rate)
         elif self.start_solver == "adam":
@@ -322,10 +362,14 @@ class HybridInverter(BaseInverter):
         init = None
         if self.n_restarts:
             init = as_namespace(self.init_codes_, xp, dtype=Y.dtype, device=dev)
+        hops = None
+        if self.n_perturbations and self.n_restarts:
+            hops = as_namespace(self.perturb_codes_, xp, dtype=Y.dtype, device=dev)
         starts = HybridStarts(init, solver=self.start_solver,
                               learning_rate=self.start_learning_rate_,
-                              max_iter=self.start_max_iter, pursuit=pursuit,
-                              per_round=self.restarts_per_round)
+                              max_iter=self.start_max_iter_, pursuit=pursuit,
+                              per_round=self.restarts_per_round, perturb_codes=hops,
+                              perturb_scale=self.perturbation_scale)
         Z, info = hybrid_batch(
             Y, obs, state.weights, state.biases, act, xp, starts,
             measurement=state.measurement, gamma=self.gamma, noise_std=self.noise_std,
