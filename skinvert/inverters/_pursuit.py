@@ -5,11 +5,10 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._functional import _latent_pursuit, per_layer
-from ..algorithms._batch import Batch, lipschitz_constants
-from ..algorithms.noise import noise_gains
+from ..algorithms._batch import Batch
 from ..solvers import BaseLayerSolver, resolve_solver
 from ._base import BaseInverter
-from ._batching import _to_host, check_layerwise
+from ._batching import _to_host, check_layerwise, spectral_constants
 
 _POS = Interval(Real, 0, None, closed="left")
 
@@ -100,8 +99,7 @@ class _PursuitInverter(BaseInverter):
         # computed once per generator; the per-layer parameters are checked.
         check_layerwise(self, self.generator_)
         weights = self.generator_.weights
-        self.lipschitz_ = list(lipschitz_constants(weights))
-        self.noise_gains_ = noise_gains(weights)
+        self.lipschitz_, self.noise_gains_ = spectral_constants(weights)
         L = max(self.generator_.n_layers, 1)
         per_layer(self.lam, L, "lam")
         if hasattr(self, "rho"):
