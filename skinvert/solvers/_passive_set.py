@@ -20,7 +20,7 @@ of the paper's Figure 4: ``k = n_1`` up to 1250 against ``c <= n = 625``).
 """
 
 from .._array_api import device
-from .._linalg import compress_rows, padded_indices, scatter_rows
+from .._linalg import padded_indices, scatter_rows
 
 __all__ = ["PassiveSet"]
 
@@ -63,15 +63,20 @@ class PassiveSet:
     idx : int array (B, c)
         Column of every slot (``k``: empty).
     M : array (B, c, c)
-        ``(G_PP)^-1`` in slot order (zero on empty slots).
+        ``(G_PP)^-1`` in slot order (zero on empty slots), up to the pending
+        downdate ``- L @ R`` of the columns dropped since the last update.
     k : int
         Number of columns.
+    L, R : arrays (B, c, d) and (B, d, c), optional
+        Pending downdate: the inverse is ``M - L @ R`` (see :meth:`drop`).
     """
 
-    def __init__(self, idx, M, k):
+    def __init__(self, idx, M, k, L=None, R=None):
         self.idx = idx
         self.M = M
         self.k = k
+        self.L = L
+        self.R = R
         self._slot = None
 
     @classmethod
@@ -122,21 +127,33 @@ class PassiveSet:
 
     def solve(self, r, xp):
         """``x_P = (G_PP)^-1 r_P`` (zero off ``P``) for r (B, k)."""
-        rs = self.gather(r, xp)
-        return self.scatter((self.M @ rs[:, :, None])[:, :, 0], xp)
+        return self.scatter(self._apply(self.gather(r, xp)[:, :, None])[:, :, 0], xp)
+
+    def _apply(self, A):
+        """``(M - L R) @ A`` for A (B, c, p)."""
+        out = self.M @ A
+        return out if self.L is None else out - self.L @ (self.R @ A)
+
+    def settled(self, xp):
+        """The same sets with the pending downdate applied to ``M``."""
+        if self.L is None:
+            return self
+        return PassiveSet(self.idx, self.M - self.L @ self.R, self.k)
 
     # -- rows ------------------------------------------------------------------
 
     def take_rows(self, sub, xp):
         if sub is None:
             return self
-        return PassiveSet(xp.take(self.idx, sub, axis=0), xp.take(self.M, sub, axis=0), self.k)
+        t = [None if a is None else xp.take(a, sub, axis=0) for a in (self.L, self.R)]
+        return PassiveSet(xp.take(self.idx, sub, axis=0), xp.take(self.M, sub, axis=0), self.k, *t)
 
     def padded(self, c, xp):
         """The same sets in ``c >= self.c`` slots."""
         n = c - self.c
         if n == 0:
             return self
+        self = self.settled(xp)
         M = _pad_cols(self.M, n, xp)
         M = xp.concat([M, xp.zeros((M.shape[0], c, n), dtype=M.dtype, device=device(M))], axis=2)
         return PassiveSet(_pad_cols(self.idx, n, xp, value=self.k), M, self.k)
@@ -144,7 +161,7 @@ class PassiveSet:
     def select(self, rows, other, xp):
         """Per row: ``self`` where ``rows`` (B,) holds, else ``other``."""
         c = max(self.c, other.c)
-        a, b = self.padded(c, xp), other.padded(c, xp)
+        a, b = self.settled(xp).padded(c, xp), other.settled(xp).padded(c, xp)
         idx = xp.where(rows[:, None], a.idx, b.idx)
         return PassiveSet(idx, xp.where(rows[:, None, None], a.M, b.M), self.k)
 
@@ -153,7 +170,7 @@ class PassiveSet:
         if part.idx.shape[0] == self.idx.shape[0]:
             return part.select(live, self, xp)
         c = max(self.c, part.c)
-        a, b = self.padded(c, xp), part.padded(c, xp)
+        a, b = self.settled(xp).padded(c, xp), part.settled(xp).padded(c, xp)
         return PassiveSet(
             scatter_rows(a.idx, b.idx, live, xp), scatter_rows(a.M, b.M, live, xp), self.k
         )
@@ -161,6 +178,7 @@ class PassiveSet:
     def compact(self, xp, *, slack=0):
         """Occupied slots first, ``c`` trimmed to the largest passive set
         (left as is while at most ``slack`` slots would go)."""
+        self = self.settled(xp)
         occ = self.occupied
         n = int(xp.max(xp.sum(xp.astype(occ, xp.int32), axis=1))) if occ.shape[0] else 0
         if self.c - n <= slack:
@@ -211,7 +229,7 @@ class PassiveSet:
             xp.broadcast_to(self.idx[:, :, None], (B, c, q)),
             axis=1,
         )
-        V = self.M @ GPJ
+        V = self._apply(GPJ)  # (M - L R) G_{P,J}
         S = GJJ - _transposed(GPJ, xp) @ V
         d_S = xp.linalg.diagonal(S)
         d_G = xp.linalg.diagonal(GJJ)
@@ -225,7 +243,7 @@ class PassiveSet:
             rJ = xp.take_along_axis(r, J, axis=1)
             b = (rJ - (rP[:, None, :] @ V)[:, 0, :]) * okf
             zJ = xp.linalg.solve(Sm, b[:, :, None])[:, :, 0] * okf
-            zP = (self.M @ rP[:, :, None])[:, :, 0] - (V @ zJ[:, :, None])[:, :, 0]
+            zP = (self._apply(rP[:, :, None]) - V @ zJ[:, :, None])[:, :, 0]
             E = ok & (zJ <= 0)
             DP = self.occupied & (zP <= 0) & ((self.gather(x, xp) <= 0) | aggressive[:, None])
             fresh = xp.any(E, axis=1) | xp.any(DP, axis=1)
@@ -244,43 +262,49 @@ class PassiveSet:
         okf = xp.astype(ok, dt)
         # Unused slots: S = I there, and their column of U is zero.
         S = okf[:, :, None] * S * okf[:, None, :] + (1.0 - okf)[:, :, None] * eye
+        V = V * okf[:, None, :]
         U = xp.concat([V, -xp.broadcast_to(eye, (B, q, q))], axis=1) * okf[:, None, :]
-        Sinv_Ut = xp.linalg.solve(S, _transposed(U, xp))
-        M = self.padded(c + q, xp).M + U @ Sinv_Ut
+        Z = xp.linalg.solve(S, _transposed(U, xp))  # (B, q, c + q): S^-1 U^T
+        # M + U S^-1 U^T by blocks, with the pending downdate folded into the
+        # top-left product: one pass over the c x c block.
+        Zc = Z[:, :, :c]
+        if self.L is None:
+            TL = self.M + V @ Zc
+        else:
+            TL = self.M + xp.concat([V, -self.L], axis=2) @ xp.concat([Zc, self.R], axis=1)
+        top = xp.concat([TL, V @ Z[:, :, c:]], axis=2)
+        M = xp.concat([top, -(okf[:, :, None] * Z)], axis=1)
         idx = xp.concat([self.idx, xp.where(ok, J, xp.full_like(J, k))], axis=1)
         return PassiveSet(idx, M, k), pending
 
     def drop(self, drop, xp):
-        """Remove the columns where ``drop`` (B, k) holds: the block downdate
-        ``M <- M - M_{:,D} (M_DD)^-1 M_{D,:}`` (the inverse on the remaining
-        columns), then empty the slots ``D``. Rows and columns ``D`` of ``M``
-        are then zero up to rounding; every product masks empty slots, and
-        :meth:`compact` zeroes them. Only the rows that drop a column are
-        computed when they are few."""
+        """Remove the columns where ``drop`` (B, k) holds and empty their slots.
+
+        The inverse on the remaining columns is the block downdate
+        ``M - M_{:,D} (M_DD)^-1 M_{D,:}``; it is kept pending as the factors
+        ``L = M_{:,D}``, ``R = (M_DD)^-1 M_{D,:}`` (``O(c |D|)`` per row, no
+        pass over ``M``) and applied once by :meth:`settled` before the next
+        update. Rows and columns ``D`` of the inverse are then zero up to
+        rounding; every product masks empty slots, and :meth:`compact` zeroes
+        them.
+        """
         ds = self.gather(drop, xp) & self.occupied  # (B, c) slots to empty
-        rows = xp.any(ds, axis=1)
-        n = int(xp.sum(xp.astype(rows, xp.int32)))
-        if n == 0:
+        if not bool(xp.any(ds)):
             return self
+        dt = self.M.dtype
         D, valid = padded_indices(ds, xp)
-        d = D.shape[1]
-        # Gathering the rows and scattering them back costs about four
-        # passes over M; the update itself about 2 d + 2.
-        B = ds.shape[0]
-        sub = compress_rows(rows, xp) if (B - n) * (2 * d + 2) > 4 * B else None
-        part = self.take_rows(sub, xp)
-        if sub is not None:
-            dsp, D, valid = (xp.take(a, sub, axis=0) for a in (ds, D, valid))
-        else:
-            dsp = ds
-        dt = part.M.dtype
+        B, d = D.shape
         vf = xp.astype(valid, dt)
-        Ct = _rows(part.M, D, xp) * vf[:, :, None]  # (B, d, c): M_{D,:}
+        Ct = _rows(self.M, D, xp)  # (B, d, c): rows D of the current inverse
+        if self.L is not None:
+            Ct = Ct - _rows(self.L, D, xp) @ self.R
+        Ct = Ct * vf[:, :, None]
         eye = xp.eye(d, dtype=dt, device=device(Ct))
-        B = Ct.shape[0]
         MDD = xp.take_along_axis(Ct, xp.broadcast_to(D[:, None, :], (B, d, d)), axis=2)
         MDD = vf[:, :, None] * MDD * vf[:, None, :] + (1.0 - vf)[:, :, None] * eye
-        M = part.M - _transposed(Ct, xp) @ xp.linalg.solve(MDD, Ct)
-        idx = xp.where(dsp, xp.full_like(part.idx, self.k), part.idx)
-        new = PassiveSet(idx, M, self.k)
-        return new if sub is None else self.put_rows(new, rows, xp)
+        R = xp.linalg.solve(MDD, Ct)
+        L = _transposed(Ct, xp)
+        if self.L is not None:
+            L, R = xp.concat([self.L, L], axis=2), xp.concat([self.R, R], axis=1)
+        idx = xp.where(ds, xp.full_like(self.idx, self.k), self.idx)
+        return PassiveSet(idx, self.M, self.k, L, R)
