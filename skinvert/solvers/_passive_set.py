@@ -178,11 +178,11 @@ class PassiveSet:
     def compact(self, xp, *, slack=0):
         """Occupied slots first, ``c`` trimmed to the largest passive set
         (left as is while at most ``slack`` slots would go)."""
-        self = self.settled(xp)
         occ = self.occupied
         n = int(xp.max(xp.sum(xp.astype(occ, xp.int32), axis=1))) if occ.shape[0] else 0
         if self.c - n <= slack:
             return self
+        self = self.settled(xp)
         perm = xp.argsort(xp.astype(~occ, xp.int32), axis=1, stable=True)[:, :n]
         idx = xp.take_along_axis(self.idx, perm, axis=1)
         keep = xp.astype(idx < self.k, self.M.dtype)
