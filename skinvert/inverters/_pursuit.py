@@ -49,8 +49,8 @@ class _PursuitInverter(BaseInverter):
         # largest layer and the masked system solved on it (k x k each:
         # missing or saturated entries, noise), or, on a layer wider than
         # its equations (k > m), the Lawson-Hanson inverse (G_PP)^-1 on at
-        # most c = min(k, 5 m / 4) slots (rank m plus a block) and the three
-        # c x c arrays of its block update; the (n, n_0) map of the
+        # most c = min(k, 5 m / 4) slots (rank m plus a block) and the
+        # blocks of its update (about 5 c^2 / 2 in all); the (n, n_0) map of the
         # debiasing, and vectors.
         sizes = generator.layer_sizes
         square = 2 * max(s * s for s in sizes[:-1])
@@ -58,7 +58,7 @@ class _PursuitInverter(BaseInverter):
             wide = [
                 min(k, -(-5 * m // 4)) ** 2 for k, m in zip(sizes[1:-1], sizes[2:]) if k > m
             ]
-            square = max([square] + [4 * c for c in wide])
+            square = max([square] + [5 * c // 2 for c in wide])
         per = itemsize * (square + 4 * sizes[-1] * sizes[0] + 8 * sum(sizes))
         A = getattr(self, "measurement_", None)
         if A is not None and generator.activation.name != "identity":
