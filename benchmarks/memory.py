@@ -2,6 +2,16 @@
 
     python -m benchmarks.memory [--sizes 10000 100000] [--batch-size 1000]
                                 [--inverters gd,lp] [--gd-iter 20]
+    python -m benchmarks.memory --estimates [--estimate-batches 8 32]
+
+``--estimates`` checks instead the per-sample working-memory estimates that
+size ``batch_size=None`` (``_bytes_per_sample``): for Latent-Pursuit, Layered
+BP and the Oracle (end-to-end and layer-wise) on ``fashion-mnist-fc`` (clean
+and with 45 % missing entries) and the Figure 4 net ``[100, 850, 625]``
+(tanh), it measures the tracemalloc peak of ``transform`` on one batch of
+each size in ``--estimate-batches``, fits ``peak = fixed + per_sample * B``
+and prints the estimate against ``per_sample`` (``benchmarks/results/
+memory_estimates.json``).
 
 Every (inverter, n_signals) runs in a fresh Python subprocess that
 
@@ -100,6 +110,100 @@ def run_child(n, batch, kind, gd_iter):
     return res
 
 
+def _traced_peak(est, X, kwargs):
+    """tracemalloc peak (bytes above the start) of ``est.transform(X)``."""
+    import tracemalloc
+    import warnings
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.transform(X, **kwargs)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def estimates(batches, path):
+    """Per-sample memory estimates against tracemalloc (see the module notes)."""
+    import warnings
+
+    import numpy as np
+
+    from skinvert import (
+        LatentPursuitInverter,
+        LayeredBPInverter,
+        OracleInverter,
+        make_random_generator,
+    )
+    from skinvert.datasets import load_pretrained_generator
+
+    nets = [
+        ("fashion-mnist-fc", load_pretrained_generator("fashion-mnist-fc"), ("clean", "missing")),
+        (
+            "Figure 4 [100, 850, 625]",
+            make_random_generator([100, 850, 625], output_activation="tanh", random_state=850),
+            ("clean",),
+        ),
+    ]
+    makers = {
+        "LatentPursuitInverter": lambda G, B: LatentPursuitInverter(G, batch_size=B),
+        "LayeredBPInverter": lambda G, B: LayeredBPInverter(G, batch_size=B),
+        "OracleInverter": lambda G, B: OracleInverter(G, batch_size=B),
+        "OracleInverter(layerwise)": lambda G, B: OracleInverter(
+            G, method="layerwise", batch_size=B
+        ),
+    }
+    rows = []
+    MiB, KiB = 2**20, 2**10
+    for net, G, modes in nets:
+        rng = np.random.default_rng(0)
+        Z = rng.standard_normal((max(batches), G.n_latent))
+        X0 = G.forward(Z)
+        S0 = G.supports(Z)
+        for mode in modes:
+            X = X0.copy()
+            if mode == "missing":
+                X[rng.random(X.shape) < 0.45] = np.nan
+            for name, make in makers.items():
+                peaks = []
+                for B in batches:
+                    est = make(G, B)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        est.fit(np.nan_to_num(X[:B]))
+                    kw = {"supports": [s[:B] for s in S0]} if name.startswith("Oracle") else {}
+                    peaks.append(_traced_peak(est, X[:B], kw))
+                per = (peaks[-1] - peaks[0]) / (batches[-1] - batches[0])
+                fixed = peaks[0] - per * batches[0]
+                estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize)
+                r = {
+                    "generator": net,
+                    "signals": mode,
+                    "inverter": name,
+                    "batches": list(batches),
+                    "peaks_bytes": peaks,
+                    "measured_bytes_per_sample": per,
+                    "fixed_bytes": fixed,
+                    "estimate_bytes_per_sample": estimate,
+                    "estimate_over_measured": estimate / per,
+                }
+                rows.append(r)
+                print(
+                    f"{net:26s} {mode:8s} {name:26s} estimate {estimate / KiB:8.0f} KiB  "
+                    f"measured {per / KiB:8.0f} KiB/sample (+{fixed / MiB:5.1f} MiB)  "
+                    f"ratio {estimate / per:5.2f}",
+                    flush=True,
+                )
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump({"machine": platform.platform(), "rows": rows}, fh, indent=1)
+    print(f"wrote {path}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -107,7 +211,12 @@ def main():
     p.add_argument("--inverters", default="gd,lp", help="comma list of gd, lp")
     p.add_argument("--gd-iter", type=int, default=20)
     p.add_argument("--json", default=result_path("memory.json"))
+    p.add_argument("--estimates", action="store_true", help="check _bytes_per_sample instead")
+    p.add_argument("--estimate-batches", type=int, nargs=2, default=[8, 32])
     a = p.parse_args()
+    if a.estimates:
+        estimates(a.estimate_batches, result_path("memory_estimates.json"))
+        return
     sizes = sorted(a.sizes)
     names = {
         "gd": f"GradientDescentInverter(transform_max_iter={a.gd_iter})",

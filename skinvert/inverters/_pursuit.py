@@ -6,11 +6,10 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._functional import _latent_pursuit, per_layer
-from ..algorithms._batch import Batch, lipschitz_constants
-from ..algorithms.noise import noise_gains
+from ..algorithms._batch import Batch
 from ..solvers import BaseLayerSolver, resolve_solver
 from ._base import BaseInverter
-from ._batching import _to_host, check_layerwise
+from ._batching import _to_host, check_layerwise, spectral_constants
 
 _POS = Interval(Real, 0, None, closed="left")
 
@@ -46,12 +45,22 @@ class _PursuitInverter(BaseInverter):
         )
 
     def _bytes_per_sample(self, generator, itemsize):
-        # Per-sample Gram matrices of the middle layers and the masked
-        # systems of the active-set steps (k x k each), the (n, n_0) map of
-        # the debiasing, and vectors.
+        # The worst case of a row (measured with tracemalloc, see
+        # benchmarks/memory.py --estimates): its own Gram matrix of the
+        # largest layer and the masked system solved on it (k x k each:
+        # missing or saturated entries, noise), or, on a layer wider than
+        # its equations (k > m), the Lawson-Hanson inverse (G_PP)^-1 on at
+        # most c = min(k, 5 m / 4) slots (rank m plus a block) and the
+        # blocks of its update (about 5 c^2 / 2 in all); the (n, n_0) map of the
+        # debiasing, and vectors.
         sizes = generator.layer_sizes
-        square = max(s * s for s in sizes[:-1])
-        per = itemsize * (2 * square + 4 * sizes[-1] * sizes[0] + 8 * sum(sizes))
+        square = 2 * max(s * s for s in sizes[:-1])
+        if self._nonneg:
+            wide = [
+                min(k, -(-5 * m // 4)) ** 2 for k, m in zip(sizes[1:-1], sizes[2:]) if k > m
+            ]
+            square = max([square] + [5 * c // 2 for c in wide])
+        per = itemsize * (square + 4 * sizes[-1] * sizes[0] + 8 * sum(sizes))
         A = getattr(self, "measurement_", None)
         if A is not None and generator.activation.name != "identity":
             # The per-sample image-layer problems A D W_L of the pieces of phi.
@@ -114,8 +123,7 @@ class _PursuitInverter(BaseInverter):
         # computed once per generator; the per-layer parameters are checked.
         check_layerwise(self, self.generator_)
         weights = self.generator_.weights
-        self.lipschitz_ = list(lipschitz_constants(weights))
-        self.noise_gains_ = noise_gains(weights)
+        self.lipschitz_, self.noise_gains_ = spectral_constants(weights)
         L = max(self.generator_.n_layers, 1)
         per_layer(self.lam, L, "lam")
         if hasattr(self, "rho"):

@@ -17,120 +17,40 @@ exactly, and stops at a point that satisfies the KKT conditions of (P+).
 
 Batched form used here:
 
-- every row keeps ``M = (G_PP)^-1`` embedded in a (k, k) array (zero off
-  ``P``); adding a block ``J`` of columns is a rank-``|J|`` Schur-complement
-  update, dropping a column a rank-one downdate: matrix products only, no
-  per-row factorisations and no loop over rows;
+- every row keeps ``M = (G_PP)^-1`` in a compact
+  :class:`~skinvert.solvers._passive_set.PassiveSet` (one slot per passive
+  column, not a (k, k) array): adding a block ``J`` of columns is a
+  rank-``|J|`` Schur-complement update, dropping columns a rank-``|D|``
+  downdate: matrix products on ``c x c`` blocks (``c`` the largest passive
+  set, at most ``rank(G)`` plus the block), no per-row factorisations and
+  no loop over rows; rows that stop leave the working set;
 - each outer step adds up to ``q`` columns with the largest positive
   gradient (``q`` shrinks as ``P`` fills the available rank; a row that makes
   no progress with a block falls back to the classical single column), then
   the inner loop of Lawson-Hanson moves back to the feasible segment and
-  drops the columns that reach zero;
+  drops the columns that reach zero (its first move is decided from the
+  Schur blocks before the update, so columns of the block that would leave
+  at once are never added);
 - rows that satisfy the KKT conditions stop; at the end the least squares on
   the final ``P`` is solved afresh (no accumulated update error) and the KKT
   conditions are checked on that solution.
 """
 
 from .._array_api import device, single_threaded_blas
-from .._linalg import compress_rows, matvec, scatter_rows
+from .._linalg import compress_rows, scatter_rows
 from ._lam import as_lam, lam_col
+from ._passive_set import PassiveSet
 from ._quadratic import gram_matvec, masked_gram_solve, objective
 
 __all__ = ["nnls_lawson_hanson"]
 
 
-def _one_hot(J, valid, k, dt, xp):
-    """(B, k, q) selection matrices: column t picks index ``J[:, t]`` where valid."""
-    ar = xp.arange(k, device=device(J))
-    E = (ar[None, :, None] == J[:, None, :]) & valid[:, None, :]
-    return xp.astype(E, dt)
-
-
-def _bmm(G, E, xp):
-    """``G @ E`` for G (k, k) shared or (B, k, k), E (B, k, q)."""
-    return G @ E if G.ndim == 3 else xp.matmul(G[None, :, :], E)
-
-
-def _add_block(M, G, P, J, valid, xp):
-    """Add the columns ``J`` (where ``valid``) to every row's passive set.
-
-    Schur complement: with ``V = M G_{:,J}`` and ``S = G_JJ - G_{J,:} V``,
-    ``M <- M + (V - E) S^-1 (V - E)^T``. Columns whose Schur complement is
-    not clearly positive (dependent on ``P`` to rounding) are not added.
-    Returns ``M, P, added`` (added: (B, q) bool).
-    """
-    B, k = P.shape
-    dt = M.dtype
-    eps = float(xp.finfo(dt).eps)
-    q = J.shape[1]
-    Pf = xp.astype(P, dt)
-    M = Pf[:, :, None] * M * Pf[:, None, :]  # clear the rounding left by drops
-    E = _one_hot(J, valid, k, dt, xp)
-    GE = _bmm(G, E, xp)  # (B, k, q): the columns G_{:,J}
-    V = M @ GE
-    Et = xp.permute_dims(E, (0, 2, 1))
-    GEt = xp.permute_dims(GE, (0, 2, 1))
-    S = Et @ GE - GEt @ V  # (B, q, q)
-    d_S = xp.linalg.diagonal(S)
-    d_G = xp.linalg.diagonal(Et @ GE)
-    ok = valid & (d_S > 1e3 * eps * k * xp.where(d_G > 0, d_G, xp.ones_like(d_G)))
-    if not bool(xp.all(ok == valid)):
-        E = _one_hot(J, ok, k, dt, xp)
-        GE = _bmm(G, E, xp)
-        V = M @ GE
-        Et = xp.permute_dims(E, (0, 2, 1))
-        GEt = xp.permute_dims(GE, (0, 2, 1))
-        S = Et @ GE - GEt @ V
-    okf = xp.astype(ok, dt)
-    eye = xp.eye(q, dtype=dt, device=device(M))
-    # Unused slots: S = I there, and their column of (V - E) is zero.
-    S = okf[:, :, None] * S * okf[:, None, :] + (1.0 - okf)[:, :, None] * eye
-    U = (V - E) * okf[:, None, :]
-    Sinv_Ut = xp.linalg.solve(S, xp.permute_dims(U, (0, 2, 1)))
-    M = M + U @ Sinv_Ut
-    added = xp.sum(E, axis=2) > 0
-    return M, P | added, ok
-
-
-def _select(mask, xp):
-    """Padded indices of the True entries of every row: ``J`` (B, q) and
-    ``valid`` (B, q), q the largest count (at least 1)."""
-    dt_i = xp.int32
-    count = xp.sum(xp.astype(mask, dt_i), axis=1)
-    q = max(int(xp.max(count)), 1)
-    order = xp.argsort(xp.astype(~mask, dt_i), axis=1, stable=True)
-    J = order[:, :q]
-    valid = xp.arange(q, device=device(mask))[None, :] < count[:, None]
-    return J, valid
-
-
-def _drop(M, P, drop, xp):
-    """Remove the columns ``drop`` from the passive sets: the block downdate
-    ``M <- M - M_{:,D} (M_DD)^-1 M_{D,:}`` (the inverse of ``G`` on the
-    remaining columns), then zero the rows and columns ``D``."""
-    B, k = P.shape
-    dt = M.dtype
-    J, valid = _select(drop, xp)
-    E = _one_hot(J, valid, k, dt, xp)
-    C = M @ E  # (B, k, q): the columns M_{:,D}
-    vf = xp.astype(valid, dt)
-    q = J.shape[1]
-    eye = xp.eye(q, dtype=dt, device=device(M))
-    Et = xp.permute_dims(E, (0, 2, 1))
-    D = vf[:, :, None] * (Et @ C) * vf[:, None, :] + (1.0 - vf)[:, :, None] * eye
-    M = M - C @ xp.linalg.solve(D, xp.permute_dims(C, (0, 2, 1)))
-    # Rows and columns D of M are now zero up to rounding; they are zeroed
-    # exactly before any column is added again (:func:`_add_block`).
-    return M, P & ~drop
-
-
-def _ls_on_passive(M, G, r, P, xp, *, refine=False):
+def _ls_on_passive(S, G, r, xp, *, refine=False):
     """``x_P = (G_PP)^-1 r_P`` from the maintained inverse (zero off ``P``),
     optionally with one step of iterative refinement."""
-    Pf = xp.astype(P, r.dtype)
-    x = Pf * matvec(M, Pf * r, xp)
+    x = S.solve(r, xp)
     if refine:
-        x = x + Pf * matvec(M, Pf * (r - gram_matvec(G, x, xp)), xp)
+        x = x + S.solve(r - gram_matvec(G, x, xp), xp)
     return x
 
 
@@ -191,53 +111,58 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
         cap = xp.clip(xp.astype(rank, dt), max=float(k))
     x = xp.zeros((B, k), dtype=dt, device=dev)
     P = xp.zeros((B, k), dtype=xp.bool, device=dev)
-    M = xp.zeros((B, k, k), dtype=dt, device=dev)
+    # The working set: the rows still growing their passive sets (a row that
+    # stops leaves it with its x and P; its inverse is no longer needed).
+    live = xp.ones((B,), dtype=xp.bool, device=dev)
+    S = PassiveSet.empty(B, k, dt, dev, xp)
+    w = _Rows(G, rp, tau, cap, x, xp)
     single = xp.zeros((B,), dtype=xp.bool, device=dev)  # rows back to one column per step
-    done = xp.zeros((B,), dtype=xp.bool, device=dev)
+    stop = xp.zeros((B,), dtype=xp.bool, device=dev)
     with single_threaded_blas(xp):
         for _ in range(max_iter):
-            g = rp - gram_matvec(G, x, xp)  # negative gradient
-            cand = ~P & (g > tau[:, None])
-            n_p = xp.sum(xp.astype(P, dt), axis=1)
-            done = done | ~xp.any(cand, axis=1) | (n_p >= cap)
-            live = ~done
-            n_live = int(xp.sum(xp.astype(live, xp.int32)))
-            if n_live == 0:
-                break
-            sub = compress_rows(live, xp) if n_live < B else None
-            pick = _picker(sub, xp)
-            Gs = G if G.ndim == 2 else pick(G)
-            Ms, Ps, xs, gs, cs, rs = pick(M), pick(P), pick(x), pick(g), pick(cand), pick(rp)
-            n_c = xp.sum(xp.astype(cs, dt), axis=1)
-            free = pick(cap) - pick(n_p)
-            q_row = xp.where(pick(single), xp.ones_like(free), xp.floor(block * free))
+            S = S.compact(xp, slack=S.c // 8)
+            Pw = S.mask(xp)
+            g = w.rp - gram_matvec(w.G, w.x, xp)  # negative gradient
+            cand = ~Pw & (g > w.tau[:, None])
+            n_p = xp.sum(xp.astype(Pw, dt), axis=1)
+            fin = stop | ~xp.any(cand, axis=1) | (n_p >= w.cap)
+            if bool(xp.any(fin)):
+                x = scatter_rows(x, w.x, live, xp)
+                P = scatter_rows(P, Pw, live, xp)
+                keep = ~fin
+                live = scatter_rows(live, keep, live, xp)
+                if not bool(xp.any(keep)):
+                    break
+                sub = compress_rows(keep, xp)
+                w = w.take(sub, xp)
+                S = S.take_rows(sub, xp)
+                single, g, cand, n_p = (xp.take(a, sub, axis=0) for a in (single, g, cand, n_p))
+            n_c = xp.sum(xp.astype(cand, dt), axis=1)
+            free = w.cap - n_p
+            q_row = xp.where(single, xp.ones_like(free), xp.floor(block * free))
             q_row = xp.clip(xp.minimum(q_row, n_c), min=1.0)
             q = int(xp.max(q_row))
-            order = xp.argsort(xp.where(cs, -gs, xp.full_like(gs, xp.inf)), axis=1, stable=True)
+            order = xp.argsort(xp.where(cand, -g, xp.full_like(g, xp.inf)), axis=1, stable=True)
             J = order[:, :q]
             valid = xp.astype(xp.arange(q, device=dev)[None, :], dt) < q_row[:, None]
-            M_new, Ps_new, _ = _add_block(Ms, Gs, Ps, J, valid, xp)
-            f_old = objective(Gs, rs, 0.0, xs, xp, nonneg=True)
-            x_new, M_new, Ps_new = _feasible_ls(M_new, Gs, rs, xs, Ps_new, xp, ~pick(single))
+            S_new, pending = S.add(w.G, J, valid, xp, r=w.rp, x=w.x, aggressive=~single)
+            f_old = objective(w.G, w.rp, 0.0, w.x, xp, nonneg=True)
+            x_new, S_new = _feasible_ls(S_new, w.G, w.rp, w.x, xp, ~single, pending)
             # A step that did not lower the objective is undone, and the row
             # takes the classical one-column step next (a descent in exact
             # arithmetic); after a successful one it returns to blocks.
-            f_new = objective(Gs, rs, 0.0, x_new, xp, nonneg=True)
+            f_new = objective(w.G, w.rp, 0.0, x_new, xp, nonneg=True)
             progress = f_new < f_old - eps * xp.abs(f_old)
-            Ms = xp.where(progress[:, None, None], M_new, Ms)
-            Ps_new = xp.where(progress[:, None], Ps_new, Ps)
-            x_new = xp.where(progress[:, None], x_new, xs)
-            s_new = ~progress
-            done_s = pick(single) & ~progress  # no progress even with one column: stop
-            if sub is None:
-                M, P, x, single = Ms, Ps_new, x_new, s_new
-                done = done | done_s
+            stop = single & ~progress  # no progress even with one column: stop
+            single = ~progress
+            if bool(xp.all(progress)):
+                S, w.x = S_new, x_new
             else:
-                M = scatter_rows(M, Ms, live, xp)
-                P = scatter_rows(P, Ps_new, live, xp)
-                x = scatter_rows(x, x_new, live, xp)
-                single = scatter_rows(single, s_new, live, xp)
-                done = done | scatter_rows(xp.zeros_like(done), done_s, live, xp)
+                S = S_new.select(progress, S, xp)
+                w.x = xp.where(progress[:, None], x_new, w.x)
+        else:
+            x = scatter_rows(x, w.x, live, xp)
+            P = scatter_rows(P, S.mask(xp), live, xp)
         # Exact least squares on the final passive sets, then the KKT check.
         x_ls = masked_gram_solve(G, rp, xp.astype(P, dt), xp)
         x = xp.clip(xp.where(xp.all(x_ls >= 0, axis=1)[:, None], x_ls, x), min=0.0)
@@ -246,42 +171,66 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
     return x, xp.all(ok, axis=1)
 
 
-def _picker(sub, xp):
-    """``a -> a[sub]`` (rows), or the identity when ``sub`` is None."""
-    if sub is None:
-        return lambda a: a
-    return lambda a: xp.take(a, sub, axis=0)
+class _Rows:
+    """The per-row data of the working set (G when per row, r, tau, cap, x)."""
+
+    def __init__(self, G, rp, tau, cap, x, xp):
+        self.G, self.rp, self.tau, self.cap, self.x = G, rp, tau, cap, x
+
+    def take(self, sub, xp):
+        G = self.G if self.G.ndim == 2 else xp.take(self.G, sub, axis=0)
+        t = (xp.take(a, sub, axis=0) for a in (self.rp, self.tau, self.cap, self.x))
+        return _Rows(G, *t, xp)
 
 
-def _feasible_ls(M, G, r, x, P, xp, aggressive, max_inner=None):
+def _feasible_ls(S, G, r, x, xp, aggressive, pending=None, max_inner=None):
     """Lawson-Hanson's inner loop: least squares on ``P``; while it has
     non-positive entries, step from the feasible ``x`` towards it as far as
     feasibility allows and drop the columns that reach zero. Rows marked
     ``aggressive`` instead drop every non-positive column at once (a block
-    step, checked for descent by the caller)."""
+    step, checked for descent by the caller). ``S`` is the rows'
+    :class:`~skinvert.solvers._passive_set.PassiveSet`; ``pending`` the first
+    move already decided by :meth:`PassiveSet.add` (columns to drop, rows
+    that dropped any)."""
     B, k = x.shape
     dt = x.dtype
     if max_inner is None:
         max_inner = k
-    z = _ls_on_passive(M, G, r, P, xp)
+    skip = None
+    if pending is not None:
+        drop0, skip = pending
+        S = S.drop(drop0, xp)
+    z = _ls_on_passive(S, G, r, xp)
     for _ in range(max_inner):
+        P = S.mask(xp)
         bad = P & (z <= 0)
         rows = xp.any(bad, axis=1)
-        if not bool(xp.any(rows)):
-            break
-        # Columns just added (still at zero in x) whose least-squares value is
-        # not positive leave again at once: a step towards them has length 0.
-        fresh = bad & ((x <= 0) | aggressive[:, None])
-        has_fresh = xp.any(fresh, axis=1)
-        if bool(xp.any(has_fresh)):
-            M, P = _drop(M, P, fresh, xp)
-            z_new = _ls_on_passive(M, G, r, P, xp)
-            z = xp.where(has_fresh[:, None], z_new, z)
-            # Rows with only old columns going negative take the usual step.
-            rows = rows & ~has_fresh
+        if skip is not None:
+            # First pass with the drops of ``pending`` done: the rows that
+            # dropped columns start over from their new least squares.
+            rows = rows & ~skip
             bad = bad & rows[:, None]
+            skip = None
             if not bool(xp.any(rows)):
                 continue
+        else:
+            if not bool(xp.any(rows)):
+                break
+            # Columns just added (still at zero in x) whose least-squares value
+            # is not positive leave again at once: a step towards them has
+            # length 0.
+            fresh = bad & ((x <= 0) | aggressive[:, None])
+            has_fresh = xp.any(fresh, axis=1)
+            if bool(xp.any(has_fresh)):
+                S = S.drop(fresh, xp)
+                z_new = _ls_on_passive(S, G, r, xp)
+                z = xp.where(has_fresh[:, None], z_new, z)
+                # Rows with only old columns going negative take the usual step.
+                rows = rows & ~has_fresh
+                bad = bad & rows[:, None]
+                if not bool(xp.any(rows)):
+                    continue
+                P = S.mask(xp)
         # alpha = min over bad j of x_j / (x_j - z_j)  (x_j >= 0 > = z_j)
         den = xp.where(bad, x - z, xp.ones_like(x))
         ratio = xp.where(
@@ -294,6 +243,6 @@ def _feasible_ls(M, G, r, x, P, xp, aggressive, max_inner=None):
         tiny = 10.0 * float(xp.finfo(dt).eps) * (xp.max(xp.abs(x), axis=1, keepdims=True) + 1e-300)
         drop = rows[:, None] & P & (x <= tiny)
         x = xp.where(drop, xp.zeros_like(x), x)
-        M, P = _drop(M, P, drop, xp)
-        z = _ls_on_passive(M, G, r, P, xp)
-    return _ls_on_passive(M, G, r, P, xp, refine=True), M, P
+        S = S.drop(drop, xp)
+        z = _ls_on_passive(S, G, r, xp)
+    return _ls_on_passive(S, G, r, xp, refine=True), S
