@@ -291,8 +291,9 @@ def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8,
     (:func:`~skinvert.algorithms.polish.polish_batch`: Algorithm 1's
     Gauss-Newton on the supports of its own iterate, refreshed each step)
     and by Algorithm 1 on the supports it reached followed by the warm
-    :func:`refresh` (``round_iter`` Levenberg-Marquardt iterations per round,
-    then :func:`finish_refresh`); a row keeps the lowest loss. Used on the
+    :func:`refresh` (for a smooth phi ``round_iter`` Levenberg-Marquardt
+    iterations per round, then :func:`finish_refresh`); a row keeps the
+    lowest loss. Used on the
     few rows whose loss stays inconsistent with the noise
     (:func:`~skinvert.algorithms.noise.settle_noisy_rows`), so its
     ``(n_starts + 1)``-fold cost is paid on those rows only.
@@ -330,8 +331,11 @@ def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8,
     pre, _ = forward_preactivations(Zg, batch.weights, batch.biases, xp)
     res.supports = [u > 0 for u in pre]
     debias(res, big, gamma=gamma, max_iter=30)
+    if batch.activation.piecewise_linear:
+        round_iter = 30  # (the rounds of a piecewise-linear phi are unchanged)
     refresh(res, big, gamma=gamma, max_iter=10, debias_max_iter=round_iter, warm=True)
-    finish_refresh(res, big, gamma=gamma, max_iter=30)
+    if round_iter < 30:
+        finish_refresh(res, big, gamma=gamma, max_iter=30)
     Zp = xp.concat([Zp, res.z], axis=0)
     lp = xp.concat([lp, big.loss(res.z, gamma)], axis=0)
     lp = xp.where(xp.isfinite(lp), lp, xp.full_like(lp, float("inf")))
