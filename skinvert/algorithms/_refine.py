@@ -203,7 +203,8 @@ def finish_refresh(res, batch, *, gamma, max_iter):
     iterations on the supports of each moved row's own ``G(z_hat)``,
     starting from ``z_hat`` (or the least squares on ``phi^-1(y)`` where that
     fits better), and keeps it where it lowers the loss. Rows the refresh
-    did not move keep the debiasing's converged estimate.
+    did not move keep the debiasing's estimate; on the moved rows the
+    "debiasing" convergence flag is this step's.
     """
     xp = batch.xp
     moved = res.n_refresh > 0
@@ -213,7 +214,7 @@ def finish_refresh(res, batch, *, gamma, max_iter):
     part = batch.take(sub)
     z0 = xp.take(res.z, sub, axis=0)
     pre, _ = forward_preactivations(z0, batch.weights, batch.biases, xp)
-    zs, _, _ = oracle_end_to_end(
+    zs, _, conv = oracle_end_to_end(
         part.Y,
         part.obs,
         batch.weights,
@@ -229,6 +230,10 @@ def finish_refresh(res, batch, *, gamma, max_iter):
     ls = part.loss(zs, gamma)
     better = xp.isfinite(ls) & (ls < part.loss(z0, gamma))
     res.z = scatter_rows(res.z, xp.where(better[:, None], zs, z0), moved, xp)
+    # The moved rows' estimates are this step's: its convergence, not the
+    # debiasing's (on wrong supports), is what their flag reports.
+    res.unflag("debiasing", moved, xp)
+    res.flag("debiasing", scatter_rows(xp.zeros_like(moved), ~conv, moved, xp), xp)
 
 
 def fallback(res, batch, *, max_iter, tol):
