@@ -159,6 +159,15 @@ class PursuitResult:
         self.rows[stage] = rows if prev is None else prev | rows
         self.count(stage, int(xp.sum(xp.astype(rows, xp.int32))))
 
+    def unflag(self, stage, rows, xp):
+        """Clear ``stage``'s flag on the rows (bool array of the batch) whose
+        estimate a later stage replaced; the count follows."""
+        prev = self.rows.get(stage)
+        if prev is None:
+            return
+        self.rows[stage] = prev & ~rows
+        self.not_converged[stage] = int(xp.sum(xp.astype(self.rows[stage], xp.int32)))
+
     def mark(self, stage, rows):
         """The rows (bool array of the batch) whose estimate ``stage`` just replaced."""
         for other in self.decided:
