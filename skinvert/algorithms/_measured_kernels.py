@@ -201,7 +201,9 @@ def nnls_warm(G, c, x0, xp, *, tau, cap, max_iter, F0=None, block=0.5, greedy=8)
         Fraction of the free rank added per outer step.
     greedy : int
         Rounds of the first least squares that drop all its non-positive
-        columns at once (:func:`_feasible`).
+        columns at once (:func:`_feasible`); the later outer steps take two
+        such rounds before the classical steps. Convergence is still decided
+        by the KKT test on the final least squares.
 
     Returns
     -------
@@ -233,7 +235,7 @@ def nnls_warm(G, c, x0, xp, *, tau, cap, max_iter, F0=None, block=0.5, greedy=8)
                 return a if sub is None else xp.take(a, sub, axis=0)
 
             cs, xs, Fs, ts, caps = pick(c), pick(x), pick(F), pick(tau), pick(cap)
-            xs, Fs = _feasible(G, cs, xs, Fs, xp, greedy=greedy if first else 0, gsub=sub)
+            xs, Fs = _feasible(G, cs, xs, Fs, xp, greedy=greedy if first else 2, gsub=sub)
             first = False
             if G.ndim == 2 or sub is None:
                 g = cs - matvec(G, xs, xp)
