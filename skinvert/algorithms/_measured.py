@@ -142,10 +142,14 @@ def measured_image_layer(batch, solver, lam, nonneg, res, stage):
         )
 
     # Step 1: every entry on phi's unit-slope piece, the folded problem A W.
-    G0 = P.T @ P if all_obs else P.T @ (obs[:, :, None] * P)
-    x, conv = nnls(
-        G0, (obs * (Y - q)) @ P, lam, xp.zeros((Y.shape[0], P.shape[1]), dtype=dt), cap_all
-    )
+    # Started at the least-squares (minimum-norm) solution clipped at 0.
+    if all_obs:
+        G0 = P.T @ P
+        x0 = xp.clip((Y - q) @ xp.linalg.pinv(P).T, min=0.0)
+    else:
+        G0 = P.T @ (obs[:, :, None] * P)
+        x0 = xp.zeros((Y.shape[0], P.shape[1]), dtype=dt)
+    x, conv = nnls(G0, (obs * (Y - q)) @ P, lam, x0, cap_all)
     res.count(stage, n_false(conv, xp))
 
     def objective(x_, Y_, O_, lam_):
