@@ -1,9 +1,12 @@
 """Kernels of the image layer seen through a measurement (algorithms/_measured_kernels)."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.optimize import nnls as scipy_nnls
 
+from skinvert import LatentPursuitInverter, make_random_generator
 from skinvert._array_api import namespace_of
 from skinvert.activations import Activation
 from skinvert.algorithms._measured import phi_regions
@@ -108,3 +111,21 @@ def test_piece_matrices_equal_a_d_w(act):
     M = piece_matrices(meas, W, A @ W, D, phi.slope, xp)
     ref = np.einsum("mn,bn,nk->bmk", A, D, W)
     np.testing.assert_allclose(M, ref, atol=1e-12 * np.max(np.abs(ref)))
+
+
+def test_latent_pursuit_through_fewer_measurements_than_units():
+    # m = 120 < n_L = 150: every per-piece problem of the image layer is a
+    # wide non-negative least squares (the WIDE_PIECE_STEPS regime).
+    G = make_random_generator(
+        [10, 60, 150, 200], output_activation=("plu", {"slope": 0.1, "c": 1.0}), random_state=0
+    )
+    rng = np.random.default_rng(0)
+    m = 120
+    A = rng.standard_normal((m, G.n_output)) / np.sqrt(m)
+    Z = rng.standard_normal((12, G.n_latent))
+    Y = G.forward(Z) @ A.T
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Zh = LatentPursuitInverter(G, measurement=A).fit(Y).transform(Y)
+    err = np.linalg.norm(Zh - Z, axis=1) / np.linalg.norm(Z, axis=1)
+    assert np.all(err < 1e-3)
