@@ -23,7 +23,10 @@ squares. The kernels here:
 from .._array_api import device, single_threaded_blas
 from .._linalg import compress_rows, matvec, padded_indices, scatter_rows
 
-__all__ = ["nnls_warm", "passive_lstsq", "piece_matrices"]
+__all__ = ["GREEDY_STEPS", "nnls_warm", "passive_lstsq", "piece_matrices"]
+
+#: Outer Lawson-Hanson steps of :func:`nnls_warm` that may drop columns greedily.
+GREEDY_STEPS = 8
 
 
 def piece_matrices(meas, W, P, D, slope, xp):
@@ -201,9 +204,10 @@ def nnls_warm(G, c, x0, xp, *, tau, cap, max_iter, F0=None, block=0.5, greedy=8)
         Fraction of the free rank added per outer step.
     greedy : int
         Rounds of the first least squares that drop all its non-positive
-        columns at once (:func:`_feasible`); the later outer steps take two
-        such rounds before the classical steps. Convergence is still decided
-        by the KKT test on the final least squares.
+        columns at once (:func:`_feasible`); the next ``GREEDY_STEPS - 1``
+        outer steps take two such rounds before the classical steps, the
+        later ones none (so that the iteration stays finite). Convergence is
+        decided by the KKT test on the final least squares.
 
     Returns
     -------
@@ -222,9 +226,8 @@ def nnls_warm(G, c, x0, xp, *, tau, cap, max_iter, F0=None, block=0.5, greedy=8)
     single = xp.zeros_like(conv)
     F_before = xp.zeros_like(F)  # passive sets before the last additions
     added_any = xp.zeros_like(conv)
-    first = True
     with single_threaded_blas(xp):
-        for _ in range(max_iter + 1):
+        for it in range(max_iter + 1):
             live = ~done
             n_live = int(xp.sum(xp.astype(live, xp.int32)))
             if n_live == 0:
@@ -235,8 +238,10 @@ def nnls_warm(G, c, x0, xp, *, tau, cap, max_iter, F0=None, block=0.5, greedy=8)
                 return a if sub is None else xp.take(a, sub, axis=0)
 
             cs, xs, Fs, ts, caps = pick(c), pick(x), pick(F), pick(tau), pick(cap)
-            xs, Fs = _feasible(G, cs, xs, Fs, xp, greedy=greedy if first else 2, gsub=sub)
-            first = False
+            # Greedy rounds in the first outer steps only: the later ones are
+            # classical Lawson-Hanson steps (monotone, hence finite).
+            n_greedy = greedy if it == 0 else (2 if it < GREEDY_STEPS else 0)
+            xs, Fs = _feasible(G, cs, xs, Fs, xp, greedy=n_greedy, gsub=sub)
             if G.ndim == 2 or sub is None:
                 g = cs - matvec(G, xs, xp)
             else:  # G x on every row (no copy of the live rows' G)
