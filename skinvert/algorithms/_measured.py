@@ -111,8 +111,8 @@ def measured_image_layer(batch, solver, lam, nonneg, res, stage):
     ``WIDE_PIECE_STEPS`` steps only. Measured on ``fashion-mnist-fc`` at
     m = 300 (``benchmarks/README.md``, measurements section): about 15x
     faster than 30 steps of the earlier inner solver, with the fraction of
-    signals recovered to >= 60 dB within a few rows of it (0.920 on 512
-    signals; 32 signals in one run: 0.875 against 0.938). Which rows the
+    signals recovered to >= 60 dB within a few rows of it (0.930 against
+    0.938 on 128 signals, 0.875 against 0.938 on 32; 0.920 on 512). Which rows the
     later stages recover depends on the image-layer estimate in this
     regime; rows with at least as many measurements as units iterate up to
     ``max_iter`` as before.
