@@ -184,13 +184,15 @@ def figure(data, path):
     import matplotlib.pyplot as plt
 
     settings = list(data["results"])
-    methods = list(data["results"][settings[0]])
+    methods = list(dict.fromkeys(m for s in settings for m in data["results"][s]))
+    nan = {"frac_exact": np.nan, "time_s": np.nan}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     w = 0.8 / len(methods)
     for k, m in enumerate(methods):
         x = np.arange(len(settings)) + k * w
-        axes[0].bar(x, [data["results"][s][m]["frac_exact"] for s in settings], w, label=m)
-        axes[1].bar(x, [data["results"][s][m]["time_s"] for s in settings], w, label=m)
+        cells = [data["results"][s].get(m, nan) for s in settings]  # a method may skip one
+        axes[0].bar(x, [c["frac_exact"] for c in cells], w, label=m)
+        axes[1].bar(x, [c["time_s"] for c in cells], w, label=m)
     for ax, title in zip(axes, ("fraction exact (z-SNR >= 60 dB)", "time (s)")):
         ax.set_xticks(np.arange(len(settings)) + 0.4 - w / 2, settings, fontsize=8)
         ax.set_title(title, fontsize=9)

@@ -93,7 +93,10 @@ def support_statistics(generator, n_samples=512, random_state=0):
     Parameters
     ----------
     generator : ReLUGenerator
+        Any generator: fully connected (the layer matrices of Theorem 1) or
+        with convolutional layers (the end-to-end maps of Algorithm 1).
     n_samples : int, default=512
+        Number of latent codes drawn.
     random_state : int, default=0
         Seed of ``numpy.random.default_rng`` drawing the latent codes.
 
