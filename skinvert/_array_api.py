@@ -19,6 +19,7 @@ __all__ = [
     "device",
     "get_namespace",
     "namespace_of",
+    "relu",
     "to_numpy",
 ]
 
@@ -146,6 +147,14 @@ def _blas_control():
         yield
     finally:
         clear()
+
+
+def relu(u, xp):
+    """``max(u, 0)`` elementwise, NaN kept (NumPy: ``np.maximum`` with a
+    scalar, about 15x faster than the array-API-compat ``clip``)."""
+    if _is_numpy(xp):
+        return np.maximum(u, 0.0)
+    return xp.maximum(u, xp.zeros_like(u))
 
 
 def _is_numpy(xp):

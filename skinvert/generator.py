@@ -13,7 +13,7 @@ are samples everywhere (scikit-learn layout): the forward map of a batch
 import numpy as np
 
 from . import _file_format
-from ._array_api import as_namespace, floating_dtype_of, namespace_of
+from ._array_api import as_namespace, floating_dtype_of, namespace_of, relu
 from ._generator_layers import (
     MAX_DENSE_ENTRIES,
     GeneratorState,
@@ -310,7 +310,7 @@ class ReLUGenerator(GeneratorState):
         hidden = []
         x = Z
         for layer in layers[:-1]:
-            x = xp.clip(layer.forward(x), min=0.0)
+            x = relu(layer.forward(x), xp)
             hidden.append(x)
         X = self.activation(layers[-1].forward(x), xp)
         return (X, hidden) if return_hidden else X

@@ -29,6 +29,8 @@ inverted?", eq. 1 (the loss), eq. 3 (the generator), Algorithm 1 (the Oracle).
 
 import numpy as np
 
+from .._array_api import relu
+
 __all__ = [
     "hidden_masks",
     "masked_forward",
@@ -66,7 +68,7 @@ def network_forward(Z, layers, xp):
     for layer in layers[:-1]:
         u = layer.forward(x)
         pre.append(u)
-        x = xp.clip(u, min=0.0)
+        x = relu(u, xp)
     return pre, layers[-1].forward(x)
 
 

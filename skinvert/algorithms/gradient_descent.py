@@ -1,6 +1,6 @@
 """Gradient descent on ``1/2 ||G(z) - y||^2`` (eq. 1): the paper's baseline."""
 
-from .._array_api import device
+from .._array_api import device, relu
 from .._linalg import row_norm
 from ._network import network_loss_and_gradient
 
@@ -36,7 +36,7 @@ def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0, 
     for W, b in zip(weights[:-1], biases[:-1]):
         u = x @ W.T + b
         pre.append(u)
-        x = xp.clip(u, min=0.0)
+        x = relu(u, xp)
     u = x @ weights[-1].T + biases[-1]
     out = activation(u, xp)
     if measurement is not None:
