@@ -110,7 +110,7 @@ def run_child(n, batch, kind, gd_iter):
     return res
 
 
-def _traced_peak(est, X, kwargs):
+def traced_peak(est, X, kwargs):
     """tracemalloc peak (bytes above the start) of ``est.transform(X)``."""
     import tracemalloc
     import warnings
@@ -176,7 +176,7 @@ def estimates(batches, path):
                         warnings.simplefilter("ignore")
                         est.fit(np.nan_to_num(X[:B]))
                     kw = {"supports": [s[:B] for s in S0]} if name.startswith("Oracle") else {}
-                    peaks.append(_traced_peak(est, X[:B], kw))
+                    peaks.append(traced_peak(est, X[:B], kw))
                 per = (peaks[-1] - peaks[0]) / (batches[-1] - batches[0])
                 fixed = peaks[0] - per * batches[0]
                 estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize)

@@ -8,28 +8,13 @@ be tight (wide image layers, and the Oracles). ``benchmarks/memory.py
 Figure 4 net.
 """
 
-import tracemalloc
-import warnings
-
 import numpy as np
 import pytest
 
+from benchmarks.memory import traced_peak as _peak
 from skinvert import LatentPursuitInverter, OracleInverter, make_random_generator
 
 G = make_random_generator([20, 220, 160], output_activation="tanh", random_state=0)
-
-
-def _peak(est, X, kwargs):
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.transform(X, **kwargs)
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
 
 
 @pytest.mark.parametrize(
