@@ -108,14 +108,33 @@ def debias(res, batch, *, gamma, max_iter):
     """Algorithm 5's last step: the Oracle (Algorithm 1) on the estimated supports.
 
     With a ``measurement`` (non-identity phi; an identity phi arrives folded)
-    the Oracle's Gauss-Newton starts from the pursuit's own z.
+    the Oracle's Gauss-Newton starts from the pursuit's own z. Rows whose
+    estimate already fits ``y`` to rounding level (``loss <= eps ||obs y||^2 / 2``,
+    without a ridge) are left as they are: Algorithm 1 on their supports
+    would return the same code (to rounding), and on noiseless signals that
+    is most rows (the debiasing's SVDs were about half of Latent-Pursuit's
+    time on 512 clean ``fashion-mnist-fc`` signals).
     """
     xp = batch.xp
-    masks = [xp.astype(S, batch.dtype) for S in res.supports]
+    todo = None
+    if gamma == 0:
+        loss = batch.loss(res.z)
+        energy = 0.5 * xp.sum((batch.obs * batch.Y) ** 2, axis=1)
+        exact = xp.isfinite(loss) & (loss <= float(xp.finfo(batch.dtype).eps) * energy)
+        if bool(xp.all(exact)):
+            return
+        todo = ~exact if bool(xp.any(exact)) else None
+    part, supports, z0 = batch, res.supports, res.z
+    if todo is not None:
+        sub = compress_rows(todo, xp)
+        part = batch.take(sub)
+        supports = [xp.take(S, sub, axis=0) for S in supports]
+        z0 = xp.take(z0, sub, axis=0)
+    masks = [xp.astype(S, batch.dtype) for S in supports]
     meas = batch.measurement
     z, _, conv = oracle_end_to_end(
-        batch.Y,
-        batch.obs,
+        part.Y,
+        part.obs,
         batch.weights,
         batch.biases,
         batch.activation,
@@ -124,12 +143,17 @@ def debias(res, batch, *, gamma, max_iter):
         gamma=gamma,
         max_iter=max_iter,
         measurement=meas,
-        z0=res.z if meas is not None else None,
+        z0=z0 if meas is not None else None,
     )
     ok = xp.all(xp.isfinite(z), axis=1)
-    res.z = xp.where(ok[:, None], z, res.z)
+    z = xp.where(ok[:, None], z, z0)
+    bad = ~conv & ok
+    if todo is not None:
+        z = scatter_rows(res.z, z, todo, xp)
+        bad = scatter_rows(xp.zeros_like(todo), bad, todo, xp)
+    res.z = z
     if max_iter > 0 and batch.activation.name != "identity":
-        res.flag("debiasing", ~conv & ok, xp)
+        res.flag("debiasing", bad, xp)
 
 
 def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
