@@ -30,9 +30,9 @@ def test_refinement_step_equals_algorithm_1_on_near_exact_rows(dtype):
     # A near-exact start: the true code perturbed at 1e-3 of sqrt(eps).
     eps = np.finfo(dtype).eps
     res.z = (Z * (1 + 1e-3 * np.sqrt(eps) * rng.standard_normal(Z.shape))).astype(dtype)
-    near = _near_exact(res.z, batch, xp)
+    near, loss = _near_exact(res.z, batch, xp)
     assert near.all()
-    z, ok = _refine_near_exact(res, batch, near, xp)
+    z, ok = _refine_near_exact(res, batch, near, loss, xp)
     assert ok.all() and z.dtype == dtype
     masks = [S.astype(dtype) for S in res.supports]
     ref, _, _ = oracle_end_to_end(X, obs, W, b, G.activation, masks, xp)
@@ -54,6 +54,6 @@ def test_singular_systems_go_to_algorithm_1():
     batch = Batch(X, np.ones_like(X), G.weights, G.biases, G.activation, xp)
     res = PursuitResult()
     res.supports, res.z = G.supports(Z), Z.copy()
-    near = _near_exact(res.z, batch, xp)
-    z, ok = _refine_near_exact(res, batch, near, xp)
+    near, loss = _near_exact(res.z, batch, xp)
+    z, ok = _refine_near_exact(res, batch, near, loss, xp)
     assert np.all(np.isfinite(z)) and not ok.any()

@@ -26,6 +26,13 @@ def lipschitz_constants(weights):
     return tuple(out)
 
 
+def fits_to_rounding(loss, Y, obs, xp):
+    """Rows whose loss ``1/2 ||r||^2`` is at rounding level: ``||r|| <= sqrt(eps)
+    ||obs * y||`` (``loss <= eps ||obs * y||^2 / 2``), i.e. recovered."""
+    energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
+    return xp.isfinite(loss) & (loss <= float(xp.finfo(Y.dtype).eps) * energy)
+
+
 def lipschitz_of(W, xp):
     """``lambda_max(W^T W)`` of one matrix in its namespace (e.g. ``A W_L``)."""
     return float(xp.max(xp.linalg.eigvalsh(W.T @ W)))
@@ -126,6 +133,7 @@ class Batch:
             self.xp,
             alpha=gamma,
             measurement=self.measurement,
+            gradient=False,
         )
         return loss
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from .._array_api import device
 from .._linalg import compress_rows, forward_preactivations, matvec, rmatvec, scatter_rows
+from ._batch import fits_to_rounding
 from .gradient_descent import momentum_descent
 from .oracle import inverse_target, oracle_end_to_end
 from .polish import affine_map, polish_batch
@@ -121,9 +122,9 @@ def debias(res, batch, *, gamma, max_iter):
     xp = batch.xp
     todo = None
     if gamma == 0 and batch.measurement is None and batch.activation.piecewise_linear:
-        near = _near_exact(res.z, batch, xp)
+        near, loss = _near_exact(res.z, batch, xp)
         if bool(xp.any(near)):
-            z, ok = _refine_near_exact(res, batch, near, xp)
+            z, ok = _refine_near_exact(res, batch, near, loss, xp)
             res.z = z
             todo = ~ok
             if not bool(xp.any(todo)):
@@ -163,14 +164,13 @@ def debias(res, batch, *, gamma, max_iter):
 
 
 def _near_exact(Z, batch, xp):
-    """Rows whose loss is below ``eps`` times their energy ``||obs y||^2 / 2``
-    (relative residual below about ``sqrt(2 eps)``)."""
+    """``(rows, loss)``: the rows whose estimate fits y to rounding level
+    (:func:`~._batch.fits_to_rounding`), and the loss of every row."""
     loss = batch.loss(Z)
-    energy = 0.5 * xp.sum((batch.obs * batch.Y) ** 2, axis=1)
-    return xp.isfinite(loss) & (loss <= float(xp.finfo(batch.dtype).eps) * energy)
+    return fits_to_rounding(loss, batch.Y, batch.obs, xp), loss
 
 
-def _refine_near_exact(res, batch, near, xp):
+def _refine_near_exact(res, batch, near, loss, xp):
     """One step of iterative refinement of Algorithm 1's least squares on
     ``phi^-1(y)`` (its start, and its answer for noiseless signals) from the
     pursuit's z, on the rows ``near``: ``z + (A_w^T A_w)^-1 A_w^T r_w`` with
@@ -178,7 +178,8 @@ def _refine_near_exact(res, batch, near, xp):
     masks fixed) and ``r_w`` the weighted residual. The correction is of the
     size of the residual, so solving it by the normal equations costs it only
     ``cond^2 eps`` of its own size: the result is the least squares to
-    rounding, as the SVD gives it. Returns ``(Z, ok)``: ``ok`` marks the rows
+    rounding, as the SVD gives it. ``loss`` is that of the current z, per
+    row of the batch. Returns ``(Z, ok)``: ``ok`` marks the rows
     refined and kept (their loss did not grow); the others keep their z and
     go to Algorithm 1 itself, as do all rows when a system is singular (a
     code that is not unique, where Algorithm 1 takes the minimum-norm one).
@@ -197,7 +198,7 @@ def _refine_near_exact(res, batch, near, xp):
     except np.linalg.LinAlgError:
         return res.z, xp.zeros_like(near)
     z1 = z0 + dz
-    keep = xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= part.loss(z0))
+    keep = xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= xp.take(loss, sub, axis=0))
     z1 = xp.where(keep[:, None], z1, z0)
     return scatter_rows(res.z, z1, near, xp), scatter_rows(xp.zeros_like(near), keep, near, xp)
 

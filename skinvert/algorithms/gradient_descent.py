@@ -7,7 +7,9 @@ from ._network import network_loss_and_gradient
 __all__ = ["adam_descent", "gradient_lipschitz", "loss_and_gradient", "momentum_descent"]
 
 
-def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0, measurement=None):
+def loss_and_gradient(
+    Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0, measurement=None, gradient=True
+):
     """Per-row loss ``1/2 ||obs * (G(z) - y)||^2 + alpha/2 ||z||^2`` and its gradient.
 
     Back-propagation through eq. 3, batched over rows:
@@ -23,10 +25,13 @@ def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0, 
     convolutional one): the gradient is then back-propagated through the
     layers' ``rmatmat`` (:func:`~skinvert.algorithms._network.network_loss_and_gradient`).
 
+    With ``gradient=False`` only the loss is computed (``grad`` is None):
+    the forward pass, without the back-propagation.
+
     Returns
     -------
     loss : array of shape (B,)
-    grad : array of shape (B, n_0)
+    grad : array of shape (B, n_0) or None
     """
     if biases is None:
         return network_loss_and_gradient(Z, Y, obs, weights, activation, xp, gamma=alpha,
@@ -43,6 +48,8 @@ def loss_and_gradient(Z, Y, obs, weights, biases, activation, xp, *, alpha=0.0, 
         out = measurement.forward(out)
     R = obs * (out - Y)
     loss = 0.5 * xp.sum(R * R, axis=1)
+    if not gradient:
+        return (loss + 0.5 * alpha * xp.sum(Z * Z, axis=1) if alpha else loss), None
     if measurement is not None:
         R = measurement.adjoint(R)
     delta = R * activation.derivative(u, xp)

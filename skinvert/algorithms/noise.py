@@ -25,6 +25,7 @@ __all__ = [
     "NoiseRule",
     "SupportRule",
     "noise_bound",
+    "noise_gain",
     "noise_gains",
     "retry_thresholds",
     "settle_noisy_rows",
@@ -95,11 +96,16 @@ def noise_gains(weights):
     gains = []
     for W in weights:
         W = np.asarray(to_numpy(W), dtype=np.float64)
-        ev = np.sort(np.linalg.eigvalsh(W.T @ W))[::-1]
-        k = max(1, min(W.shape[1], -(-W.shape[0] // 2)))
-        top = np.clip(ev[:k] / 2.0, np.finfo(np.float64).tiny, None)
-        gains.append(float(np.sqrt(np.mean(1.0 / top))))
+        gains.append(noise_gain(np.linalg.eigvalsh(W.T @ W)[::-1], W.shape[0]))
     return tuple(gains)
+
+
+def noise_gain(eigenvalues, n_rows):
+    """``g_i`` of :func:`noise_gains` from the eigenvalues of ``W_i^T W_i``
+    (float64, in descending order) and ``n_{i+1}``, the rows of ``W_i``."""
+    k = max(1, min(eigenvalues.shape[0], -(-n_rows // 2)))
+    top = np.clip(eigenvalues[:k] / 2.0, np.finfo(np.float64).tiny, None)
+    return float(np.sqrt(np.mean(1.0 / top)))
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ every inverter's ``transform`` maps over its batches.
 import numpy as np
 
 from .._array_api import namespace_of, single_threaded_blas, to_numpy
-from ..algorithms._batch import lipschitz_constants
+from ..algorithms._batch import fits_to_rounding, lipschitz_constants
 from ..algorithms.gradient_descent import loss_and_gradient
-from ..algorithms.noise import noise_gains
+from ..algorithms.noise import noise_gain, noise_gains
 from ._checks import clip_to_range
 from ._diagnostics import BatchRecord
 
@@ -70,11 +70,9 @@ def spectral_constants(weights):
             lipschitz.extend(lipschitz_constants([W]))
             gains.extend(noise_gains([W]))
             continue
-        ev = np.linalg.eigvalsh(W.T @ W)[::-1]  # descending, as noise_gains sorts
+        ev = np.linalg.eigvalsh(W.T @ W)[::-1]  # descending
         lipschitz.append(float(ev[0]))
-        k = max(1, min(W.shape[1], -(-W.shape[0] // 2)))
-        top = np.clip(ev[:k] / 2.0, np.finfo(np.float64).tiny, None)
-        gains.append(float(np.sqrt(np.mean(1.0 / top))))
+        gains.append(noise_gain(ev, W.shape[0]))
     return lipschitz, tuple(gains)
 
 
@@ -117,9 +115,7 @@ def _run_batch(estimator, X, kwargs):
         loss, _ = loss_and_gradient(
             Z[:, : gen.n_latent], Y, obs, weights, biases, gen.activation, xp, measurement=meas
         )
-    energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
-    rtol2 = float(xp.finfo(Y.dtype).eps)  # (sqrt(eps))^2: ||r|| <= sqrt(eps) ||y||
-    recovered = xp.isfinite(loss) & (loss <= rtol2 * energy)
+    recovered = fits_to_rounding(loss, Y, obs, xp)
     record = state.record
     record.loss = np.asarray(_to_host(loss, xp), dtype=np.float64)
     record.recovered = np.asarray(_to_host(recovered, xp), dtype=bool)
