@@ -16,8 +16,8 @@ step, and every other accepted step moves to another support region.
 """
 
 from .._array_api import device
-from .._linalg import batched_lstsq, row_norm, supported_affine_map
 from .._linalg import compress_rows as _compress_rows
+from .._linalg import lstsq_factors, lstsq_solve, row_norm, supported_affine_map
 from .._linalg import scatter_rows as _scatter_rows
 from ._network import hidden_masks, network_affine_map, network_forward
 
@@ -93,6 +93,11 @@ def jacobian(U, masks, weights, biases, activation, xp, *, measurement=None, obs
     :func:`~skinvert.algorithms._network.network_affine_map`). Returns (B, m, n_0).
     """
     A_S, _ = affine_map(weights, biases, masks, xp, n_samples=U.shape[0])
+    return _output_jacobian(A_S, U, activation, xp, measurement, obs)
+
+
+def _output_jacobian(A_S, U, activation, xp, measurement, obs):
+    """``diag(obs) A diag(phi'(u)) A_S`` from the affine map ``A_S``."""
     J = activation.derivative(U, xp)[:, :, None] * A_S
     if measurement is not None:
         J = measurement.columns(J)
@@ -160,12 +165,14 @@ def polish_batch(
     if tol is None:
         tol = eps**0.5
     kw = {"measurement": measurement, "gamma": gamma}
+    net = (weights, biases, activation, xp)
     Z = Z0
-    loss, U, masks = forward_loss(Z, Y, obs, weights, biases, activation, xp, **kw)
+    loss, U, masks = forward_loss(Z, Y, obs, *net, **kw)
     mu = xp.zeros((B,), dtype=dt, device=dev)
     done = ~xp.isfinite(loss)
     fixed = xp.zeros((B,), dtype=xp.bool, device=dev)
     n_iter = xp.zeros((B,), dtype=xp.int32, device=dev)
+    cache = None  # _StepCache of the rows live in the previous step
     for _ in range(max_iter):
         live = ~done
         n_live = int(xp.sum(xp.astype(live, xp.int32)))
@@ -177,14 +184,10 @@ def polish_batch(
             m_ = [xp.take(m, sub, axis=0) for m in masks]
         else:
             Z_, Y_, o_, U_, l_, mu_, m_ = Z, Y, obs, U, loss, mu, masks
-        J = jacobian(U_, m_, weights, biases, activation, xp, measurement=measurement, obs=o_)
-        out = activation(U_, xp)
-        if measurement is not None:
-            out = measurement.forward(out)
-        R = o_ * (Y_ - out)
-        dZ = batched_lstsq(J, R, xp, ridge=gamma + mu_, z=Z_)
+        cache = _StepCache.update(cache, live, m_, U_, Y_, o_, net, measurement)
+        dZ = lstsq_solve(cache.factors, xp, ridge=gamma + mu_, z=Z_)
         Zn = Z_ + dZ
-        ln, Un, mn = forward_loss(Zn, Y_, o_, weights, biases, activation, xp, **kw)
+        ln, Un, mn = forward_loss(Zn, Y_, o_, *net, **kw)
         ok = (ln <= l_) & xp.isfinite(ln)
         same = xp.ones_like(ok)
         for a, b in zip(m_, mn):
@@ -195,12 +198,15 @@ def polish_batch(
         # more damping only shrinks it), no more decrease, or a zero loss.
         # A row whose damping has grown past any useful step is stuck in a
         # local minimum of the real loss: it stops too (not a fixed point).
-        scale = xp.max(xp.sum(J * J, axis=1), axis=1)
+        scale = cache.scale
         stuck = ~ok & (mu_ > 1e10 * scale)
         stop = (small & same) | stalled | ((ln == 0) & ok) | stuck
         okc = ok[:, None]
         Z_ = xp.where(okc, Zn, Z_)
         U_ = xp.where(okc, Un, U_)
+        # An accepted step moves z (new Jacobian); one that also keeps the
+        # supports keeps A_S. A rejected one only raises the damping.
+        cache.moved(ok, ok & same)
         m_ = [xp.where(okc, b, a) for a, b in zip(m_, mn)]
         l_ = xp.where(ok, ln, l_)
         mu_ = xp.where(ok, 0.1 * mu_, xp.maximum(10.0 * mu_, 1e-6 * scale + eps))
@@ -213,3 +219,74 @@ def polish_batch(
         fixed = fixed | _scatter_rows(fixed, stop & same & ~stuck, live, xp)
         done = done | _scatter_rows(done, stop, live, xp)
     return Z, loss, n_iter, fixed & done
+
+
+class _StepCache:
+    """What :func:`polish_batch` keeps between steps for its live rows.
+
+    The affine map ``A_S`` of each row (rebuilt only where an accepted step
+    changed the supports: it is most of a step's cost) and the SVD of its
+    Jacobian (:func:`~skinvert._linalg.lstsq_factors`; rebuilt only where an
+    accepted step moved z: a rejected Levenberg-Marquardt step changes only
+    the damping). Every step is the one :func:`batched_lstsq` would compute
+    from the row's :func:`jacobian`.
+    """
+
+    def __init__(self, live, A_S, factors, scale, xp):
+        self.live, self.A_S, self.factors, self.scale, self.xp = live, A_S, factors, scale, xp
+        n = scale.shape[0]
+        self.A_ok = xp.ones((n,), dtype=xp.bool, device=device(scale))
+        self.f_ok = xp.ones_like(self.A_ok)
+
+    def moved(self, moved, same_supports):
+        """Rows whose accepted step moved z (``moved``), keeping their supports or not."""
+        self.f_ok = ~moved
+        self.A_ok = ~moved | same_supports
+
+    @classmethod
+    def update(cls, cache, live, masks, U, Y, obs, net, measurement):
+        """The cache for the rows ``live`` (a mask over the batch; ``masks``,
+        ``U``, ``Y``, ``obs`` are theirs), rebuilt where stale."""
+        weights, biases, activation, xp = net
+        n = U.shape[0]
+
+        def factor(A_S, U_, Y_, o_):
+            J = _output_jacobian(A_S, U_, activation, xp, measurement, o_)
+            out = activation(U_, xp)
+            if measurement is not None:
+                out = measurement.forward(out)
+            factors = lstsq_factors(J, o_ * (Y_ - out), xp, gram=True)
+            return factors, xp.max(xp.sum(J * J, axis=1), axis=1)
+
+        if cache is None:
+            A_S, _ = affine_map(weights, biases, masks, xp, n_samples=n)
+            return cls(live, A_S, *factor(A_S, U, Y, obs), xp)
+        if n < cache.scale.shape[0]:  # rows finished: drop them from the cache
+            keep = _compress_rows(xp.take(live, _compress_rows(cache.live, xp), axis=0), xp)
+            cache.A_S = xp.take(cache.A_S, keep, axis=0)
+            cache.factors = tuple(xp.take(f, keep, axis=0) for f in cache.factors)
+            cache.scale, cache.A_ok, cache.f_ok = (
+                xp.take(a, keep, axis=0) for a in (cache.scale, cache.A_ok, cache.f_ok)
+            )
+        cache.live = live
+        if bool(xp.all(cache.f_ok)):
+            return cache
+        stale = ~cache.f_ok
+        rows = _compress_rows(stale, xp)
+        new_A = ~cache.A_ok
+        if bool(xp.any(new_A)):
+            idx = _compress_rows(new_A, xp)
+            fresh, _ = affine_map(
+                weights, biases, [xp.take(m, idx, axis=0) for m in masks], xp,
+                n_samples=idx.shape[0],
+            )
+            cache.A_S = _scatter_rows(cache.A_S, fresh, new_A, xp)
+        sub = [xp.take(a, rows, axis=0) for a in (cache.A_S, U, Y, obs)]
+        factors, scale = factor(*sub)
+        cache.factors = tuple(
+            _scatter_rows(old, f, stale, xp) for old, f in zip(cache.factors, factors)
+        )
+        cache.scale = _scatter_rows(cache.scale, scale, stale, xp)
+        cache.A_ok = xp.ones_like(cache.A_ok)
+        cache.f_ok = xp.ones_like(cache.f_ok)
+        return cache
