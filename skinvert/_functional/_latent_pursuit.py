@@ -1,5 +1,7 @@
 """latent_pursuit (Algorithm 5) and its private twin _latent_pursuit."""
 
+from dataclasses import replace
+
 from sklearn.utils._param_validation import validate_params
 
 from ..algorithms.latent_pursuit import pursuit
@@ -41,8 +43,16 @@ def _latent_pursuit(
     noise_c=1.0,
     noise_retries=_RETRIES,
     noise_retry_sd=10.0,
+    noise_model_changes=None,
 ):
-    """:func:`latent_pursuit` on a :class:`Batch`, without validation; returns a PursuitResult."""
+    """:func:`latent_pursuit` on a :class:`Batch`, without validation; returns a PursuitResult.
+
+    ``noise_model_changes`` (a dict, None: none) replaces fields of the
+    :class:`~skinvert.algorithms.noise.NoiseModel` that settles the rows
+    whose fit is inconsistent with the noise (its retries and polish
+    rounds): a caller that continues those rows itself
+    (:class:`~skinvert.HybridInverter`'s pursuit start) asks for less.
+    """
     rhos = per_layer(rho, max(batch.n_layers, 1), "rho")
     plan = resolve_solver(
         solver, nonneg=True, max_iter=max_iter, tol=tol, refine_max_iter=refine_max_iter, rho=rhos
@@ -61,6 +71,8 @@ def _latent_pursuit(
     refinement = _refinement(
         debias, debias_max_iter, refresh_max_iter, fallback_max_iter, fallback_tol
     )
+    if model is not None and noise_model_changes:
+        model = replace(model, **noise_model_changes)
     return pursuit(
         batch,
         plan,

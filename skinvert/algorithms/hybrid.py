@@ -26,6 +26,7 @@ module is that hybrid:
 
 from .._array_api import device
 from .gradient_descent import adam_descent, momentum_descent
+from .neighbours import search_neighbours
 from .polish import _compress_rows, _scatter_rows, forward_loss, polish_batch
 
 __all__ = ["HybridStarts", "consistent_loss_bound", "hybrid_batch"]
@@ -48,6 +49,11 @@ class HybridStarts:
     pursuit : callable or None
         ``pursuit(Y, obs) -> Z``: the layer-wise pursuit's estimate of a
         batch, or None where its problems are not posed.
+    pursuit_first : bool
+        The pursuit is the first start of every row (True), or only of the
+        rows that the gradient-descent starts of ``init_codes`` leave above
+        the bound, before basin hopping (False: where the pursuit costs far
+        more than the starts, e.g. noisy signals of a smooth phi).
     per_round : int or None
         Starts run per round (None: all at once); the rows a round fits
         exactly (or to the noise level) skip the later rounds.
@@ -58,10 +64,19 @@ class HybridStarts:
         None: no basin hopping.
     perturb_scale : float
         The step of those starts, in z units.
+    boundary_sd : float
+        With ``noise_std``: the last stage tries the neighbouring support
+        regions across the hidden units within ``boundary_sd`` noise
+        standard deviations of their boundary
+        (:func:`~skinvert.algorithms.neighbours.search_neighbours`; dense
+        layers). 0: none.
     """
 
     def __init__(self, init_codes, *, solver="adam", learning_rate=0.05, max_iter=300,
-                 pursuit=None, per_round=None, perturb_codes=None, perturb_scale=0.5):
+                 pursuit=None, per_round=None, perturb_codes=None, perturb_scale=0.5,
+                 pursuit_first=True, boundary_sd=0.0):
+        self.boundary_sd = boundary_sd
+        self.pursuit_first = pursuit_first
         self.per_round = per_round
         self.perturb_codes = perturb_codes
         self.perturb_scale = perturb_scale
@@ -91,7 +106,27 @@ def consistent_loss_bound(Y, obs, xp, *, noise_std=None, n_sd=10.0):
 
 
 def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measurement):
+    """Gradient descent from the starts ``Z0``; returns ``(Z, loss)``.
+
+    Double-precision input on dense layers without a measurement descends in
+    single precision: a start only has to reach the basin of the polish,
+    which runs in the input's precision, and the descent's matrix products
+    cost about twice as much in double (on 512 noisy signals of a saturating
+    tanh generator the starts were 40 % of the hybrid's time). The loss
+    returned is recomputed in the input's precision.
+    """
     run = adam_descent if starts.solver == "adam" else momentum_descent
+    if Z0.dtype == xp.float64 and biases is not None and measurement is None:
+        f32 = xp.float32
+        Z, _, _, _ = run(
+            xp.astype(Z0, f32), xp.astype(Y, f32), xp.astype(obs, f32),
+            [xp.astype(W, f32) for W in weights], [xp.astype(b, f32) for b in biases],
+            activation, xp, learning_rate=starts.learning_rate, alpha=gamma,
+            max_iter=starts.max_iter,
+        )
+        Z = xp.astype(Z, Z0.dtype)
+        loss, _, _ = forward_loss(Z, Y, obs, weights, biases, activation, xp, gamma=gamma)
+        return Z, loss
     Z, loss, _, _ = run(
         Z0, Y, obs, weights, biases, activation, xp, learning_rate=starts.learning_rate,
         alpha=gamma, max_iter=starts.max_iter, measurement=measurement,
@@ -101,7 +136,7 @@ def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measure
 
 def hybrid_batch(
     Y, obs, weights, biases, activation, xp, starts, *, measurement=None, gamma=0.0,
-    noise_std=None, polish_max_iter=50, tol=None,
+    noise_std=None, noise_sd=10.0, polish_max_iter=50, tol=None,
 ):
     """Invert a batch by the hybrid of section 6.1 (starts, polish, selection).
 
@@ -113,6 +148,8 @@ def hybrid_batch(
     noise_std : float or None
         Sets the loss a row must reach to stop trying starts
         (:func:`consistent_loss_bound`).
+    noise_sd : float, default=10.0
+        That bound's chi-square standard deviations above the mean.
     polish_max_iter, tol
         Of the polish.
 
@@ -146,7 +183,7 @@ def hybrid_batch(
     B, n0 = Y.shape[0], weights[0].shape[1]
     dev = device(Y)
     kw = {"measurement": measurement, "gamma": gamma}
-    bound = consistent_loss_bound(Y, obs, xp, noise_std=noise_std)
+    bound = consistent_loss_bound(Y, obs, xp, noise_std=noise_std, n_sd=noise_sd)
     Z = xp.zeros((B, n0), dtype=Y.dtype, device=dev)
     loss = xp.full((B,), float("inf"), dtype=Y.dtype, device=dev)
     start = xp.full((B,), -2, dtype=xp.int32, device=dev)
@@ -176,18 +213,42 @@ def hybrid_batch(
         # The data term of the loss (without the ridge) against the bound.
         return (lc - 0.5 * gamma * xp.sum(Zc * Zc, axis=1)) <= bound
 
-    everyone = xp.ones((B,), dtype=xp.bool, device=dev)
-    if starts.pursuit is not None:
-        Zp = starts.pursuit(Y, obs)
-        lp, _, _ = forward_loss(Zp, Y, obs, weights, biases, activation, xp, **kw)
-        no = xp.zeros((B,), dtype=xp.bool, device=dev)
-        keep(everyone, Zp, lp, xp.full((B,), -1, dtype=xp.int32, device=dev), no, n_iter, False)
-        Zq, lq, iq, fq = polish_batch(Zp, Y, obs, weights, biases, activation, xp, **kw,
+    def pursuit_start(rows):
+        # The pursuit's estimate of the rows `rows` (a mask) and its polish.
+        n_rows = int(xp.sum(xp.astype(rows, xp.int32)))
+        if n_rows == 0:
+            return
+        sub = _compress_rows(rows, xp)
+        Ys, Os = xp.take(Y, sub, axis=0), xp.take(obs, sub, axis=0)
+        Zp = starts.pursuit(Ys, Os)
+        lp, _, _ = forward_loss(Zp, Ys, Os, weights, biases, activation, xp, **kw)
+        mark = xp.full((n_rows,), -1, dtype=xp.int32, device=dev)
+        no = xp.zeros((n_rows,), dtype=xp.bool, device=dev)
+        keep(rows, Zp, lp, mark, no, xp.zeros((n_rows,), dtype=xp.int32, device=dev), False)
+        Zq, lq, iq, fq = polish_batch(Zp, Ys, Os, weights, biases, activation, xp, **kw,
                                       max_iter=polish_max_iter, tol=tol)
-        keep(everyone, Zq, lq, xp.full((B,), -1, dtype=xp.int32, device=dev), fq, iq)
+        keep(rows, Zq, lq, mark, fq, iq)
+
+    late = starts.pursuit is not None and not starts.pursuit_first
+    # The pursuit as a fallback takes the rows the starts leave far from the
+    # noise level (the pursuits' own retry bound, 10 standard deviations):
+    # its per-row cost is far above a start's, and rows just above the bound
+    # are either in the chi-square tail or next to the right region (the
+    # boundary search).
+    far = consistent_loss_bound(Y, obs, xp, noise_std=noise_std, n_sd=max(noise_sd, 10.0))
+
+    def far_off():
+        Zc, lc = keep.state()[:2]
+        return (lc - 0.5 * gamma * xp.sum(Zc * Zc, axis=1)) > far
+
+    if starts.pursuit is not None and starts.pursuit_first:
+        pursuit_start(xp.ones((B,), dtype=xp.bool, device=dev))
     R = 0 if starts.init_codes is None else starts.init_codes.shape[0]
     K = 0 if starts.perturb_codes is None else starts.perturb_codes.shape[0]
     for first, last in _rounds(R, K, starts.per_round):
+        if late and first >= R:  # the pursuit before basin hopping
+            pursuit_start(far_off())
+            late = False
         todo = ~fits(*keep.state()[:2])
         n_todo = int(xp.sum(xp.astype(todo, xp.int32)))
         if n_todo == 0:
@@ -201,6 +262,14 @@ def hybrid_batch(
                   for r in range(first, last)]
         _round(todo, n_todo, xp.concat(Z0), range(first, last), keep, fits, Y, obs,
                weights, biases, activation, xp, starts, kw, polish_max_iter, tol)
+    if late:
+        pursuit_start(far_off())
+    if starts.boundary_sd > 0 and noise_std and biases is not None:
+        Z, loss, start, fixed, n_iter = keep.state()
+        Zn, ln, _ = search_neighbours(Z, loss, Y, obs, weights, biases, activation, xp,
+                                      noise_std=noise_std, c=starts.boundary_sd, **kw,
+                                      polish_max_iter=polish_max_iter, tol=tol)
+        keep(xp.ones((B,), dtype=xp.bool, device=dev), Zn, ln, start, fixed, n_iter, False)
     Z, loss, start, fixed, n_iter = keep.state()
     return Z, _info(loss, start, fixed, n_iter)
 

@@ -1,0 +1,115 @@
+"""HybridInverter on noisy signals: the polish's reused factors, the boundary
+search, single-precision starts and the pursuit as a fallback (issues 15, 19)."""
+
+import numpy as np
+import pytest
+
+from skinvert import HybridInverter, make_random_generator
+from skinvert._linalg import batched_lstsq, lstsq_factors, lstsq_solve
+from skinvert.algorithms import polish as polish_module
+from skinvert.algorithms.hybrid import HybridStarts, _descend
+from skinvert.algorithms.neighbours import boundary_starts, search_neighbours
+from skinvert.algorithms.polish import forward_loss, polish_batch
+
+
+def _noisy(seed, sigma=1e-2, B=12, sizes=(5, 30, 60, 120), act="tanh"):
+    G = make_random_generator(list(sizes), output_activation=act, random_state=seed)
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((B, sizes[0]))
+    Y = G.forward(Z) + sigma * rng.standard_normal((B, sizes[-1]))
+    W, b = G.as_arrays(np, dtype=np.float64)
+    return G, Z, Y, np.ones_like(Y), W, b
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.3])
+def test_gram_factors_solve_like_the_svd(ridge):
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((16, 50, 6))
+    A[:4, :, 0] *= 1e-6  # condition number about 1e6: these rows take the SVD
+    b = rng.standard_normal((16, 50))
+    z = rng.standard_normal((16, 6))
+    ref = batched_lstsq(A, b, np, ridge=ridge, z=z)
+    got = lstsq_solve(lstsq_factors(A, b, np, gram=True), np, ridge=ridge, z=z)
+    np.testing.assert_allclose(got[:4], ref[:4], rtol=1e-13)  # the SVD path itself
+    # Normal equations on cond ~ 10: a relative error of order cond^2 eps.
+    np.testing.assert_allclose(got[4:], ref[4:], rtol=1e-12, atol=1e-13)
+    # Single precision always takes the SVD.
+    A32, b32 = A.astype(np.float32), b.astype(np.float32)
+    f32 = lstsq_factors(A32, b32, np, gram=True)
+    np.testing.assert_allclose(lstsq_solve(f32, np), batched_lstsq(A32, b32, np), rtol=1e-6)
+
+
+def test_polish_reuses_factors_without_changing_its_steps(monkeypatch):
+    # Reusing the SVD after a rejected step and A_S after a step that keeps
+    # the supports gives the steps of recomputing everything every step.
+    G, Z, Y, obs, W, b = _noisy(3)
+    Z0 = Z + 0.5 * np.random.default_rng(1).standard_normal(Z.shape)
+    cached = polish_batch(Z0, Y, obs, W, b, G.activation, np, max_iter=30)
+
+    def recompute(self, moved, same_supports):
+        self.f_ok = np.zeros_like(moved)
+        self.A_ok = np.zeros_like(moved)
+
+    monkeypatch.setattr(polish_module._StepCache, "moved", recompute)
+    fresh = polish_batch(Z0, Y, obs, W, b, G.activation, np, max_iter=30)
+    for got, ref in zip(cached, fresh):
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+    assert np.all(cached[1] <= forward_loss(Z0, Y, obs, W, b, G.activation, np)[0])
+
+
+def test_boundary_starts_reflect_the_doubtful_units():
+    G, Z, Y, obs, W, b = _noisy(4)
+    sigma = 1e-2
+    assert boundary_starts(Z, Y, obs, W, b, G.activation, np, noise_std=sigma, c=0.0) == []
+    few = boundary_starts(Z, Y, obs, W, b, G.activation, np, noise_std=sigma, c=3.0)
+    many = boundary_starts(Z, Y, obs, W, b, G.activation, np, noise_std=sigma, c=50.0)
+    assert 0 < sum(int(r.sum()) for r, _ in few) < sum(int(r.sum()) for r, _ in many)
+    # One hidden layer: every start is z reflected across one unit's
+    # hyperplane, so that unit's pre-activation becomes minus itself.
+    G, Z, Y, obs, W, b = _noisy(4, sizes=(5, 40, 120))
+    u = Z @ W[0].T + b[0]
+    starts = boundary_starts(Z, Y, obs, W, b, G.activation, np, noise_std=sigma, c=20.0)
+    assert starts
+    for rows, Zs in starts:
+        us = Zs @ W[0].T + b[0]
+        gap = np.min(np.abs(us + u[rows]), axis=1)
+        assert np.all(gap < 1e-12 * (1 + np.max(np.abs(u), axis=1)[rows]))
+
+
+def test_search_neighbours_only_lowers_the_loss():
+    G, Z, Y, obs, W, b = _noisy(5, sigma=3e-2, B=24)
+    Zp, lp, _, _ = polish_batch(Z, Y, obs, W, b, G.activation, np)
+    Zn, ln, moved = search_neighbours(Zp, lp, Y, obs, W, b, G.activation, np,
+                                      noise_std=3e-2, c=2.0)
+    assert np.all(ln <= lp)
+    assert np.all(ln[moved] < lp[moved]) and np.array_equal(Zn[~moved], Zp[~moved])
+    np.testing.assert_allclose(ln, forward_loss(Zn, Y, obs, W, b, G.activation, np)[0],
+                               rtol=1e-12)
+
+
+def test_starts_descend_in_single_precision_returning_double():
+    G, Z, Y, obs, W, b = _noisy(6)
+    starts = HybridStarts(None, max_iter=20)
+    Zg, lg = _descend(np.zeros_like(Z), Y, obs, W, b, G.activation, np, starts, 0.0, None)
+    assert Zg.dtype == np.float64 and lg.dtype == np.float64
+    np.testing.assert_array_equal(lg, forward_loss(Zg, Y, obs, W, b, G.activation, np)[0])
+    np.testing.assert_array_equal(Zg, Zg.astype(np.float32).astype(np.float64))
+
+
+def test_noisy_default_uses_the_pursuit_as_fallback():
+    G, Z, Y, obs, W, b = _noisy(7, sizes=(5, 40, 80, 160))
+    est = HybridInverter(G, noise_std=1e-2, random_state=0).fit(Y)
+    assert est._pursuit_first() is False and est.pursuit_ is not None
+    Zh, info = est.transform(Y, return_info=True)
+    assert np.all(info["start"] >= 0)  # every row fit by its gradient-descent starts
+    assert HybridInverter(G, random_state=0).fit(Y)._pursuit_first() is True
+    assert HybridInverter(G, noise_std=0.01, use_pursuit=True).fit(Y)._pursuit_first() is True
+
+
+@pytest.mark.parametrize("param", ["noise_retry_sd", "boundary_sd"])
+def test_noise_parameters_validated(param):
+    G, Z, Y, obs, W, b = _noisy(8)
+    with pytest.raises(ValueError, match=param):
+        HybridInverter(G, noise_std=1e-2, **{param: -1.0}).fit(Y)
+    with pytest.raises(ValueError, match="use_pursuit"):
+        HybridInverter(G, use_pursuit="sometimes").fit(Y)
