@@ -6,6 +6,7 @@ z-SNR and image SNR (G(z_hat) vs G(z)), the fraction of rows at or above
 60 dB z-SNR, and the wall time. Timings on a shared machine are noisy.
 
     python -m benchmarks.measurements --n 512 --m 300 784
+    python -m benchmarks.measurements --n 512 --m 300 --methods hybrid lp
 """
 
 import argparse
@@ -20,7 +21,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
-from skinvert import GradientDescentInverter, LatentPursuitInverter
+from skinvert import GradientDescentInverter, HybridInverter, LatentPursuitInverter
 from skinvert.datasets import load_pretrained_generator
 
 from ._common import result_path, snr_db_floored, snr_stats
@@ -36,6 +37,8 @@ def methods():
         "lp_fallback2000": lambda G, A: LatentPursuitInverter(
             G, measurement=A, fallback_max_iter=2000
         ),
+        # Gradient-descent starts + exact polish (no pursuit start below m = n_L).
+        "hybrid": lambda G, A: HybridInverter(G, measurement=A, random_state=0),
     }
 
 

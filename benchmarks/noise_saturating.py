@@ -8,8 +8,10 @@ the noise by ``1 / (1 - y^2)`` (about 500). For each noise level ``sigma``,
 sigma^2 I)``, inverted by
 
 * the Oracle (Algorithm 1 on the true supports): the reference,
-* Latent-Pursuit with ``noise_std=sigma`` (the estimator the docs recommend
-  for noisy signals),
+* Latent-Pursuit with ``noise_std=sigma``,
+* HybridInverter with ``noise_std=sigma`` (``random_state=--seed``; the
+  estimator the docs recommend for noisy signals: gradient-descent starts,
+  exact polish, the pursuit as a fallback and the boundary search),
 
 and the latent errors ``||z_hat - z||`` are compared row by row: RMS, median,
 maximum, the fraction of rows worse than 3x the Oracle's error, and the wall
@@ -19,6 +21,7 @@ figures on the shipped generator itself (PLU output), which must not change.
 
 Acceptance (issue 19, 512 signals, sigma in {1e-3, 1e-2}): RMS <= 1.1x the
 Oracle's, at most 0.5 % of rows worse than 3x, time <= 2x the Oracle's.
+``--methods`` picks the estimators (default both).
 
 Examples
 --------
@@ -26,6 +29,7 @@ Examples
 
     python -m benchmarks.noise_saturating --n-signals 512
     python -m benchmarks.noise_saturating --n-signals 64 --sigmas 1e-2 --shipped
+    python -m benchmarks.noise_saturating --methods hybrid --seeds 0,1,2,3
 """
 
 import argparse
@@ -39,7 +43,7 @@ import warnings
 
 import numpy as np
 
-from skinvert import LatentPursuitInverter, OracleInverter, ReLUGenerator
+from skinvert import HybridInverter, LatentPursuitInverter, OracleInverter, ReLUGenerator
 
 from ._common import git_rev, pretrained_generator, result_path, timer
 
@@ -52,56 +56,64 @@ def saturating_generator(scale=3.0):
     return ReLUGenerator(W, b, output_activation="tanh")
 
 
-def compare(G, Z, X, S, sigma):
-    """Oracle vs Latent-Pursuit (``noise_std=sigma``) on the signals ``X``."""
+def compare(G, Z, X, S, sigma, methods=("lp", "hybrid"), seeds=(0,)):
+    """Oracle vs Latent-Pursuit and HybridInverter (``noise_std=sigma``) on ``X``."""
+    makers = {}
+    if "lp" in methods:
+        makers["latent_pursuit"] = lambda: LatentPursuitInverter(G, noise_std=sigma)
+    if "hybrid" in methods:
+        for seed in seeds:
+            makers[f"hybrid_seed{seed}"] = (
+                lambda seed=seed: HybridInverter(G, noise_std=sigma, random_state=seed)
+            )
+    n = X.shape[1]
+
+    def loss_sd(Zh, rows):
+        # The loss of eq. 1 on ``rows`` in chi^2 standard deviations above its
+        # mean at the true code: (||G(z) - y||^2 / sigma^2 - n) / sqrt(2 n).
+        R = G.forward(Zh[rows]) - X[rows] if len(rows) else np.zeros((0, n))
+        return ((np.sum(R**2, axis=1) / sigma**2 - n) / np.sqrt(2 * n)).tolist()
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         c0 = time.process_time()
         with timer() as to:
             Zo = OracleInverter(G).fit(X).transform(X, supports=S)
         c1 = time.process_time()
-        with timer() as tl:
-            Zl = LatentPursuitInverter(G, noise_std=sigma).fit(X).transform(X)
-        c2 = time.process_time()
-    eo = np.linalg.norm(Zo - Z, axis=1)
-    el = np.linalg.norm(Zl - Z, axis=1)
-    bad = np.flatnonzero(el > 3 * eo)
-
-    def loss_sd(Zh):
-        # The loss of eq. 1 on the rows ``bad`` in chi^2 standard deviations
-        # above its mean at the true code: (||G(z) - y||^2 / sigma^2 - n) / sqrt(2 n).
-        n = X.shape[1]
-        R = G.forward(Zh[bad]) - X[bad] if len(bad) else np.zeros((0, n))
-        return ((np.sum(R**2, axis=1) / sigma**2 - n) / np.sqrt(2 * n)).tolist()
-
-    return {
-        "sigma": sigma,
-        "oracle": {
-            "rms": float(np.sqrt(np.mean(eo**2))),
-            "median": float(np.median(eo)),
-            "max": float(eo.max()),
-            "time_s": to["s"],
-            "cpu_s": c1 - c0,
-        },
-        "latent_pursuit": {
-            "rms": float(np.sqrt(np.mean(el**2))),
-            "median": float(np.median(el)),
-            "max": float(el.max()),
-            "time_s": tl["s"],
-            "cpu_s": c2 - c1,
-        },
-        "rms_ratio": float(np.sqrt(np.mean(el**2)) / np.sqrt(np.mean(eo**2))),
-        "time_ratio": tl["s"] / to["s"],
-        "cpu_ratio": (c2 - c1) / (c1 - c0),
-        "frac_rows_worse_than_3x_oracle": float(len(bad) / len(el)),
-        "rows_worse_than_3x_oracle": bad.tolist(),
-        "their_loss_sd": {
-            "latent_pursuit": loss_sd(Zl),
-            "oracle": loss_sd(Zo),
-            "true_z": loss_sd(Z),
-        },
-        "warnings": sorted({str(w.message)[:160] for w in caught}),
-    }
+        eo = np.linalg.norm(Zo - Z, axis=1)
+        out = {
+            "sigma": sigma,
+            "oracle": {
+                "rms": float(np.sqrt(np.mean(eo**2))),
+                "median": float(np.median(eo)),
+                "max": float(eo.max()),
+                "time_s": to["s"],
+                "cpu_s": c1 - c0,
+            },
+        }
+        for name, make in makers.items():
+            c0 = time.process_time()
+            with timer() as tl:
+                Zl = make().fit(X).transform(X)
+            c1 = time.process_time()
+            el = np.linalg.norm(Zl - Z, axis=1)
+            bad = np.flatnonzero(el > 3 * eo)
+            out[name] = {
+                "rms": float(np.sqrt(np.mean(el**2))),
+                "median": float(np.median(el)),
+                "max": float(el.max()),
+                "time_s": tl["s"],
+                "cpu_s": c1 - c0,
+                "rms_ratio": float(np.sqrt(np.mean(el**2)) / out["oracle"]["rms"]),
+                "time_ratio": tl["s"] / out["oracle"]["time_s"],
+                "cpu_ratio": (c1 - c0) / out["oracle"]["cpu_s"],
+                "frac_rows_worse_than_3x_oracle": float(len(bad) / len(el)),
+                "rows_worse_than_3x_oracle": bad.tolist(),
+                "their_loss_sd": {"estimate": loss_sd(Zl, bad), "oracle": loss_sd(Zo, bad),
+                                  "true_z": loss_sd(Z, bad)},
+            }
+    out["warnings"] = sorted({str(w.message)[:160] for w in caught})
+    return out
 
 
 def main(argv=None):
@@ -111,6 +123,8 @@ def main(argv=None):
     ap.add_argument("--scale", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--shipped", action="store_true", help="also the shipped PLU generator")
+    ap.add_argument("--methods", default="lp,hybrid", help="comma list of lp, hybrid")
+    ap.add_argument("--seeds", default="0", help="HybridInverter random_state values")
     ap.add_argument("--out", default=result_path("noise_saturating.json"))
     args = ap.parse_args(argv)
     sigmas = [float(s) for s in args.sigmas.split(",")]
@@ -136,18 +150,22 @@ def main(argv=None):
         print(f"{name}: {np.mean(np.abs(X0) > 0.999) * 100:.1f} % of pixels beyond 0.999")
         for sigma in sigmas:
             X = X0 + sigma * rng.standard_normal(X0.shape)
-            r = compare(G, Z, X, S, sigma)
+            r = compare(G, Z, X, S, sigma, methods=args.methods.split(","),
+                        seeds=[int(v) for v in args.seeds.split(",")])
             r["generator"] = name
             out["runs"].append(r)
-            o, lp = r["oracle"], r["latent_pursuit"]
-            print(
-                f"  sigma={sigma:g}: Oracle rms {o['rms']:.4g} ({o['time_s']:.2f} s) | "
-                f"LP rms {lp['rms']:.4g} max {lp['max']:.3g} ({lp['time_s']:.2f} s) | "
-                f"rms x{r['rms_ratio']:.3f}, time x{r['time_ratio']:.2f} "
-                f"(CPU x{r['cpu_ratio']:.2f}), "
-                f"{r['frac_rows_worse_than_3x_oracle'] * 100:.2f} % rows > 3x Oracle",
-                flush=True,
-            )
+            o = r["oracle"]
+            print(f"  sigma={sigma:g}: Oracle rms {o['rms']:.4g} ({o['time_s']:.2f} s)", flush=True)
+            for key, e in r.items():
+                if not isinstance(e, dict) or "rms_ratio" not in e:
+                    continue
+                print(
+                    f"    {key}: rms {e['rms']:.4g} max {e['max']:.3g} ({e['time_s']:.2f} s) | "
+                    f"rms x{e['rms_ratio']:.3f}, time x{e['time_ratio']:.2f} "
+                    f"(CPU x{e['cpu_ratio']:.2f}), "
+                    f"{e['frac_rows_worse_than_3x_oracle'] * 100:.2f} % rows > 3x Oracle",
+                    flush=True,
+                )
             with open(args.out, "w") as f:
                 json.dump(out, f, indent=1)
     print("wrote", args.out)

@@ -33,8 +33,8 @@ class _PursuitStart(LatentPursuitInverter):
     descent point recovers saturating rows that no polished start of the
     hybrid reached, measured on rows left at 250-17000 chi-square standard
     deviations), without the retries under other thresholds and image
-    models (a full Latent-Pursuit pass each; the hybrid's starts and basin
-    hopping continue those rows).
+    models (a full Latent-Pursuit pass each, on rows that every start of
+    the hybrid has already missed).
     """
 
     _NOISE_MODEL_CHANGES = {"retries": (), "image_retries": (), "polish_rounds": 1}
@@ -162,8 +162,9 @@ class HybridInverter(BaseInverter):
         ``m >= n_L``, the size of the last hidden layer; never on a
         convolutional generator with a contracting layer, see
         :meth:`~skinvert.ReLUGenerator.layerwise_obstacle`). True: as every
-        row's first start. "fallback": only for the rows that the
-        gradient-descent starts leave above the bound, before basin hopping.
+        row's first start. "fallback": only for the rows that every
+        gradient-descent and basin-hopping start leaves far (10 chi-square
+        standard deviations) above the noise level.
         "auto": the first start on noiseless signals (where it is exact and
         cheap), the fallback with ``noise_std`` (where the pursuit costs
         8-15x the Oracle and the starts about 1.5x: 512 signals at noise
