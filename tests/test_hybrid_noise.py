@@ -9,7 +9,7 @@ from skinvert._linalg import batched_lstsq, lstsq_factors, lstsq_solve
 from skinvert.algorithms import polish as polish_module
 from skinvert.algorithms.hybrid import HybridStarts, _descend
 from skinvert.algorithms.neighbours import boundary_starts, search_neighbours
-from skinvert.algorithms.polish import forward_loss, polish_batch
+from skinvert.algorithms.polish import forward_loss, jacobian, polish_batch
 
 
 def _noisy(seed, sigma=1e-2, B=12, sizes=(5, 30, 60, 120), act="tanh"):
@@ -113,3 +113,26 @@ def test_noise_parameters_validated(param):
         HybridInverter(G, noise_std=1e-2, **{param: -1.0}).fit(Y)
     with pytest.raises(ValueError, match="use_pursuit"):
         HybridInverter(G, use_pursuit="sometimes").fit(Y)
+
+
+def test_boundary_starts_bounded_when_noise_std_is_far_too_large():
+    # noise_std 100x the real noise: every unit is in doubt; at most
+    # max_per_layer starts per row and layer, the closest to 0 first.
+    G, Z, Y, obs, W, b = _noisy(9)
+    starts = boundary_starts(Z, Y, obs, W, b, G.activation, np, noise_std=1.0, c=0.5,
+                             max_per_layer=3)
+    per_row = sum(r.astype(int) for r, _ in starts)
+    assert per_row.max() <= 3 * (len(W) - 1) and len(starts) == 3 * (len(W) - 1)
+    # Layer 1's first start reflects the unit closest to 0 in standard
+    # deviations, sigma^2 w_k^T (J^T J)^-1 w_k (Theorem 3's covariance).
+    u = Z @ W[0].T + b[0]
+    _, U, M = forward_loss(Z, Y, obs, W, b, G.activation, np)
+    J = jacobian(U, M, W, b, G.activation, np, obs=obs)
+    cov = np.linalg.inv(np.transpose(J, (0, 2, 1)) @ J)
+    sd = np.sqrt(np.einsum("kj,bjl,kl->bk", W[0], cov, W[0]))
+    us = starts[0][1] @ W[0].T + b[0]
+    k = np.argmin(np.abs(us + u), axis=1)  # the unit whose sign the start flipped
+    np.testing.assert_array_equal(k, np.argmin(np.abs(u) / sd, axis=1))
+    Zh = HybridInverter(G, noise_std=1.0, n_restarts=2, n_perturbations=0,
+                        random_state=0).fit(Y).transform(Y)
+    assert np.all(np.isfinite(Zh))

@@ -32,7 +32,7 @@ __all__ = ["boundary_starts", "search_neighbours"]
 
 
 def boundary_starts(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
-                    measurement=None, gamma=0.0):
+                    measurement=None, gamma=0.0, max_per_layer=8):
     """Starts across the hidden-unit boundaries within ``c`` noise standard deviations of ``Z``.
 
     Parameters
@@ -47,6 +47,11 @@ def boundary_starts(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
     c : float
         The boundary's distance in standard deviations of the unit's
         pre-activation.
+    max_per_layer : int, default=8
+        At most this many units per row and layer, the closest to their
+        boundary first (in standard deviations): bounds the time and memory
+        when ``noise_std`` is far above the real noise, where every unit is
+        in doubt.
 
     Returns
     -------
@@ -71,10 +76,13 @@ def boundary_starts(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
         u = matvec(A_i, Z, xp) + c_i  # (B, n_i): the pre-activations of layer i
         var = noise_std**2 * xp.sum(xp.matmul(A_i, cov) * A_i, axis=2)
         norm2 = xp.sum(A_i * A_i, axis=2)
-        doubt = (xp.abs(u) < c * xp.sqrt(xp.clip(var, min=0.0))) & (norm2 > 0)
-        count = xp.sum(xp.astype(doubt, xp.int32), axis=1)
-        # The doubtful units of each row first, in index order.
-        order = xp.argsort(xp.astype(~doubt, xp.int32), axis=1, stable=True)
+        sd = xp.sqrt(xp.clip(var, min=0.0))
+        doubt = (xp.abs(u) < c * sd) & (norm2 > 0)
+        count = xp.clip(xp.sum(xp.astype(doubt, xp.int32), axis=1), max=max_per_layer)
+        # The doubtful units of each row first, the closest to 0 (in sd) first.
+        tiny = float(xp.finfo(Z.dtype).smallest_normal)
+        gap = xp.where(doubt, xp.abs(u) / xp.clip(sd, min=tiny), xp.full_like(u, float("inf")))
+        order = xp.argsort(gap, axis=1, stable=True)
         n_i = u.shape[1]
         for j in range(int(xp.max(count)) if B else 0):
             rows = count > j
@@ -95,9 +103,9 @@ def search_neighbours(Z, loss, Y, obs, weights, biases, activation, xp, *, noise
     """Rows of ``Z`` moved to a neighbouring support region where its minimum is lower.
 
     Every start of :func:`boundary_starts` takes ``screen_iter`` polish
-    steps, all starts in one batch; those that already lower their row's
-    loss are polished to the end, and a row keeps the lowest loss (never
-    higher than ``loss``).
+    steps, in chunks of at most ``B`` starts (the memory of one polish of
+    the batch); those that already lower their row's loss are polished to
+    the end, and a row keeps the lowest loss (never higher than ``loss``).
 
     Returns
     -------
@@ -117,14 +125,22 @@ def search_neighbours(Z, loss, Y, obs, weights, biases, activation, xp, *, noise
     kw = {"measurement": measurement, "gamma": gamma}
     net = (weights, biases, activation, xp)
     Ys, Os = xp.take(Y, rows, axis=0), xp.take(obs, rows, axis=0)
-    Zs, ls, _, _ = polish_batch(Z0, Ys, Os, *net, **kw, max_iter=screen_iter, tol=tol)
+    def chunked(Z_, Y_, O_, max_iter):
+        # polish_batch over at most B rows at a time.
+        parts = [
+            polish_batch(Z_[a : a + B, :], Y_[a : a + B, :], O_[a : a + B, :], *net, **kw,
+                         max_iter=max_iter, tol=tol)[:2]
+            for a in range(0, Z_.shape[0], B)
+        ]
+        return xp.concat([p[0] for p in parts], axis=0), xp.concat([p[1] for p in parts])
+
+    Zs, ls = chunked(Z0, Ys, Os, screen_iter)
     eps = float(xp.finfo(Z.dtype).eps)
     gain = ls < xp.take(loss, rows, axis=0) * (1.0 - 1e3 * eps)
     if bool(xp.any(gain)):
         sel = compress_rows(gain, xp)
-        Zf, lf, _, _ = polish_batch(xp.take(Zs, sel, axis=0), xp.take(Ys, sel, axis=0),
-                                    xp.take(Os, sel, axis=0), *net, **kw,
-                                    max_iter=polish_max_iter, tol=tol)
+        Zf, lf = chunked(xp.take(Zs, sel, axis=0), xp.take(Ys, sel, axis=0),
+                         xp.take(Os, sel, axis=0), polish_max_iter)
         Zs = scatter_rows(Zs, Zf, gain, xp)
         ls = scatter_rows(ls, lf, gain, xp)
     # Each row keeps its best: one slice of starts per (layer, rank).
