@@ -89,11 +89,19 @@ def test_search_neighbours_only_lowers_the_loss():
 
 def test_starts_descend_in_single_precision_returning_double():
     G, Z, Y, obs, W, b = _noisy(6)
-    starts = HybridStarts(None, max_iter=20)
-    Zg, lg = _descend(np.zeros_like(Z), Y, obs, W, b, G.activation, np, starts, 0.0, None)
+    low = ([w.astype(np.float32) for w in W], [v.astype(np.float32) for v in b])
+    starts = HybridStarts(None, max_iter=20, low_precision=low)
+    Z0 = Z + 0.3 * np.random.default_rng(0).standard_normal(Z.shape)
+    Zg, lg = _descend(Z0, Y, obs, W, b, G.activation, np, starts, 0.0, None)
     assert Zg.dtype == np.float64 and lg.dtype == np.float64
     np.testing.assert_array_equal(lg, forward_loss(Zg, Y, obs, W, b, G.activation, np)[0])
     np.testing.assert_array_equal(Zg, Zg.astype(np.float32).astype(np.float64))
+    assert np.all(lg < forward_loss(Z0, Y, obs, W, b, G.activation, np)[0])
+    # Without single-precision weights (or with a measurement) the descent
+    # runs in the input's precision.
+    Z64, _ = _descend(Z0, Y, obs, W, b, G.activation, np,
+                      HybridStarts(None, max_iter=20), 0.0, None)
+    assert not np.array_equal(Z64, Z64.astype(np.float32).astype(np.float64))
 
 
 def test_noisy_default_uses_the_pursuit_as_fallback():

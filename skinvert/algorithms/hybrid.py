@@ -68,6 +68,10 @@ class HybridStarts:
         None: no basin hopping.
     perturb_scale : float
         The step of those starts, in z units.
+    low_precision : tuple or None
+        ``(weights, biases)`` of the generator in single precision (dense
+        arrays, or bound layers and None): double-precision signals without
+        a measurement then descend in single precision (see :func:`_descend`).
     boundary_sd : float
         With ``noise_std``: the last stage tries the neighbouring support
         regions across the hidden units within ``boundary_sd`` noise
@@ -78,7 +82,8 @@ class HybridStarts:
 
     def __init__(self, init_codes, *, solver="adam", learning_rate=0.05, max_iter=300,
                  pursuit=None, per_round=None, perturb_codes=None, perturb_scale=0.5,
-                 pursuit_first=True, boundary_sd=0.0):
+                 pursuit_first=True, boundary_sd=0.0, low_precision=None):
+        self.low_precision = low_precision
         self.boundary_sd = boundary_sd
         self.pursuit_first = pursuit_first
         self.per_round = per_round
@@ -112,19 +117,19 @@ def consistent_loss_bound(Y, obs, xp, *, noise_std=None, n_sd=10.0):
 def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measurement):
     """Gradient descent from the starts ``Z0``; returns ``(Z, loss)``.
 
-    Double-precision input on dense layers without a measurement descends in
-    single precision: a start only has to reach the basin of the polish,
-    which runs in the input's precision, and the descent's matrix products
-    cost about twice as much in double (on 512 noisy signals of a saturating
-    tanh generator the starts were 40 % of the hybrid's time). The loss
-    returned is recomputed in the input's precision.
+    Double-precision input without a measurement descends in single
+    precision (``starts.low_precision``): a start only has to reach the
+    basin of the polish, which runs in the input's precision, and the
+    descent's matrix products cost about twice as much in double (on 512
+    noisy signals of a saturating tanh generator the starts were 40 % of the
+    hybrid's time). The loss returned is recomputed in the input's precision.
     """
     run = adam_descent if starts.solver == "adam" else momentum_descent
-    if Z0.dtype == xp.float64 and biases is not None and measurement is None:
+    low = starts.low_precision
+    if low is not None and Z0.dtype == xp.float64 and measurement is None:
         f32 = xp.float32
         Z, _, _, _ = run(
-            xp.astype(Z0, f32), xp.astype(Y, f32), xp.astype(obs, f32),
-            [xp.astype(W, f32) for W in weights], [xp.astype(b, f32) for b in biases],
+            xp.astype(Z0, f32), xp.astype(Y, f32), xp.astype(obs, f32), low[0], low[1],
             activation, xp, learning_rate=starts.learning_rate, alpha=gamma,
             max_iter=starts.max_iter,
         )

@@ -403,6 +403,18 @@ class HybridInverter(BaseInverter):
         base.update(info)
         return Z, base
 
+    def _low_precision(self, Y, xp, state):
+        """The generator in single precision for the gradient-descent starts of
+        double-precision signals (None with a measurement, in single precision,
+        or where the weights do not fit float32)."""
+        if Y.dtype != xp.float64 or state.measurement is not None:
+            return None
+        _, dev = namespace_of(Y)
+        try:
+            return generator_arrays(self.generator_, xp, xp.float32, dev)
+        except ValueError:
+            return None
+
     def _pursuit_first(self):
         """Whether the pursuit is every row's first start (else a fallback)."""
         if self.use_pursuit == "auto":
@@ -433,7 +445,8 @@ class HybridInverter(BaseInverter):
                               per_round=self.restarts_per_round, perturb_codes=hops,
                               perturb_scale=self.perturbation_scale,
                               pursuit_first=self._pursuit_first(),
-                              boundary_sd=self.boundary_sd)
+                              boundary_sd=self.boundary_sd,
+                              low_precision=self._low_precision(Y, xp, state))
         Z, info = hybrid_batch(
             Y, obs, state.weights, state.biases, act, xp, starts,
             measurement=state.measurement, gamma=self.gamma, noise_std=self.noise_std,
