@@ -25,6 +25,7 @@ __all__ = [
     "scatter_rows",
     "shared_left_matmul",
     "supported_affine_map",
+    "supported_affine_maps",
     "supported_lstsq",
 ]
 
@@ -313,15 +314,27 @@ def supported_affine_map(weights, biases, masks, xp, *, n_samples):
     A : array of shape (B, n, n_0)
     c : array of shape (B, n)
     """
-    A = weights[0]
-    c = biases[0]
+    return supported_affine_maps(weights, biases, masks, xp, n_samples=n_samples)[-1]
+
+
+def supported_affine_maps(weights, biases, masks, xp, *, n_samples):
+    """Every layer's map of :func:`supported_affine_map`, built in one pass.
+
+    Returns
+    -------
+    maps : list of ``(A_i, c_i)``, i = 1..L+1
+        ``u_i = A_i z + c_i`` of shape (B, n_i, n_0) and (B, n_i): the
+        pre-activations of the hidden layers on the supports ``masks`` of
+        the layers below them, and last the output's.
+    """
+    A = xp.broadcast_to(weights[0][None, :, :], (n_samples,) + tuple(weights[0].shape))
+    c = xp.broadcast_to(biases[0][None, :], (n_samples, biases[0].shape[0]))
+    maps = [(A, c)]
     for W, b, M in zip(weights[1:], biases[1:], masks, strict=True):
         A = shared_left_matmul(W, M[:, :, None] * A, xp)
         c = (M * c) @ W.T + b
-    if A.ndim == 2:  # no hidden layer: a single affine map, shared
-        A = xp.broadcast_to(A[None, :, :], (n_samples,) + tuple(A.shape))
-        c = xp.broadcast_to(c[None, :], (n_samples, c.shape[0]))
-    return A, c
+        maps.append((A, c))
+    return maps
 
 
 def finite_or(x, value, xp):

@@ -222,9 +222,12 @@ def hybrid_batch(
 
     keep.state = lambda: (Z, loss, start, fixed, n_iter)
 
+    def data_term(Zc, lc):
+        # The loss without the ridge: what the bounds are on.
+        return lc - 0.5 * gamma * xp.sum(Zc * Zc, axis=1)
+
     def fits(Zc, lc):
-        # The data term of the loss (without the ridge) against the bound.
-        return (lc - 0.5 * gamma * xp.sum(Zc * Zc, axis=1)) <= bound
+        return data_term(Zc, lc) <= bound
 
     def pursuit_start(rows):
         # The pursuit's estimate of the rows `rows` (a mask) and its polish.
@@ -253,8 +256,7 @@ def hybrid_batch(
     far = consistent_loss_bound(Y, obs, xp, noise_std=noise_std, n_sd=max(noise_sd, 10.0))
 
     def far_off():
-        Zc, lc = keep.state()[:2]
-        return (lc - 0.5 * gamma * xp.sum(Zc * Zc, axis=1)) > far
+        return data_term(*keep.state()[:2]) > far
 
     if starts.pursuit is not None and starts.pursuit_first:
         pursuit_start(xp.ones((B,), dtype=xp.bool, device=dev))

@@ -25,8 +25,8 @@ keeps a start's result where it lowers the row's loss.
 """
 
 from .._array_api import device
-from .._linalg import compress_rows, matvec, scatter_rows, supported_affine_map
-from .polish import forward_loss, jacobian, polish_batch
+from .._linalg import compress_rows, matvec, scatter_rows, supported_affine_maps
+from .polish import forward_loss, output_jacobian, polish_batch
 
 __all__ = ["boundary_starts", "search_neighbours"]
 
@@ -63,16 +63,17 @@ def boundary_starts(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
     B, n0 = Z.shape
     _, U, masks = forward_loss(Z, Y, obs, weights, biases, activation, xp,
                                measurement=measurement, gamma=gamma)
-    J = jacobian(U, masks, weights, biases, activation, xp, measurement=measurement, obs=obs)
+    # One pass builds every layer's map on the current supports; the last
+    # (the output's) gives the Jacobian.
+    maps = supported_affine_maps(weights, biases, masks, xp, n_samples=B)
+    J = output_jacobian(maps[-1][0], U, activation, xp, measurement, obs)
     gram = xp.matmul(xp.matrix_transpose(J), J)
     eye = xp.eye(n0, dtype=Z.dtype, device=device(Z))
     scale = xp.max(xp.linalg.diagonal(gram), axis=1)
     jitter = n0 * float(xp.finfo(Z.dtype).eps) * xp.where(scale > 0, scale, xp.ones_like(scale))
     cov = xp.linalg.inv(gram + (gamma + jitter)[:, None, None] * eye)  # (J^T J)^-1
     starts = []
-    for i in range(1, len(weights)):
-        A_i, c_i = supported_affine_map(weights[:i], biases[:i], masks[: i - 1], xp,
-                                        n_samples=B)
+    for A_i, c_i in maps[:-1]:  # the hidden layers i = 1..L
         u = matvec(A_i, Z, xp) + c_i  # (B, n_i): the pre-activations of layer i
         var = noise_std**2 * xp.sum(xp.matmul(A_i, cov) * A_i, axis=2)
         norm2 = xp.sum(A_i * A_i, axis=2)

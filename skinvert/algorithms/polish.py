@@ -21,7 +21,7 @@ from .._linalg import lstsq_factors, lstsq_solve, row_norm, supported_affine_map
 from .._linalg import scatter_rows as _scatter_rows
 from ._network import hidden_masks, network_affine_map, network_forward
 
-__all__ = ["affine_map", "forward_loss", "jacobian", "polish_batch"]
+__all__ = ["affine_map", "forward_loss", "jacobian", "output_jacobian", "polish_batch"]
 
 
 def _hidden(Z, weights, biases, xp):
@@ -93,11 +93,12 @@ def jacobian(U, masks, weights, biases, activation, xp, *, measurement=None, obs
     :func:`~skinvert.algorithms._network.network_affine_map`). Returns (B, m, n_0).
     """
     A_S, _ = affine_map(weights, biases, masks, xp, n_samples=U.shape[0])
-    return _output_jacobian(A_S, U, activation, xp, measurement, obs)
+    return output_jacobian(A_S, U, activation, xp, measurement, obs)
 
 
-def _output_jacobian(A_S, U, activation, xp, measurement, obs):
-    """``diag(obs) A diag(phi'(u)) A_S`` from the affine map ``A_S``."""
+def output_jacobian(A_S, U, activation, xp, measurement, obs):
+    """``diag(obs) A diag(phi'(u)) A_S`` from the affine map ``A_S`` of the
+    output pre-activation ``U`` (``A``: the ``measurement``, or none)."""
     J = activation.derivative(U, xp)[:, :, None] * A_S
     if measurement is not None:
         J = measurement.columns(J)
@@ -233,7 +234,7 @@ class _StepCache:
     """
 
     def __init__(self, live, A_S, factors, scale, xp):
-        self.live, self.A_S, self.factors, self.scale, self.xp = live, A_S, factors, scale, xp
+        self.live, self.A_S, self.factors, self.scale = live, A_S, factors, scale
         n = scale.shape[0]
         self.A_ok = xp.ones((n,), dtype=xp.bool, device=device(scale))
         self.f_ok = xp.ones_like(self.A_ok)
@@ -251,7 +252,7 @@ class _StepCache:
         n = U.shape[0]
 
         def factor(A_S, U_, Y_, o_):
-            J = _output_jacobian(A_S, U_, activation, xp, measurement, o_)
+            J = output_jacobian(A_S, U_, activation, xp, measurement, o_)
             out = activation(U_, xp)
             if measurement is not None:
                 out = measurement.forward(out)
