@@ -82,6 +82,7 @@ def test_search_neighbours_only_lowers_the_loss():
     Zn, ln, moved = search_neighbours(Zp, lp, Y, obs, W, b, G.activation, np,
                                       noise_std=3e-2, c=2.0)
     assert np.all(ln <= lp)
+    assert moved.any()  # measured: 2 of 24 rows find a lower neighbouring minimum
     assert np.all(ln[moved] < lp[moved]) and np.array_equal(Zn[~moved], Zp[~moved])
     np.testing.assert_allclose(ln, forward_loss(Zn, Y, obs, W, b, G.activation, np)[0],
                                rtol=1e-12)
