@@ -140,3 +140,52 @@ def test_n_jobs_gives_identical_results(kind):
     ref = _transform(_make(kind, G).set_params(batch_size=4).fit(X), X, S)
     par = _transform(_make(kind, G).set_params(batch_size=4, n_jobs=2).fit(X), X, S)
     np.testing.assert_array_equal(par, ref)
+
+
+# -- the speed cap of automatic batches on NumPy (BaseInverter._host_row_cap) --
+def _map_net():
+    # n * n_0 = 784 * 20: 8 MiB of float64 maps is 66 rows.
+    return make_random_generator([20, 64, 784], random_state=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda G: OracleInverter(G),
+        lambda G: __import__("skinvert").HybridInverter(G, random_state=0),
+    ],
+    ids=["oracle", "hybrid"],
+)
+def test_host_batches_keep_the_map_stack_small(make):
+    from skinvert.inverters._base import HOST_BLOCK_BYTES
+
+    G = _map_net()
+    est = make(G).fit(G.forward(np.zeros((2, 20))))
+    cap = HOST_BLOCK_BYTES // (8 * 784 * 20)
+    host = est._batches(1000, 8, host=True)
+    assert max(sl.stop - sl.start for sl in host) == cap
+    # float32: about twice the rows; not on other namespaces (GPU: big batches).
+    cap32 = HOST_BLOCK_BYTES // (4 * 784 * 20)
+    assert max(sl.stop - sl.start for sl in est._batches(1000, 4, host=True)) == cap32
+    assert len(est._batches(1000, 8, host=False)) < len(host)
+    # The user's batch_size wins.
+    assert len(est.set_params(batch_size=500)._batches(1000, 8, host=True)) == 2
+
+
+def test_host_cap_leaves_other_estimators_alone():
+    G = _map_net()
+    for est in (GradientDescentInverter(G), LatentPursuitInverter(G)):
+        est.fit(G.forward(np.zeros((2, 20))))
+        assert est._batches(1000, 8, host=True) == est._batches(1000, 8, host=False)
+
+
+def test_host_batches_give_the_one_batch_result():
+    G = _map_net()
+    Z = np.random.default_rng(0).standard_normal((150, 20))
+    X = G.forward(Z) + 1e-3 * np.random.default_rng(1).standard_normal((150, 784))
+    S = G.supports(Z)
+    est = OracleInverter(G).fit(X)
+    assert len(est._batches(150, 8, host=True)) == 3
+    Z_auto = est.transform(X, supports=S)
+    Z_one = est.set_params(batch_size=150).transform(X, supports=S)
+    np.testing.assert_allclose(Z_auto, Z_one, rtol=1e-12, atol=1e-14)

@@ -20,6 +20,10 @@ __all__ = ["BaseInverter"]
 #: Working memory one batch may use when ``batch_size=None`` (bytes).
 WORKING_MEMORY = 512 * 2**20
 
+#: On NumPy, automatic batches of the estimators that form an (n, n_0) map per
+#: row keep that stack of maps within this many bytes (see ``_host_row_cap``).
+HOST_BLOCK_BYTES = 8 * 2**20
+
 
 class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class of the inverters: validation, batching, inverse_transform, score.
@@ -187,12 +191,15 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return self.n_components_
 
     # -- transform --------------------------------------------------------------
-    def _batches(self, n_samples, itemsize, n_workers=1):
+    def _batches(self, n_samples, itemsize, n_workers=1, host=False):
         if self.batch_size is not None:
             size = self.batch_size
         else:
             per = max(1, self._bytes_per_sample(self.generator_, itemsize))
             size = max(1, WORKING_MEMORY // (per * n_workers))
+            cap = self._host_row_cap(self.generator_, itemsize) if host else None
+            if cap is not None:
+                size = min(size, cap)
             if n_workers > 1:  # at least one batch per worker
                 size = min(size, max(1, -(-n_samples // n_workers)))
             if self.verbose:  # about 20 batches, so that the progress bar moves
@@ -201,6 +208,29 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def _bytes_per_sample(self, generator, itemsize):
         return itemsize * 8 * sum(generator.layer_sizes)
+
+    def _host_row_cap(self, generator, itemsize):
+        """Rows per automatic batch on NumPy for speed, not memory (None: no cap).
+
+        Estimators whose iterations build a stack of per-row (n, n_0) maps
+        (the Oracle's Gauss-Newton, the hybrid's polish) run fastest on
+        blocks of rows whose stack stays within :data:`HOST_BLOCK_BYTES`:
+        each iteration allocates such stacks afresh, and blocks above the C
+        allocator's mmap threshold (32 MiB in glibc) are returned to the
+        system and page-faulted again on every allocation. 512 clean
+        ``fashion-mnist-fc`` signals: the Oracle took 2.2-3.2 s in one batch
+        (1.4-2.2 s of it system time) and 0.58 s in batches of 64
+        (``benchmarks/performance.py``). At least 16 rows.
+        """
+        return None
+
+    @staticmethod
+    def _map_row_cap(generator, itemsize, m=None):
+        """:meth:`_host_row_cap` for a per-row (m, n_0) map (``m``: the
+        output size by default)."""
+        sizes = generator.layer_sizes
+        m = sizes[-1] if m is None else max(m, sizes[-1])
+        return max(16, HOST_BLOCK_BYTES // (itemsize * m * sizes[0]))
 
     def transform(self, X, return_info=False):
         """Recover the latent codes of the signals X.
@@ -275,7 +305,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         n = X.shape[0]
         itemsize = 4 if X.dtype == xp.float32 else 8
         n_workers = effective_n_jobs(self.n_jobs) if _is_numpy(xp) else 1
-        batches = self._batches(n, itemsize, n_workers)
+        batches = self._batches(n, itemsize, n_workers, host=_is_numpy(xp))
         # Missing entries are split off per batch (in _run_batch), so the
         # working memory is bounded by batch_size, not by the size of X.
         scan = scan_rows(
