@@ -148,22 +148,14 @@ def _map_net():
     return make_random_generator([20, 64, 784], random_state=0)
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda G: OracleInverter(G),
-        lambda G: __import__("skinvert").HybridInverter(G, random_state=0),
-    ],
-    ids=["oracle", "hybrid"],
-)
-def test_host_batches_keep_the_map_stack_small(make):
+def test_host_batches_keep_the_map_stack_small():
+    from skinvert import HybridInverter
     from skinvert.inverters._base import HOST_BLOCK_BYTES
 
     G = _map_net()
-    est = make(G).fit(G.forward(np.zeros((2, 20))))
-    cap = HOST_BLOCK_BYTES // (8 * 784 * 20)
+    est = HybridInverter(G, random_state=0).fit(G.forward(np.zeros((2, 20))))
     host = est._batches(1000, 8, host=True)
-    assert max(sl.stop - sl.start for sl in host) == cap
+    assert max(sl.stop - sl.start for sl in host) == HOST_BLOCK_BYTES // (8 * 784 * 20)
     # float32: about twice the rows; not on other namespaces (GPU: big batches).
     cap32 = HOST_BLOCK_BYTES // (4 * 784 * 20)
     assert max(sl.stop - sl.start for sl in est._batches(1000, 4, host=True)) == cap32
@@ -174,18 +166,31 @@ def test_host_batches_keep_the_map_stack_small(make):
 
 def test_host_cap_leaves_other_estimators_alone():
     G = _map_net()
-    for est in (GradientDescentInverter(G), LatentPursuitInverter(G)):
+    for est in (GradientDescentInverter(G), LatentPursuitInverter(G), OracleInverter(G)):
         est.fit(G.forward(np.zeros((2, 20))))
         assert est._batches(1000, 8, host=True) == est._batches(1000, 8, host=False)
 
 
-def test_host_batches_give_the_one_batch_result():
+def test_oracle_blocks_give_the_one_block_result(monkeypatch):
+    from skinvert.algorithms import oracle
+
     G = _map_net()
     Z = np.random.default_rng(0).standard_normal((150, 20))
     X = G.forward(Z) + 1e-3 * np.random.default_rng(1).standard_normal((150, 784))
     S = G.supports(Z)
+    calls = []
+    block = oracle._oracle_block
+
+    def counted(Y, *args, **kwargs):
+        calls.append(len(Y))
+        return block(Y, *args, **kwargs)
+
+    monkeypatch.setattr(oracle, "_oracle_block", counted)
     est = OracleInverter(G).fit(X)
-    assert len(est._batches(150, 8, host=True)) == 3
-    Z_auto = est.transform(X, supports=S)
-    Z_one = est.set_params(batch_size=150).transform(X, supports=S)
-    np.testing.assert_allclose(Z_auto, Z_one, rtol=1e-12, atol=1e-14)
+    Z_blocks = est.transform(X, supports=S)
+    assert calls == [66, 66, 18]  # blocks of 8 MiB of (784, 20) maps
+    calls.clear()
+    monkeypatch.setattr(oracle, "HOST_BLOCK_BYTES", 2**40)
+    Z_one = est.transform(X, supports=S)
+    assert calls == [150]
+    np.testing.assert_allclose(Z_blocks, Z_one, rtol=1e-12, atol=1e-14)

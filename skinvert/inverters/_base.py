@@ -213,14 +213,14 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """Rows per automatic batch on NumPy for speed, not memory (None: no cap).
 
         Estimators whose iterations build a stack of per-row (n, n_0) maps
-        (the Oracle's Gauss-Newton, the hybrid's polish) run fastest on
-        blocks of rows whose stack stays within :data:`HOST_BLOCK_BYTES`:
-        each iteration allocates such stacks afresh, and blocks above the C
-        allocator's mmap threshold (32 MiB in glibc) are returned to the
-        system and page-faulted again on every allocation. 512 clean
-        ``fashion-mnist-fc`` signals: the Oracle took 2.2-3.2 s in one batch
-        (1.4-2.2 s of it system time) and 0.58 s in batches of 64
-        (``benchmarks/performance.py``). At least 16 rows.
+        (the hybrid's polish) run fastest on blocks of rows whose stack stays
+        within :data:`HOST_BLOCK_BYTES`: each iteration allocates such stacks
+        afresh, and blocks above the C allocator's mmap threshold (32 MiB in
+        glibc) are returned to the system and page-faulted again on every
+        allocation (the Oracle's Algorithm 1 blocks its rows itself, see
+        :func:`~skinvert.algorithms.oracle.oracle_end_to_end`: 512 clean
+        ``fashion-mnist-fc`` signals took 2.2-3.2 s in one block, 1.4-2.2 s
+        of it system time, and 0.58 s in blocks of 64). At least 16 rows.
         """
         return None
 

@@ -58,9 +58,9 @@ class OracleInverter(BaseInverter):
         Levenberg-Marquardt through A and phi. ``method="end_to_end"`` only
         (Algorithm 6 needs phi^-1 of the signal itself).
     batch_size : int or None, default=None
-        Rows per batch (None: sized for about 512 MiB of working memory and,
-        on NumPy, at most about 8 MiB of per-row (n, n_0) maps, which runs
-        fastest; see the scaling guide).
+        Rows per batch (None: sized for about 512 MiB of working memory; on
+        NumPy, Algorithm 1 then iterates on blocks of about 8 MiB of per-row
+        (n, n_0) maps, which runs fastest; see the scaling guide).
     n_jobs : int or None, default=None
         Joblib workers the batches are split across (NumPy input only).
     verbose : int, default=0
@@ -173,12 +173,6 @@ class OracleInverter(BaseInverter):
         return itemsize * max(
             max(m * k + k * k, 5 * k * k // 2) for k, m in zip(sizes[:-1], sizes[1:])
         )
-
-    def _host_row_cap(self, generator, itemsize):
-        if self.method != "end_to_end":
-            return None
-        A = getattr(self, "measurement_", None)
-        return self._map_row_cap(generator, itemsize, None if A is None else A.shape[0])
 
     def transform(self, X, supports=None, return_info=False):
         """Recover the latent codes of X on the given supports.
