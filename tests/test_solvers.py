@@ -304,3 +304,32 @@ def test_shared_factor_rows_match_own_gram(lam):
                 options={"ftol": 1e-15, "gtol": 1e-12},
             ).x
         np.testing.assert_allclose(x[i], ref, atol=1e-6 if lam else 1e-9)
+
+
+def test_shared_factor_rows_in_blocks_match_one_block(monkeypatch):
+    """The Woodbury rows run in blocks of rows on NumPy (host_block_rows); the
+    blocks give the one-block answer and decisions."""
+    from skinvert.solvers import _active_set
+
+    rng = np.random.default_rng(5)
+    m, k, B = 60, 16, 37
+    W = rng.standard_normal((m, k))
+    T = (np.abs(rng.standard_normal((B, k))) * (rng.random((B, k)) < 0.7)) @ W.T
+    T[::5] += 0.5 * rng.standard_normal((len(T[::5]), m))
+    w = np.ones((B, m))
+    for i in range(B):
+        w[i, rng.choice(m, 1 + i % 4, replace=False)] = 0.0
+    monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, b, minimum=16: 10**9)
+    done1, x1 = _active_set._shared_factor_rows(W, T, w, 0.0, np)
+    sizes = []
+
+    def small(xp, row_bytes, minimum=16):
+        sizes.append(row_bytes)
+        return 4
+
+    monkeypatch.setattr(_active_set, "host_block_rows", small)
+    done4, x4 = _active_set._shared_factor_rows(W, T, w, 0.0, np)
+    assert sizes == [2 * 4 * k * 8]  # (q, k) rows of W and of H, q = 4 dropped
+    assert done1.any() and not done1.all()
+    np.testing.assert_array_equal(done4, done1)
+    np.testing.assert_allclose(x4, x1, rtol=1e-13, atol=1e-13)

@@ -10,6 +10,7 @@ from .._linalg import (
     batched_lstsq,
     compress_rows,
     finite_or,
+    host_block_rows,
     matvec,
     row_norm,
     scatter_rows,
@@ -18,10 +19,6 @@ from .._linalg import (
 from .polish import affine_map
 
 __all__ = ["inverse_target", "oracle_end_to_end", "oracle_layerwise"]
-
-#: On NumPy, :func:`oracle_end_to_end` iterates on blocks of rows whose stack
-#: of (n, n_0) maps stays within this many bytes (at least 16 rows).
-HOST_BLOCK_BYTES = 8 * 2**20
 
 
 def inverse_target(Y, obs, activation, xp):
@@ -100,10 +97,7 @@ def oracle_end_to_end(
     B = Y.shape[0]
     block = _host_block(Y, weights, xp)
     if block is not None and B > block:
-        # Blocks of rows (rows are independent): stacks of maps above the C
-        # allocator's mmap threshold are page-faulted afresh at every
-        # allocation (512 clean fashion-mnist-fc rows: 2.2-3.2 s in one
-        # block, 0.6 s in blocks of 64).
+        # Blocks of rows (rows are independent; see host_block_rows).
         parts = [
             _oracle_block(
                 Y[i : i + block], obs[i : i + block], weights, biases, activation,
@@ -125,11 +119,11 @@ def oracle_end_to_end(
 
 
 def _host_block(Y, weights, xp):
-    """Rows per block on NumPy (None elsewhere: a GPU wants big batches)."""
+    """Rows per block: the per-row (n, n_0) maps (:func:`host_block_rows`)."""
     if not _is_numpy(xp):
         return None
     n, n0 = max(Y.shape[1], weights[-1].shape[0]), weights[0].shape[1]
-    return max(16, HOST_BLOCK_BYTES // (Y.dtype.itemsize * n * n0))
+    return host_block_rows(xp, Y.dtype.itemsize * n * n0)
 
 
 def _oracle_block(

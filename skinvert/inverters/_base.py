@@ -2,6 +2,7 @@
 
 from numbers import Integral
 
+import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state, gen_batches, metadata_routing
@@ -10,6 +11,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._array_api import _is_numpy, get_namespace, namespace_of
+from .._linalg import host_block_rows
 from ..operators import Measurement, check_measurement
 from ._batching import _run_batch, _slice_all
 from ._checks import clip_to_range, range_warning, resolve_generator, scan_rows
@@ -19,10 +21,6 @@ __all__ = ["BaseInverter"]
 
 #: Working memory one batch may use when ``batch_size=None`` (bytes).
 WORKING_MEMORY = 512 * 2**20
-
-#: On NumPy, automatic batches of the estimators that form an (n, n_0) map per
-#: row keep that stack of maps within this many bytes (see ``_host_row_cap``).
-HOST_BLOCK_BYTES = 8 * 2**20
 
 
 class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -214,7 +212,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         Estimators whose iterations build a stack of per-row (n, n_0) maps
         (the hybrid's polish) run fastest on blocks of rows whose stack stays
-        within :data:`HOST_BLOCK_BYTES`: each iteration allocates such stacks
+        within ``skinvert._linalg.HOST_BLOCK_BYTES``: each iteration allocates such stacks
         afresh, and blocks above the C allocator's mmap threshold (32 MiB in
         glibc) are returned to the system and page-faulted again on every
         allocation (the Oracle's Algorithm 1 blocks its rows itself, see
@@ -230,7 +228,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         output size by default)."""
         sizes = generator.layer_sizes
         m = sizes[-1] if m is None else max(m, sizes[-1])
-        return max(16, HOST_BLOCK_BYTES // (itemsize * m * sizes[0]))
+        return host_block_rows(np, itemsize * m * sizes[0])
 
     def transform(self, X, return_info=False):
         """Recover the latent codes of the signals X.

@@ -28,6 +28,7 @@ from .._array_api import device, single_threaded_blas
 from .._linalg import (
     compress_rows,
     downdated_solve,
+    host_block_rows,
     matvec,
     rmatvec,
     row_weighted_gram,
@@ -305,15 +306,26 @@ def _shared_factor_rows(W, t, w, lam, xp):
         with single_threaded_blas(xp):
             g1 = xp.linalg.solve(Gj, ones)[:, 0]
         x0 = x0 - lam_col(lam_s) * g1[None, :]
-    x, WD = downdated_solve(W, H, x0, ds, xp)
-    x = xp.clip(x, min=0.0)
-    g = x @ G - rp - rmatvec(WD, matvec(WD, x, xp), xp)
     # The tolerance of the active-set iteration's own support decisions
     # (its ``kkt_tol``): phi^-1 amplifies the rounding of nearly saturated
     # pixels, so a noiseless target is consistent only to about that level.
     eps = float(xp.finfo(dt).eps)
     tau = (eps**0.5 * (xp.max(xp.abs(r), axis=1) + eps))[:, None]
-    good = xp.all(xp.where(x > 0, xp.abs(g) <= tau, g >= -tau), axis=1)
+    n = x0.shape[0]
+    # Per row (q, k) dropped rows of W and of H: blocks of rows (host_block_rows).
+    q = int(xp.max(xp.sum(xp.astype(ds, xp.int32), axis=1))) if n else 0
+    itemsize = 4 if dt == xp.float32 else 8
+    block = host_block_rows(xp, 2 * max(q, 1) * k * itemsize, minimum=4) or n
+    xs, goods = [], []
+    for i in range(0, n, max(block, 1)):
+        sl = slice(i, min(i + block, n))
+        x, WD = downdated_solve(W, H, x0[sl, ...], ds[sl, ...], xp)
+        x = xp.clip(x, min=0.0)
+        g = x @ G - rp[sl, ...] - rmatvec(WD, matvec(WD, x, xp), xp)
+        t_ = tau[sl, ...]
+        goods.append(xp.all(xp.where(x > 0, xp.abs(g) <= t_, g >= -t_), axis=1))
+        xs.append(x)
+    x, good = (xs[0], goods[0]) if len(xs) == 1 else (xp.concat(xs), xp.concat(goods))
     if sub is None:
         return good, x
     done = scatter_rows(xp.zeros((B,), dtype=xp.bool, device=device(t)), good, ok, xp)
