@@ -333,3 +333,42 @@ def test_shared_factor_rows_in_blocks_match_one_block(monkeypatch):
     assert done1.any() and not done1.all()
     np.testing.assert_array_equal(done4, done1)
     np.testing.assert_allclose(x4, x1, rtol=1e-13, atol=1e-13)
+
+
+def test_per_row_gram_rows_in_blocks_match_one_block(monkeypatch):
+    """Per-row Gram systems (noise weights) are built and solved in blocks of
+    rows on NumPy; the blocks give the one-block answers and Gram matrices."""
+    from skinvert.solvers import _active_set
+
+    rng = np.random.default_rng(7)
+    m, k, B = 50, 12, 21
+    W = rng.standard_normal((m, k))
+    T = (np.abs(rng.standard_normal((B, k))) * (rng.random((B, k)) < 0.6)) @ W.T
+    T += 0.05 * rng.standard_normal((B, m))
+    w = rng.uniform(0.2, 1.0, (B, m))  # not 0/1: every row forms its own Gram matrix
+    lam = rng.uniform(0.0, 0.1, B)
+    one, blocks = {}, {}
+    monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, b, minimum=16: 10**9)
+    x1, n1 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=one)
+    monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, b, minimum=16: 8)
+    x8, n8 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=blocks)
+    assert n1 == n8 == 0
+    np.testing.assert_allclose(x8, x1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blocks["gram"], one["gram"], rtol=1e-14)
+    np.testing.assert_allclose(one["gram"][3], W.T @ (w[3][:, None] * W), rtol=1e-12)
+
+
+def test_noise_rule_inverse_diagonal_in_blocks(monkeypatch):
+    from skinvert.algorithms import noise
+
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((40, 9))
+    rows = rng.uniform(0.1, 1.0, (19, 40))
+    ref = np.stack([np.diag(np.linalg.inv(W.T @ (r[:, None] * W))) for r in rows])
+    monkeypatch.setattr(noise, "host_block_rows", lambda xp, b, minimum=16: 8)
+    np.testing.assert_allclose(noise._inverse_diagonal(None, W, rows, 19, np), ref, rtol=1e-10)
+    gram = np.stack([W.T @ (r[:, None] * W) for r in rows])
+    np.testing.assert_allclose(noise._inverse_diagonal(gram, W, None, 19, np), ref, rtol=1e-10)
+    shared = np.diag(np.linalg.inv(W.T @ W))
+    d = noise._inverse_diagonal(None, W, None, 19, np)
+    np.testing.assert_allclose(d[5], shared, rtol=1e-10)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .._array_api import device, single_threaded_blas, to_numpy
-from .._linalg import compress_rows, row_weighted_gram, scatter_rows
+from .._linalg import compress_rows, host_block_rows, row_weighted_gram, scatter_rows
 
 __all__ = [
     "NoiseModel",
@@ -236,11 +236,7 @@ class NoiseRule(SupportRule):
             # covariance with the weighted Gram matrix; rows with many
             # saturated pixels determine x_L far less well than the average
             # gain says). Entry j is in the support above c times its own.
-            G = gram
-            if G is None:
-                G = W.T @ W if rows is None else row_weighted_gram(W, rows, xp)
-            with single_threaded_blas(xp):
-                var = xp.linalg.diagonal(xp.linalg.inv(_jittered(G, xp)))
+            var = _inverse_diagonal(gram, W, rows, x.shape[0], xp)
             std = self.delta[:, None] * xp.sqrt(xp.clip(var, min=0.0))
             S = support_mask(x, self.support_tol, xp, self.nonneg) & (x > self.model.c * std)
             # delta_L: the RMS error of x_L, for the layers below.
@@ -249,6 +245,26 @@ class NoiseRule(SupportRule):
         # Advance to x_i's error level: its threshold is c delta_i.
         self.delta = self.gains[i] * self.delta
         return support_mask(x, self.support_tol, xp, self.nonneg, self.model.c * self.delta)
+
+
+def _inverse_diagonal(gram, W, rows, B, xp):
+    """``diag((W^T diag(w_b) W)^-1)`` per row (B, k), from ``gram`` when given,
+    in blocks of rows (:func:`~skinvert._linalg.host_block_rows`)."""
+    k = W.shape[1]
+    if (gram is None and rows is None) or (gram is not None and gram.ndim == 2):
+        G = W.T @ W if gram is None else gram
+        with single_threaded_blas(xp):
+            d = xp.linalg.diagonal(xp.linalg.inv(_jittered(G, xp)))
+        return xp.broadcast_to(d[None, :], (B, k))
+    itemsize = 4 if W.dtype == xp.float32 else 8
+    block = host_block_rows(xp, 3 * k * k * itemsize, minimum=8) or B
+    parts = []
+    for i in range(0, B, max(block, 1)):
+        sl = slice(i, min(i + block, B))
+        G = gram[sl, ...] if gram is not None else row_weighted_gram(W, rows[sl, ...], xp)
+        with single_threaded_blas(xp):
+            parts.append(xp.linalg.diagonal(xp.linalg.inv(_jittered(G, xp))))
+    return parts[0] if len(parts) == 1 else xp.concat(parts)
 
 
 def _jittered(G, xp):

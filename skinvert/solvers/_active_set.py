@@ -35,7 +35,7 @@ from .._linalg import (
     scatter_rows,
 )
 from ._base import BaseLayerSolver, n_false
-from ._lam import lam_col, take_lam
+from ._lam import as_lam, lam_col, take_lam
 from ._lawson_hanson import nnls_lawson_hanson
 from ._quadratic import active_set_refine, fista, masked_gram_solve, objective
 
@@ -160,7 +160,34 @@ class ActiveSet(BaseLayerSolver):
 
     def _solve_gram_rows(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None):
         """:meth:`solve_gram` with every row's own Gram matrix (kept in
-        ``out["gram"]`` when ``out`` is a dict)."""
+        ``out["gram"]`` when ``out`` is a dict).
+
+        With row weights the (B, k, k) Gram matrices and the systems solved
+        on them are built for blocks of rows (:func:`host_block_rows`; rows
+        are independent)."""
+        B, k = t.shape[0], W.shape[1]
+        itemsize = 4 if t.dtype == xp.float32 else 8
+        block = None if w is None else host_block_rows(xp, 4 * k * k * itemsize, minimum=8)
+        if block is None or B <= block:
+            return self._solve_gram_block(W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
+        xs, grams, n_bad = [], [], 0
+        for i in range(0, B, block):
+            sl = slice(i, min(i + block, B))
+            o = {} if out is not None else None
+            x, n = self._solve_gram_block(
+                W, t[sl, ...], w[sl, ...], _lam_rows(as_lam(lam), sl), nonneg, xp,
+                lipschitz=lipschitz, out=o,
+            )
+            xs.append(x)
+            n_bad += n
+            if o is not None:
+                grams.append(o["gram"])
+        if out is not None:
+            out["gram"] = xp.concat(grams)
+        return xp.concat(xs), n_bad
+
+    def _solve_gram_block(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None):
+        """:meth:`_solve_gram_rows` on one block of rows."""
         B = t.shape[0]
         k = W.shape[1]
         dt = t.dtype
@@ -339,3 +366,8 @@ def _violations(W, b, x, rows, xp):
     scale = xp.max(xp.abs(u), axis=1, keepdims=True) + 1.0
     eps = float(xp.finfo(x.dtype).eps)
     return (u > 1e3 * eps * scale) & (rows == 0)
+
+
+def _lam_rows(lam, sl):
+    """The rows ``sl`` (a slice) of a per-sample ``lam`` (a float is shared)."""
+    return lam if isinstance(lam, float) else lam[sl, ...]
