@@ -73,6 +73,35 @@ def test_per_row_gram_and_rank():
     np.testing.assert_allclose(x, X, atol=1e-9)
 
 
+@pytest.mark.parametrize("per_row", [False, True])
+def test_blocks_of_rows_give_the_one_block_answer(monkeypatch, per_row):
+    """On NumPy the rows run in blocks (host_block_rows): same x, same flags,
+    with a shared or a per-row Gram matrix, rank and lam."""
+    from skinvert.solvers import _lawson_hanson as lh
+
+    W, X, T = _problem(40, 60, 11, 12, 2)
+    G, r, rank, lam = W.T @ W, T @ W, 40, 0.0
+    if per_row:
+        w = np.ones_like(T)
+        w[::2, :4] = 0.0
+        G = np.einsum("mi,bm,mj->bij", W, w, W)
+        r, rank = (w * T) @ W, w.sum(1)
+        lam = np.linspace(0.0, 1e-3, len(T))
+    sizes = []
+
+    def rows(xp, row_bytes, minimum=16):
+        sizes.append(row_bytes)
+        return 4
+
+    monkeypatch.setattr(lh, "host_block_rows", lambda xp, b, minimum=16: 10**9)
+    x1, c1 = lh.nnls_lawson_hanson(G, r, lam, np, rank=rank)
+    monkeypatch.setattr(lh, "host_block_rows", rows)
+    x4, c4 = lh.nnls_lawson_hanson(G, r, lam, np, rank=rank)
+    assert len(sizes) == 4  # the call and its 3 blocks of at most 4 rows
+    np.testing.assert_array_equal(c4, c1)
+    np.testing.assert_allclose(x4, x1, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dtype_preserved(dtype):
     W, X, T = _problem(40, 50, 3, 10, 2)
