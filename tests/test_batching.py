@@ -142,33 +142,10 @@ def test_n_jobs_gives_identical_results(kind):
     np.testing.assert_array_equal(par, ref)
 
 
-# -- the speed cap of automatic batches on NumPy (BaseInverter._host_row_cap) --
+# -- blocks of rows inside the kernels on NumPy (skinvert._linalg.host_block_rows) --
 def _map_net():
     # n * n_0 = 784 * 20: 8 MiB of float64 maps is 66 rows.
     return make_random_generator([20, 64, 784], random_state=0)
-
-
-def test_host_batches_keep_the_map_stack_small():
-    from skinvert import HybridInverter
-    from skinvert._linalg import HOST_BLOCK_BYTES
-
-    G = _map_net()
-    est = HybridInverter(G, random_state=0).fit(G.forward(np.zeros((2, 20))))
-    host = est._batches(1000, 8, host=True)
-    assert max(sl.stop - sl.start for sl in host) == HOST_BLOCK_BYTES // (8 * 784 * 20)
-    # float32: about twice the rows; not on other namespaces (GPU: big batches).
-    cap32 = HOST_BLOCK_BYTES // (4 * 784 * 20)
-    assert max(sl.stop - sl.start for sl in est._batches(1000, 4, host=True)) == cap32
-    assert len(est._batches(1000, 8, host=False)) < len(host)
-    # The user's batch_size wins.
-    assert len(est.set_params(batch_size=500)._batches(1000, 8, host=True)) == 2
-
-
-def test_host_cap_leaves_other_estimators_alone():
-    G = _map_net()
-    for est in (GradientDescentInverter(G), LatentPursuitInverter(G), OracleInverter(G)):
-        est.fit(G.forward(np.zeros((2, 20))))
-        assert est._batches(1000, 8, host=True) == est._batches(1000, 8, host=False)
 
 
 def test_oracle_blocks_give_the_one_block_result(monkeypatch):
@@ -194,3 +171,31 @@ def test_oracle_blocks_give_the_one_block_result(monkeypatch):
     Z_one = est.transform(X, supports=S)
     assert calls == [150]
     np.testing.assert_allclose(Z_blocks, Z_one, rtol=1e-12, atol=1e-14)
+
+
+def test_hybrid_kernels_in_blocks_give_the_one_block_result(monkeypatch):
+    """The polish and the boundary search block their rows (rows are
+    independent): the hybrid's noisy answer is the one-block answer."""
+    from skinvert import HybridInverter
+    from skinvert.algorithms import neighbours, polish
+
+    G = _map_net()
+    Z = np.random.default_rng(2).standard_normal((40, 20))
+    X = G.forward(Z) + 1e-2 * np.random.default_rng(3).standard_normal((40, 784))
+    est = HybridInverter(G, noise_std=1e-2, random_state=0, n_restarts=2).fit(X)
+    calls = []
+    block = polish._polish_block
+
+    def counted(Z0, *args, **kwargs):
+        calls.append(len(Z0))
+        return block(Z0, *args, **kwargs)
+
+    monkeypatch.setattr(polish, "_polish_block", counted)
+    for mod in (polish, neighbours):
+        monkeypatch.setattr(mod, "host_block_rows", lambda xp, b, minimum=16: 16)
+    Z_blocks = est.transform(X)
+    assert max(calls) == 16 and len(calls) > 3
+    for mod in (polish, neighbours):
+        monkeypatch.setattr(mod, "host_block_rows", lambda xp, b, minimum=16: 10**9)
+    np.testing.assert_allclose(est.transform(X), Z_blocks, rtol=1e-12, atol=1e-14)
+

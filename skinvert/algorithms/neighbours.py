@@ -24,8 +24,14 @@ the region with unit k flipped. :func:`search_neighbours` polishes them and
 keeps a start's result where it lowers the row's loss.
 """
 
-from .._array_api import device
-from .._linalg import compress_rows, matvec, scatter_rows, supported_affine_maps
+from .._array_api import _is_numpy, device
+from .._linalg import (
+    compress_rows,
+    host_block_rows,
+    matvec,
+    scatter_rows,
+    supported_affine_maps,
+)
 from .polish import forward_loss, output_jacobian, polish_batch
 
 __all__ = ["boundary_starts", "search_neighbours"]
@@ -61,6 +67,42 @@ def boundary_starts(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
         ``(i, j)`` that has one.
     """
     B, n0 = Z.shape
+    kw = {"noise_std": noise_std, "c": c, "measurement": measurement, "gamma": gamma,
+          "max_per_layer": max_per_layer}
+    block = None
+    if _is_numpy(xp):  # blocks of rows: the (rows, n_i, n_0) maps (host_block_rows)
+        m = max(Y.shape[1], weights[-1].shape[0])
+        block = host_block_rows(xp, Z.dtype.itemsize * (m + sum(w.shape[0] for w in weights)) * n0)
+    if block is None or B <= block:
+        return [(rows, z) for _, rows, z in _boundary_block(
+            Z, Y, obs, weights, biases, activation, xp, **kw)]
+    merged = {}
+    for a in range(0, B, block):
+        b = min(a + block, B)
+        for key, rows, z in _boundary_block(
+            Z[a:b], Y[a:b], obs[a:b], weights, biases, activation, xp, **kw
+        ):
+            merged.setdefault(key, []).append((a, b, rows, z))
+    starts = []
+    for key in sorted(merged):
+        masks, zs, end = [], [], 0
+        for a, b, rows, z in merged[key]:
+            if a > end:
+                masks.append(xp.zeros((a - end,), dtype=xp.bool, device=device(Z)))
+            masks.append(rows)
+            zs.append(z)
+            end = b
+        if end < B:
+            masks.append(xp.zeros((B - end,), dtype=xp.bool, device=device(Z)))
+        starts.append((xp.concat(masks), xp.concat(zs, axis=0)))
+    return starts
+
+
+def _boundary_block(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
+                    measurement, gamma, max_per_layer):
+    """:func:`boundary_starts` on one block of rows, each start keyed by
+    ``(layer, rank)``."""
+    B, n0 = Z.shape
     _, U, masks = forward_loss(Z, Y, obs, weights, biases, activation, xp,
                                measurement=measurement, gamma=gamma)
     # One pass builds every layer's map on the current supports; the last
@@ -73,7 +115,7 @@ def boundary_starts(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
     jitter = n0 * float(xp.finfo(Z.dtype).eps) * xp.where(scale > 0, scale, xp.ones_like(scale))
     cov = xp.linalg.inv(gram + (gamma + jitter)[:, None, None] * eye)  # (J^T J)^-1
     starts = []
-    for A_i, c_i in maps[:-1]:  # the hidden layers i = 1..L
+    for i, (A_i, c_i) in enumerate(maps[:-1]):  # the hidden layers i = 1..L
         u = matvec(A_i, Z, xp) + c_i  # (B, n_i): the pre-activations of layer i
         var = noise_std**2 * xp.sum(xp.matmul(A_i, cov) * A_i, axis=2)
         norm2 = xp.sum(A_i * A_i, axis=2)
@@ -94,7 +136,7 @@ def boundary_starts(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
             uk = xp.take(xp.reshape(u, (B * n_i,)), flat, axis=0)
             nk = xp.take(xp.reshape(norm2, (B * n_i,)), flat, axis=0)
             z = xp.take(Z, sub, axis=0) - (2.0 * uk / nk)[:, None] * a
-            starts.append((rows, z))
+            starts.append(((i, j), rows, z))
     return starts
 
 

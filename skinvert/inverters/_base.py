@@ -2,7 +2,6 @@
 
 from numbers import Integral
 
-import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state, gen_batches, metadata_routing
@@ -11,7 +10,6 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._array_api import _is_numpy, get_namespace, namespace_of
-from .._linalg import host_block_rows
 from ..operators import Measurement, check_measurement
 from ._batching import _run_batch, _slice_all
 from ._checks import clip_to_range, range_warning, resolve_generator, scan_rows
@@ -189,15 +187,12 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return self.n_components_
 
     # -- transform --------------------------------------------------------------
-    def _batches(self, n_samples, itemsize, n_workers=1, host=False):
+    def _batches(self, n_samples, itemsize, n_workers=1):
         if self.batch_size is not None:
             size = self.batch_size
         else:
             per = max(1, self._bytes_per_sample(self.generator_, itemsize))
             size = max(1, WORKING_MEMORY // (per * n_workers))
-            cap = self._host_row_cap(self.generator_, itemsize) if host else None
-            if cap is not None:
-                size = min(size, cap)
             if n_workers > 1:  # at least one batch per worker
                 size = min(size, max(1, -(-n_samples // n_workers)))
             if self.verbose:  # about 20 batches, so that the progress bar moves
@@ -206,29 +201,6 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def _bytes_per_sample(self, generator, itemsize):
         return itemsize * 8 * sum(generator.layer_sizes)
-
-    def _host_row_cap(self, generator, itemsize):
-        """Rows per automatic batch on NumPy for speed, not memory (None: no cap).
-
-        Estimators whose iterations build a stack of per-row (n, n_0) maps
-        (the hybrid's polish) run fastest on blocks of rows whose stack stays
-        within ``skinvert._linalg.HOST_BLOCK_BYTES``: each iteration allocates such stacks
-        afresh, and blocks above the C allocator's mmap threshold (32 MiB in
-        glibc) are returned to the system and page-faulted again on every
-        allocation (the Oracle's Algorithm 1 blocks its rows itself, see
-        :func:`~skinvert.algorithms.oracle.oracle_end_to_end`: 512 clean
-        ``fashion-mnist-fc`` signals took 2.2-3.2 s in one block, 1.4-2.2 s
-        of it system time, and 0.58 s in blocks of 64). At least 16 rows.
-        """
-        return None
-
-    @staticmethod
-    def _map_row_cap(generator, itemsize, m=None):
-        """:meth:`_host_row_cap` for a per-row (m, n_0) map (``m``: the
-        output size by default)."""
-        sizes = generator.layer_sizes
-        m = sizes[-1] if m is None else max(m, sizes[-1])
-        return host_block_rows(np, itemsize * m * sizes[0])
 
     def transform(self, X, return_info=False):
         """Recover the latent codes of the signals X.
@@ -303,7 +275,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         n = X.shape[0]
         itemsize = 4 if X.dtype == xp.float32 else 8
         n_workers = effective_n_jobs(self.n_jobs) if _is_numpy(xp) else 1
-        batches = self._batches(n, itemsize, n_workers, host=_is_numpy(xp))
+        batches = self._batches(n, itemsize, n_workers)
         # Missing entries are split off per batch (in _run_batch), so the
         # working memory is bounded by batch_size, not by the size of X.
         scan = scan_rows(

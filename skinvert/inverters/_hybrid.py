@@ -176,9 +176,10 @@ class HybridInverter(BaseInverter):
     tol : float or None, default=None
         Relative step of the polish's stop (default ``sqrt(eps)``).
     batch_size : int or None, default=None
-        Rows per batch (None: sized for about 512 MiB of working memory and,
-        on NumPy, at most about 8 MiB of per-row (n, n_0) maps, which runs
-        fastest; see the scaling guide).
+        Rows per batch (None: sized for about 512 MiB of working memory;
+        within a batch, on NumPy, the polish and the boundary search work on
+        blocks of about 8 MiB of per-row (n, n_0) maps, which runs fastest;
+        see the scaling guide).
     n_jobs : int or None, default=None
         Joblib workers the batches are split across (NumPy input only;
         ``None`` means 1 unless in a ``joblib.parallel_config`` context, -1
@@ -362,10 +363,6 @@ class HybridInverter(BaseInverter):
         if getattr(self, "pursuit_", None) is not None:
             per = max(per, self.pursuit_._bytes_per_sample(generator, itemsize) // itemsize)
         return itemsize * per
-
-    def _host_row_cap(self, generator, itemsize):
-        A = getattr(self, "measurement_", None)
-        return self._map_row_cap(generator, itemsize, None if A is None else A.shape[0])
 
     def transform(self, X, return_info=False):
         """Recover the latent codes of the signals X.

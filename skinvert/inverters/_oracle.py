@@ -58,8 +58,8 @@ class OracleInverter(BaseInverter):
         Levenberg-Marquardt through A and phi. ``method="end_to_end"`` only
         (Algorithm 6 needs phi^-1 of the signal itself).
     batch_size : int or None, default=None
-        Rows per batch (None: sized for about 512 MiB of working memory; on
-        NumPy, Algorithm 1 then iterates on blocks of about 8 MiB of per-row
+        Rows per batch (None: sized for about 512 MiB of working memory;
+        within a batch, on NumPy, Algorithm 1 iterates on blocks of about 8 MiB of per-row
         (n, n_0) maps, which runs fastest; see the scaling guide).
     n_jobs : int or None, default=None
         Joblib workers the batches are split across (NumPy input only).
