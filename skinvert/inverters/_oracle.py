@@ -59,8 +59,9 @@ class OracleInverter(BaseInverter):
         (Algorithm 6 needs phi^-1 of the signal itself).
     batch_size : int or None, default=None
         Rows per batch (None: sized for about 512 MiB of working memory;
-        within a batch, on NumPy, Algorithm 1 iterates on blocks of about 8 MiB of per-row
-        (n, n_0) maps, which runs fastest; see the scaling guide).
+        within a batch, on NumPy, Algorithm 1 iterates on blocks of about
+        8 MiB of per-row (n, n_0) maps, which runs fastest; see the scaling
+        guide).
     n_jobs : int or None, default=None
         Joblib workers the batches are split across (NumPy input only).
     verbose : int, default=0
