@@ -351,7 +351,17 @@ def test_per_row_gram_rows_in_blocks_match_one_block(monkeypatch):
     monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, b, minimum=16: 10**9)
     x1, n1 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=one)
     monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, b, minimum=16: 8)
+    monkeypatch.setattr(_active_set, "HOST_BLOCK_BYTES", 0)  # block even a small stack
+    calls = []
+    block = ActiveSet._solve_gram_block
+
+    def counted(self, W, t, *args, **kwargs):
+        calls.append(len(t))
+        return block(self, W, t, *args, **kwargs)
+
+    monkeypatch.setattr(ActiveSet, "_solve_gram_block", counted)
     x8, n8 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=blocks)
+    assert calls == [8, 8, 5]
     assert n1 == n8 == 0
     np.testing.assert_allclose(x8, x1, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(blocks["gram"], one["gram"], rtol=1e-14)

@@ -26,6 +26,7 @@ debiasing of Algorithm 5 then minimises the loss through phi itself.
 
 from .._array_api import device, single_threaded_blas
 from .._linalg import (
+    HOST_BLOCK_BYTES,
     compress_rows,
     downdated_solve,
     host_block_rows,
@@ -162,21 +163,25 @@ class ActiveSet(BaseLayerSolver):
         """:meth:`solve_gram` with every row's own Gram matrix (kept in
         ``out["gram"]`` when ``out`` is a dict).
 
-        With row weights the (B, k, k) Gram matrices and the systems solved
-        on them are built for blocks of rows (:func:`host_block_rows`; rows
-        are independent)."""
+        With row weights, where their (B, k, k) stack passes the C
+        allocator's mmap threshold (4 blocks of :data:`HOST_BLOCK_BYTES`),
+        the systems are solved for blocks of rows (:func:`host_block_rows`;
+        rows are independent)."""
         B, k = t.shape[0], W.shape[1]
         itemsize = 4 if t.dtype == xp.float32 else 8
-        block = None if w is None else host_block_rows(xp, 4 * k * k * itemsize, minimum=8)
-        if block is None or B <= block:
+        row_bytes = 4 * k * k * itemsize
+        block = None if w is None else host_block_rows(xp, row_bytes, minimum=8)
+        if block is None or B * row_bytes <= 4 * HOST_BLOCK_BYTES:
             return self._solve_gram_block(W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
+        # A Gram table small enough for one GEMM (row_weighted_gram) is built once.
+        G = row_weighted_gram(W, w, xp) if W.shape[0] * k * k <= 2**24 else None
         xs, grams, n_bad = [], [], 0
         for i in range(0, B, block):
             sl = slice(i, min(i + block, B))
             o = {} if out is not None else None
             x, n = self._solve_gram_block(
                 W, t[sl, ...], w[sl, ...], _lam_rows(as_lam(lam), sl), nonneg, xp,
-                lipschitz=lipschitz, out=o,
+                lipschitz=lipschitz, out=o, G=None if G is None else G[sl, ...],
             )
             xs.append(x)
             n_bad += n
@@ -186,13 +191,15 @@ class ActiveSet(BaseLayerSolver):
             out["gram"] = xp.concat(grams)
         return xp.concat(xs), n_bad
 
-    def _solve_gram_block(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None):
-        """:meth:`_solve_gram_rows` on one block of rows."""
+    def _solve_gram_block(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None, G=None):
+        """:meth:`_solve_gram_rows` on one block of rows (``G``: their Gram
+        matrices, when already built)."""
         B = t.shape[0]
         k = W.shape[1]
         dt = t.dtype
         r = (t if w is None else w * t) @ W
-        G = W.T @ W if w is None else row_weighted_gram(W, w, xp)
+        if G is None:
+            G = W.T @ W if w is None else row_weighted_gram(W, w, xp)
         if out is not None and w is not None:
             out["gram"] = G
         if w is None:
