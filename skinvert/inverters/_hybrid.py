@@ -168,7 +168,7 @@ class HybridInverter(BaseInverter):
         standard deviations) above the noise level.
         "auto": the first start on noiseless signals (where it is exact and
         cheap), the fallback with ``noise_std`` (where the pursuit costs
-        26-42x the Oracle and the hybrid 4-6x: 512 signals at noise
+        23-32x the Oracle and the hybrid 3.5-5.3x: 512 signals at noise
         1e-2 of ``fashion-mnist-fc`` and at 1e-3 and 1e-2 of a saturating
         tanh generator).
     polish_max_iter : int, default=50
