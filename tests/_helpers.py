@@ -21,3 +21,18 @@ def corollary1_met(generator, Z):
     for i in range(len(s) - 1):
         ok &= s[i] < (s[i + 1] + 1) / 2
     return ok & (s[0] >= n0)
+
+
+def record_rows(monkeypatch, owner, name, arg=0):
+    """Wrap ``owner.name`` so that each call appends the row count of its
+    positional argument ``arg``; returns the list (blocks of rows in tests)."""
+    calls = []
+    fn = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[arg]))
+        return fn(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+

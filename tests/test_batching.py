@@ -14,7 +14,7 @@ from skinvert import (
     make_random_generator,
 )
 
-from ._helpers import corollary1_met
+from ._helpers import corollary1_met, record_rows
 
 
 def _make(kind, G):
@@ -155,14 +155,7 @@ def test_oracle_blocks_give_the_one_block_result(monkeypatch):
     Z = np.random.default_rng(0).standard_normal((150, 20))
     X = G.forward(Z) + 1e-3 * np.random.default_rng(1).standard_normal((150, 784))
     S = G.supports(Z)
-    calls = []
-    block = oracle._oracle_block
-
-    def counted(Y, *args, **kwargs):
-        calls.append(len(Y))
-        return block(Y, *args, **kwargs)
-
-    monkeypatch.setattr(oracle, "_oracle_block", counted)
+    calls = record_rows(monkeypatch, oracle, "_oracle_block")
     est = OracleInverter(G).fit(X)
     Z_blocks = est.transform(X, supports=S)
     assert calls == [66, 66, 18]  # blocks of 8 MiB of (784, 20) maps
@@ -183,14 +176,7 @@ def test_hybrid_kernels_in_blocks_give_the_one_block_result(monkeypatch):
     Z = np.random.default_rng(2).standard_normal((40, 20))
     X = G.forward(Z) + 1e-2 * np.random.default_rng(3).standard_normal((40, 784))
     est = HybridInverter(G, noise_std=1e-2, random_state=0, n_restarts=2).fit(X)
-    calls = []
-    block = polish._polish_block
-
-    def counted(Z0, *args, **kwargs):
-        calls.append(len(Z0))
-        return block(Z0, *args, **kwargs)
-
-    monkeypatch.setattr(polish, "_polish_block", counted)
+    calls = record_rows(monkeypatch, polish, "_polish_block")
     for mod in (polish, neighbours):
         monkeypatch.setattr(mod, "host_block_rows", lambda xp, b, minimum=16: 16)
     Z_blocks = est.transform(X)

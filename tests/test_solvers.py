@@ -12,6 +12,8 @@ from scipy.optimize import minimize, nnls
 
 from skinvert.solvers import FISTA, ActiveSet, LayerProblem, LinearizedADMM, resolve_solver
 
+from ._helpers import record_rows
+
 DTYPES = [np.float64, np.float32]
 RTOL = {np.float64: 1e-6, np.float32: 2e-3}
 
@@ -352,14 +354,7 @@ def test_per_row_gram_rows_in_blocks_match_one_block(monkeypatch):
     x1, n1 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=one)
     monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, b, minimum=16: 8)
     monkeypatch.setattr(_active_set, "HOST_BLOCK_BYTES", 0)  # block even a small stack
-    calls = []
-    block = ActiveSet._solve_gram_block
-
-    def counted(self, W, t, *args, **kwargs):
-        calls.append(len(t))
-        return block(self, W, t, *args, **kwargs)
-
-    monkeypatch.setattr(ActiveSet, "_solve_gram_block", counted)
+    calls = record_rows(monkeypatch, ActiveSet, "_solve_gram_block", arg=2)
     x8, n8 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=blocks)
     assert calls == [8, 8, 5]
     assert n1 == n8 == 0
