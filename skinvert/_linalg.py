@@ -14,15 +14,17 @@ from ._array_api import _is_numpy, device, single_threaded_blas
 
 __all__ = [
     "HOST_BLOCK_BYTES",
-    "host_block_rows",
     "batched_lstsq",
     "compress_rows",
+    "concat_blocks",
     "downdated_solve",
     "forward_preactivations",
+    "host_block_rows",
     "lstsq_factors",
     "lstsq_solve",
     "matvec",
     "rmatvec",
+    "row_blocks",
     "row_weighted_gram",
     "scatter_rows",
     "shared_left_matmul",
@@ -237,8 +239,9 @@ def padded_indices(mask, xp):
 HOST_BLOCK_BYTES = 8 * 2**20
 
 
-def host_block_rows(xp, row_bytes, minimum=16):
-    """Rows per block of a per-row stack of ``row_bytes`` each (None: one block).
+def host_block_rows(xp, dtype, row_elements, minimum=16):
+    """Rows per block of a per-row stack of ``row_elements`` entries of
+    ``dtype`` each (None: one block).
 
     On NumPy a stack larger than the C allocator's mmap threshold (32 MiB in
     glibc) is returned to the system when freed and page-faulted afresh at
@@ -249,7 +252,23 @@ def host_block_rows(xp, row_bytes, minimum=16):
     """
     if not _is_numpy(xp):
         return None
-    return max(minimum, HOST_BLOCK_BYTES // max(int(row_bytes), 1))
+    row_bytes = int(row_elements) * np.dtype(dtype).itemsize
+    return max(minimum, HOST_BLOCK_BYTES // max(row_bytes, 1))
+
+
+def row_blocks(n, rows):
+    """Slices of consecutive blocks of at most ``rows`` of ``n`` rows (one
+    slice when ``rows`` is None)."""
+    if rows is None or n <= rows:
+        return [slice(0, n)]
+    return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
+
+
+def concat_blocks(parts, xp):
+    """The blocks' outputs (tuples of arrays) joined position by position."""
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(xp.concat([p[j] for p in parts]) for j in range(len(parts[0])))
 
 
 def downdated_solve(W, H, x0, drop, xp):

@@ -160,7 +160,7 @@ def test_oracle_blocks_give_the_one_block_result(monkeypatch):
     Z_blocks = est.transform(X, supports=S)
     assert calls == [66, 66, 18]  # blocks of 8 MiB of (784, 20) maps
     calls.clear()
-    monkeypatch.setattr(oracle, "host_block_rows", lambda xp, row_bytes: 10**9)
+    monkeypatch.setattr(oracle, "host_block_rows", lambda xp, dtype, n, minimum=16: 10**9)
     Z_one = est.transform(X, supports=S)
     assert calls == [150]
     np.testing.assert_allclose(Z_blocks, Z_one, rtol=1e-12, atol=1e-14)
@@ -178,10 +178,10 @@ def test_hybrid_kernels_in_blocks_give_the_one_block_result(monkeypatch):
     est = HybridInverter(G, noise_std=1e-2, random_state=0, n_restarts=2).fit(X)
     calls = record_rows(monkeypatch, polish, "_polish_block")
     for mod in (polish, neighbours):
-        monkeypatch.setattr(mod, "host_block_rows", lambda xp, b, minimum=16: 16)
+        monkeypatch.setattr(mod, "host_block_rows", lambda xp, dtype, n, minimum=16: 16)
     Z_blocks = est.transform(X)
     assert max(calls) == 16 and len(calls) > 3
     for mod in (polish, neighbours):
-        monkeypatch.setattr(mod, "host_block_rows", lambda xp, b, minimum=16: 10**9)
+        monkeypatch.setattr(mod, "host_block_rows", lambda xp, dtype, n, minimum=16: 10**9)
     np.testing.assert_allclose(est.transform(X), Z_blocks, rtol=1e-12, atol=1e-14)
 

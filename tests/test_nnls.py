@@ -89,11 +89,11 @@ def test_blocks_of_rows_give_the_one_block_answer(monkeypatch, per_row):
         lam = np.linspace(0.0, 1e-3, len(T))
     sizes = []
 
-    def rows(xp, row_bytes, minimum=16):
-        sizes.append(row_bytes)
+    def rows(xp, dtype, row_elements, minimum=16):
+        sizes.append(np.dtype(dtype).itemsize * row_elements)
         return 4
 
-    monkeypatch.setattr(lh, "host_block_rows", lambda xp, b, minimum=16: 10**9)
+    monkeypatch.setattr(lh, "host_block_rows", lambda xp, dtype, n, minimum=16: 10**9)
     x1, c1 = lh.nnls_lawson_hanson(G, r, lam, np, rank=rank)
     monkeypatch.setattr(lh, "host_block_rows", rows)
     x4, c4 = lh.nnls_lawson_hanson(G, r, lam, np, rank=rank)

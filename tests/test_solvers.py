@@ -321,12 +321,12 @@ def test_shared_factor_rows_in_blocks_match_one_block(monkeypatch):
     w = np.ones((B, m))
     for i in range(B):
         w[i, rng.choice(m, 1 + i % 4, replace=False)] = 0.0
-    monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, b, minimum=16: 10**9)
+    monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, dtype, n, minimum=16: 10**9)
     done1, x1 = _active_set._shared_factor_rows(W, T, w, 0.0, np)
     sizes = []
 
-    def small(xp, row_bytes, minimum=16):
-        sizes.append(row_bytes)
+    def small(xp, dtype, row_elements, minimum=16):
+        sizes.append(np.dtype(dtype).itemsize * row_elements)
         return 4
 
     monkeypatch.setattr(_active_set, "host_block_rows", small)
@@ -350,9 +350,9 @@ def test_per_row_gram_rows_in_blocks_match_one_block(monkeypatch):
     w = rng.uniform(0.2, 1.0, (B, m))  # not 0/1: every row forms its own Gram matrix
     lam = rng.uniform(0.0, 0.1, B)
     one, blocks = {}, {}
-    monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, b, minimum=16: 10**9)
+    monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, dtype, n, minimum=16: 10**9)
     x1, n1 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=one)
-    monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, b, minimum=16: 8)
+    monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, dtype, n, minimum=16: 8)
     monkeypatch.setattr(_active_set, "HOST_BLOCK_BYTES", 0)  # block even a small stack
     calls = record_rows(monkeypatch, ActiveSet, "_solve_gram_block", arg=2)
     x8, n8 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=blocks)
@@ -370,7 +370,7 @@ def test_noise_rule_inverse_diagonal_in_blocks(monkeypatch):
     W = rng.standard_normal((40, 9))
     rows = rng.uniform(0.1, 1.0, (19, 40))
     ref = np.stack([np.diag(np.linalg.inv(W.T @ (r[:, None] * W))) for r in rows])
-    monkeypatch.setattr(noise, "host_block_rows", lambda xp, b, minimum=16: 8)
+    monkeypatch.setattr(noise, "host_block_rows", lambda xp, dtype, n, minimum=16: 8)
     np.testing.assert_allclose(noise._inverse_diagonal(None, W, rows, 19, np), ref, rtol=1e-10)
     gram = np.stack([W.T @ (r[:, None] * W) for r in rows])
     np.testing.assert_allclose(noise._inverse_diagonal(gram, W, None, 19, np), ref, rtol=1e-10)

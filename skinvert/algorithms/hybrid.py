@@ -170,8 +170,10 @@ def hybrid_batch(
         the gradient-descent start from ``init_codes[r]``; ``R + k`` with
         ``R = len(init_codes)``: the basin-hopping start along
         ``perturb_codes[k]``), ``"fixed_point"``
-        (the winning polish reached a support fixed point) and ``"n_iter"``
-        (Gauss-Newton steps of the winning polish).
+        (the winning polish reached a support fixed point), ``"n_iter"``
+        (Gauss-Newton steps of the winning polish) and ``"fits"`` (the loss
+        without the ridge is within :func:`consistent_loss_bound`: the noise
+        level with ``noise_std``, rounding without).
 
     Notes
     -----
@@ -285,7 +287,9 @@ def hybrid_batch(
                                       polish_max_iter=polish_max_iter, tol=tol)
         keep(xp.ones((B,), dtype=xp.bool, device=dev), Zn, ln, start, fixed, n_iter, False)
     Z, loss, start, fixed, n_iter = keep.state()
-    return Z, _info(loss, start, fixed, n_iter)
+    info = _info(loss, start, fixed, n_iter)
+    info["fits"] = fits(Z, loss)
+    return Z, info
 
 
 def _rounds(R, K, per_round):

@@ -24,11 +24,12 @@ the region with unit k flipped. :func:`search_neighbours` polishes them and
 keeps a start's result where it lowers the row's loss.
 """
 
-from .._array_api import _is_numpy, device
+from .._array_api import device
 from .._linalg import (
     compress_rows,
     host_block_rows,
     matvec,
+    row_blocks,
     scatter_rows,
     supported_affine_maps,
 )
@@ -69,20 +70,19 @@ def boundary_starts(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
     B, n0 = Z.shape
     kw = {"noise_std": noise_std, "c": c, "measurement": measurement, "gamma": gamma,
           "max_per_layer": max_per_layer}
-    block = None
-    if _is_numpy(xp):  # blocks of rows: the (rows, n_i, n_0) maps (host_block_rows)
-        m = max(Y.shape[1], weights[-1].shape[0])
-        block = host_block_rows(xp, Z.dtype.itemsize * (m + sum(w.shape[0] for w in weights)) * n0)
-    if block is None or B <= block:
+    # Blocks of rows: every layer's (rows, n_i, n_0) map (host_block_rows).
+    m = max(Y.shape[1], weights[-1].shape[0])
+    per_row = (m + sum(w.shape[0] for w in weights)) * n0
+    blocks = row_blocks(B, host_block_rows(xp, Z.dtype, per_row))
+    if len(blocks) == 1:
         return [(rows, z) for _, rows, z in _boundary_block(
             Z, Y, obs, weights, biases, activation, xp, **kw)]
     merged = {}
-    for a in range(0, B, block):
-        b = min(a + block, B)
+    for sl in blocks:
         for key, rows, z in _boundary_block(
-            Z[a:b], Y[a:b], obs[a:b], weights, biases, activation, xp, **kw
+            Z[sl, ...], Y[sl, ...], obs[sl, ...], weights, biases, activation, xp, **kw
         ):
-            merged.setdefault(key, []).append((a, b, rows, z))
+            merged.setdefault(key, []).append((sl.start, sl.stop, rows, z))
     starts = []
     for key in sorted(merged):
         masks, zs, end = [], [], 0

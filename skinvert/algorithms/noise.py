@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .._array_api import device, single_threaded_blas, to_numpy
-from .._linalg import compress_rows, host_block_rows, row_weighted_gram, scatter_rows
+from .._linalg import compress_rows, host_block_rows, row_blocks, row_weighted_gram, scatter_rows
 
 __all__ = [
     "NoiseModel",
@@ -251,16 +251,12 @@ def _inverse_diagonal(gram, W, rows, B, xp):
     """``diag((W^T diag(w_b) W)^-1)`` per row (B, k), from ``gram`` when given,
     in blocks of rows (:func:`~skinvert._linalg.host_block_rows`)."""
     k = W.shape[1]
-    if (gram is None and rows is None) or (gram is not None and gram.ndim == 2):
-        G = W.T @ W if gram is None else gram
+    if gram is None and rows is None:
         with single_threaded_blas(xp):
-            d = xp.linalg.diagonal(xp.linalg.inv(_jittered(G, xp)))
+            d = xp.linalg.diagonal(xp.linalg.inv(_jittered(W.T @ W, xp)))
         return xp.broadcast_to(d[None, :], (B, k))
-    itemsize = 4 if W.dtype == xp.float32 else 8
-    block = host_block_rows(xp, 3 * k * k * itemsize, minimum=8) or B
     parts = []
-    for i in range(0, B, max(block, 1)):
-        sl = slice(i, min(i + block, B))
+    for sl in row_blocks(B, host_block_rows(xp, W.dtype, 3 * k * k, minimum=8)):
         G = gram[sl, ...] if gram is not None else row_weighted_gram(W, rows[sl, ...], xp)
         with single_threaded_blas(xp):
             parts.append(xp.linalg.diagonal(xp.linalg.inv(_jittered(G, xp))))

@@ -5,13 +5,15 @@ end-to-end Oracle is also the *debiasing* step of Algorithm 5, run on
 estimated supports.
 """
 
-from .._array_api import _is_numpy, device
+from .._array_api import device
 from .._linalg import (
     batched_lstsq,
     compress_rows,
+    concat_blocks,
     finite_or,
     host_block_rows,
     matvec,
+    row_blocks,
     row_norm,
     scatter_rows,
     supported_lstsq,
@@ -94,36 +96,20 @@ def oracle_end_to_end(
     grows after a rejected one, so the loss of every row decreases
     monotonically. Each solve uses the SVD (:func:`batched_lstsq`).
     """
-    B = Y.shape[0]
-    block = _host_block(Y, weights, xp)
-    if block is not None and B > block:
-        # Blocks of rows (rows are independent; see host_block_rows).
-        parts = [
-            _oracle_block(
-                Y[i : i + block], obs[i : i + block], weights, biases, activation,
-                [m[i : i + block] for m in masks], xp, gamma=gamma, max_iter=max_iter,
-                tol=tol, measurement=measurement,
-                z0=None if z0 is None else z0[i : i + block],
-            )
-            for i in range(0, B, block)
-        ]
-        return (
-            xp.concat([p[0] for p in parts]),
-            max(p[1] for p in parts),
-            xp.concat([p[2] for p in parts]),
+    # Blocks of rows (rows are independent): the per-row (n, n_0) maps
+    # (host_block_rows).
+    n = max(Y.shape[1], weights[-1].shape[0])
+    rows = host_block_rows(xp, Y.dtype, n * weights[0].shape[1])
+    parts = [
+        _oracle_block(
+            Y[sl, ...], obs[sl, ...], weights, biases, activation,
+            [m[sl, ...] for m in masks], xp, gamma=gamma, max_iter=max_iter, tol=tol,
+            measurement=measurement, z0=None if z0 is None else z0[sl, ...],
         )
-    return _oracle_block(
-        Y, obs, weights, biases, activation, masks, xp, gamma=gamma, max_iter=max_iter,
-        tol=tol, measurement=measurement, z0=z0,
-    )
-
-
-def _host_block(Y, weights, xp):
-    """Rows per block: the per-row (n, n_0) maps (:func:`host_block_rows`)."""
-    if not _is_numpy(xp):
-        return None
-    n, n0 = max(Y.shape[1], weights[-1].shape[0]), weights[0].shape[1]
-    return host_block_rows(xp, Y.dtype.itemsize * n * n0)
+        for sl in row_blocks(Y.shape[0], rows)
+    ]
+    Z, converged = concat_blocks([(p[0], p[2]) for p in parts], xp)
+    return Z, max(p[1] for p in parts), converged
 
 
 def _oracle_block(

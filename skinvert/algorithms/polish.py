@@ -15,9 +15,17 @@ piecewise-linear phi without noise, a start inside the true support region
 step, and every other accepted step moves to another support region.
 """
 
-from .._array_api import _is_numpy, device
+from .._array_api import device
 from .._linalg import compress_rows as _compress_rows
-from .._linalg import host_block_rows, lstsq_factors, lstsq_solve, row_norm, supported_affine_map
+from .._linalg import (
+    concat_blocks,
+    host_block_rows,
+    lstsq_factors,
+    lstsq_solve,
+    row_blocks,
+    row_norm,
+    supported_affine_map,
+)
 from .._linalg import scatter_rows as _scatter_rows
 from ._network import hidden_masks, network_affine_map, network_forward
 
@@ -159,22 +167,17 @@ def polish_batch(
     accepted one, so each row's loss decreases monotonically. Rows are
     independent: a row's iterates do not depend on the rest of the batch.
     """
-    B = Z0.shape[0]
     kw = {"measurement": measurement, "gamma": gamma, "max_iter": max_iter, "tol": tol}
-    rows = None
-    if _is_numpy(xp):  # blocks of rows: the (rows, m, n_0) Jacobians (host_block_rows)
-        m = max(Y.shape[1], weights[-1].shape[0])
-        rows = host_block_rows(xp, Z0.dtype.itemsize * m * Z0.shape[1])
-    if rows is None or B <= rows:
-        return _polish_block(Z0, Y, obs, weights, biases, activation, xp, **kw)
+    # Blocks of rows: the (rows, m, n_0) Jacobians (host_block_rows).
+    m = max(Y.shape[1], weights[-1].shape[0])
+    rows = host_block_rows(xp, Z0.dtype, m * Z0.shape[1])
     parts = [
         _polish_block(
-            Z0[i : i + rows], Y[i : i + rows], obs[i : i + rows], weights, biases,
-            activation, xp, **kw,
+            Z0[sl, ...], Y[sl, ...], obs[sl, ...], weights, biases, activation, xp, **kw
         )
-        for i in range(0, B, rows)
+        for sl in row_blocks(Z0.shape[0], rows)
     ]
-    return tuple(xp.concat([p[j] for p in parts]) for j in range(4))
+    return concat_blocks(parts, xp)
 
 
 def _polish_block(

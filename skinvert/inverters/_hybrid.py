@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._array_api import as_namespace, namespace_of
 from .._functional._latent_pursuit import _latent_pursuit
 from ..algorithms.gradient_descent import gradient_lipschitz
-from ..algorithms.hybrid import HybridStarts, consistent_loss_bound, hybrid_batch
+from ..algorithms.hybrid import HybridStarts, hybrid_batch
 from ._base import BaseInverter
 from ._batching import _to_host, _TransformState, check_layerwise, generator_arrays
 from ._pursuit import LatentPursuitInverter
@@ -455,14 +455,12 @@ class HybridInverter(BaseInverter):
             measurement=state.measurement, gamma=self.gamma, noise_std=self.noise_std,
             noise_sd=self.noise_retry_sd, polish_max_iter=self.polish_max_iter, tol=self.tol,
         )
-        bound = consistent_loss_bound(Y, obs, xp, noise_std=self.noise_std,
-                                      n_sd=self.noise_retry_sd)
         B = Y.shape[0]
-        fit = info["loss"] - 0.5 * self.gamma * xp.sum(Z * Z, axis=1)
-        n_fit = int(xp.sum(xp.astype(fit <= bound, xp.int32)))
+        fits = info["fits"]
+        n_fit = int(xp.sum(xp.astype(fits, xp.int32)))
         # A noisy row whose loss is consistent with the noise may end between
         # two support regions (the minimum of eq. 1 at a kink): not a failure.
-        n_off = int(xp.sum(xp.astype(~info["fixed_point"] & (fit > bound), xp.int32)))
+        n_off = int(xp.sum(xp.astype(~info["fixed_point"] & ~fits, xp.int32)))
         state.count("the polish (supports not at a fixed point within polish_max_iter)", n_off)
         state.count("every start (loss above the noise level)" if self.noise_std
                     else "every start (loss above rounding: not an exact fit)", B - n_fit)

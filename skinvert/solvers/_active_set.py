@@ -28,15 +28,17 @@ from .._array_api import device, single_threaded_blas
 from .._linalg import (
     HOST_BLOCK_BYTES,
     compress_rows,
+    concat_blocks,
     downdated_solve,
     host_block_rows,
     matvec,
     rmatvec,
+    row_blocks,
     row_weighted_gram,
     scatter_rows,
 )
 from ._base import BaseLayerSolver, n_false
-from ._lam import as_lam, lam_col, take_lam
+from ._lam import lam_col, slice_lam, take_lam
 from ._lawson_hanson import nnls_lawson_hanson
 from ._quadratic import active_set_refine, fista, masked_gram_solve, objective
 
@@ -168,19 +170,16 @@ class ActiveSet(BaseLayerSolver):
         the systems are solved for blocks of rows (:func:`host_block_rows`;
         rows are independent)."""
         B, k = t.shape[0], W.shape[1]
-        itemsize = 4 if t.dtype == xp.float32 else 8
-        row_bytes = 4 * k * k * itemsize
-        block = None if w is None else host_block_rows(xp, row_bytes, minimum=8)
-        if block is None or B * row_bytes <= 4 * HOST_BLOCK_BYTES:
+        block = None if w is None else host_block_rows(xp, t.dtype, 4 * k * k, minimum=8)
+        if block is None or B * 4 * k * k * t.dtype.itemsize <= 4 * HOST_BLOCK_BYTES:
             return self._solve_gram_block(W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
         # A Gram table small enough for one GEMM (row_weighted_gram) is built once.
         G = row_weighted_gram(W, w, xp) if W.shape[0] * k * k <= 2**24 else None
         xs, grams, n_bad = [], [], 0
-        for i in range(0, B, block):
-            sl = slice(i, min(i + block, B))
+        for sl in row_blocks(B, block):
             o = {} if out is not None else None
             x, n = self._solve_gram_block(
-                W, t[sl, ...], w[sl, ...], _lam_rows(as_lam(lam), sl), nonneg, xp,
+                W, t[sl, ...], w[sl, ...], slice_lam(lam, sl), nonneg, xp,
                 lipschitz=lipschitz, out=o, G=None if G is None else G[sl, ...],
             )
             xs.append(x)
@@ -348,18 +347,14 @@ def _shared_factor_rows(W, t, w, lam, xp):
     n = x0.shape[0]
     # Per row (q, k) dropped rows of W and of H: blocks of rows (host_block_rows).
     q = int(xp.max(xp.sum(xp.astype(ds, xp.int32), axis=1))) if n else 0
-    itemsize = 4 if dt == xp.float32 else 8
-    block = host_block_rows(xp, 2 * max(q, 1) * k * itemsize, minimum=4) or n
-    xs, goods = [], []
-    for i in range(0, n, max(block, 1)):
-        sl = slice(i, min(i + block, n))
+    parts = []
+    for sl in row_blocks(n, host_block_rows(xp, dt, 2 * max(q, 1) * k, minimum=4)):
         x, WD = downdated_solve(W, H, x0[sl, ...], ds[sl, ...], xp)
         x = xp.clip(x, min=0.0)
         g = x @ G - rp[sl, ...] - rmatvec(WD, matvec(WD, x, xp), xp)
         t_ = tau[sl, ...]
-        goods.append(xp.all(xp.where(x > 0, xp.abs(g) <= t_, g >= -t_), axis=1))
-        xs.append(x)
-    x, good = (xs[0], goods[0]) if len(xs) == 1 else (xp.concat(xs), xp.concat(goods))
+        parts.append((x, xp.all(xp.where(x > 0, xp.abs(g) <= t_, g >= -t_), axis=1)))
+    x, good = concat_blocks(parts, xp)
     if sub is None:
         return good, x
     done = scatter_rows(xp.zeros((B,), dtype=xp.bool, device=device(t)), good, ok, xp)
@@ -373,8 +368,3 @@ def _violations(W, b, x, rows, xp):
     scale = xp.max(xp.abs(u), axis=1, keepdims=True) + 1.0
     eps = float(xp.finfo(x.dtype).eps)
     return (u > 1e3 * eps * scale) & (rows == 0)
-
-
-def _lam_rows(lam, sl):
-    """The rows ``sl`` (a slice) of a per-sample ``lam`` (a float is shared)."""
-    return lam if isinstance(lam, float) else lam[sl, ...]

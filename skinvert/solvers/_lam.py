@@ -29,3 +29,9 @@ def lam_col(lam):
 def take_lam(lam, idx, xp):
     """The rows ``idx`` of a per-sample ``lam`` (a float is shared)."""
     return lam if isinstance(lam, float) else xp.take(lam, idx, axis=0)
+
+
+def slice_lam(lam, sl):
+    """The rows ``sl`` (a slice) of a per-sample ``lam`` (a float is shared)."""
+    lam = as_lam(lam)
+    return lam if isinstance(lam, float) else lam[sl, ...]

@@ -37,8 +37,8 @@ Batched form used here:
 """
 
 from .._array_api import device, single_threaded_blas
-from .._linalg import compress_rows, host_block_rows, scatter_rows
-from ._lam import as_lam, lam_col
+from .._linalg import compress_rows, concat_blocks, host_block_rows, row_blocks, scatter_rows
+from ._lam import as_lam, lam_col, slice_lam
 from ._passive_set import PassiveSet
 from ._quadratic import gram_matvec, masked_gram_solve, objective
 
@@ -98,25 +98,22 @@ def nnls_lawson_hanson(G, r, lam, xp, *, rank=None, max_iter=None, kkt_tol=None,
     # (rows, c, c) inverses, c up to the rank plus a block (host_block_rows).
     m = k if rank is None or not isinstance(rank, (int, float)) else min(int(rank), k)
     c = min(k, m + max(int(block * m), 1))
-    itemsize = 4 if dt == xp.float32 else 8
-    rows = host_block_rows(xp, c * c * itemsize, minimum=4)
-    if rows is not None and B > rows:
-        parts = []
-        for i in range(0, B, rows):
-            sl = slice(i, min(i + rows, B))
-            parts.append(
-                nnls_lawson_hanson(
-                    G if G.ndim == 2 else G[sl, ...],
-                    r[sl, ...],
-                    lam if isinstance(as_lam(lam), float) else lam[sl, ...],
-                    xp,
-                    rank=rank if rank is None or isinstance(rank, (int, float)) else rank[sl, ...],
-                    max_iter=max_iter,
-                    kkt_tol=kkt_tol,
-                    block=block,
-                )
+    blocks = row_blocks(B, host_block_rows(xp, dt, c * c, minimum=4))
+    if len(blocks) > 1:
+        parts = [
+            nnls_lawson_hanson(
+                G if G.ndim == 2 else G[sl, ...],
+                r[sl, ...],
+                slice_lam(lam, sl),
+                xp,
+                rank=rank if rank is None or isinstance(rank, (int, float)) else rank[sl, ...],
+                max_iter=max_iter,
+                kkt_tol=kkt_tol,
+                block=block,
             )
-        return xp.concat([p[0] for p in parts]), xp.concat([p[1] for p in parts])
+            for sl in blocks
+        ]
+        return concat_blocks(parts, xp)
     dev = device(r)
     eps = float(xp.finfo(dt).eps)
     if kkt_tol is None:
