@@ -52,21 +52,25 @@ def _eps(dtype, xp):
     return float(xp.finfo(dtype).eps)
 
 
-def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None):
-    """Solve ``min_x ||A x - b||^2 + ridge ||x + z||^2`` for every problem of a batch.
+def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None, damping=0.0):
+    """Solve ``min_x ||A x - b||^2 + ridge ||x + z||^2 + damping ||x||^2`` for every problem.
 
     Parameters
     ----------
     A : array of shape (B, m, k)
     b : array of shape (B, m)
     ridge : float or array of shape (B,), default=0.0
-        Tikhonov weight (the paper's gamma in eq. 16, or a Levenberg-Marquardt
-        damping); with ``z`` the penalty is on ``x + z`` (used for steps
-        ``x = dz`` from a current point ``z``).
+        Tikhonov weight (the paper's gamma in eq. 16); with ``z`` the penalty
+        is on ``x + z`` (used for steps ``x = dz`` from a current point ``z``:
+        the ridge is on the new point).
     z : array of shape (B, k) or None
     rcond : float or None
         Singular values below ``rcond * s_max`` are treated as zero (minimum-
         norm solution). Default ``max(m, k) * eps``.
+    damping : float or array of shape (B,), default=0.0
+        Levenberg-Marquardt damping: a penalty on the step ``x`` itself, so
+        a larger damping gives a shorter step from ``z`` (towards gradient
+        descent), never a step towards ``-z``.
 
     Returns
     -------
@@ -75,7 +79,7 @@ def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None):
     Notes
     -----
     Computed through the thin SVD ``A = U S V^T``:
-    ``x = V (S^2 + ridge)^+ (S U^T b - ridge V^T z)``, which does not square
+    ``x = V (S^2 + ridge + damping)^+ (S U^T b - ridge V^T z)``, which does not square
     the condition number (unlike the normal equations) and returns the
     minimum-norm solution of rank-deficient problems (a finite answer where
     the latent code is not unique, e.g. s_1 < n_0). The two halves are
@@ -83,7 +87,8 @@ def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None):
     a caller that changes only the ridge (Levenberg-Marquardt after a
     rejected step) reuses the SVD.
     """
-    return lstsq_solve(lstsq_factors(A, b, xp, rcond=rcond), xp, ridge=ridge, z=z)
+    return lstsq_solve(lstsq_factors(A, b, xp, rcond=rcond), xp, ridge=ridge, z=z,
+                       damping=damping)
 
 
 def lstsq_factors(A, b, xp, *, rcond=None, gram=False):
@@ -133,18 +138,17 @@ def _gram_factors(A, b, xp, rcond):
     return tuple(scatter_rows(f, g, bad, xp) for f, g in zip((S, Vt, Utb, keep), fix))
 
 
-def lstsq_solve(factors, xp, *, ridge=0.0, z=None):
+def lstsq_solve(factors, xp, *, ridge=0.0, z=None, damping=0.0):
     """The solve half of :func:`batched_lstsq` from :func:`lstsq_factors`."""
     S, Vt, Utb, keep = factors
     num = S * Utb
     S2 = S * S
-    if isinstance(ridge, Real):
-        lam = ridge
-    else:
-        lam = ridge[:, None]
+    lam = ridge if isinstance(ridge, Real) else ridge[:, None]
     if z is not None and not (isinstance(ridge, Real) and ridge == 0):
         num = num - lam * matvec(Vt, z, xp)
     den = S2 + lam
+    if not (isinstance(damping, Real) and damping == 0):
+        den = den + (damping if isinstance(damping, Real) else damping[:, None])
     safe = keep | (den > 0)
     coef = xp.where(safe, num / xp.where(safe, den, xp.ones_like(den)), xp.zeros_like(num))
     if isinstance(ridge, Real) and ridge == 0:

@@ -176,7 +176,7 @@ def _oracle_block(
             J = (o_ * activation.derivative(U, xp))[:, :, None] * A_
         else:
             J = o_[:, :, None] * meas.columns(activation.derivative(U, xp)[:, :, None] * A_)
-        dZ = batched_lstsq(J, R, xp, ridge=gamma + mu_, z=Z_)
+        dZ = batched_lstsq(J, R, xp, ridge=gamma, z=Z_, damping=mu_)
         Znew = Z_ + dZ
         new_loss = loss_of(A_, c_, Y_, o_, Znew)
         l_old = l_

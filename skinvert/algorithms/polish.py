@@ -117,7 +117,7 @@ def output_jacobian(A_S, U, activation, xp, measurement, obs):
 
 def polish_batch(
     Z0, Y, obs, weights, biases, activation, xp, *, measurement=None, gamma=0.0,
-    max_iter=50, tol=None,
+    max_iter=50, tol=None, damping="step",
 ):
     """Fixed-support Gauss-Newton / Levenberg-Marquardt with support refresh, batched.
 
@@ -142,6 +142,19 @@ def polish_batch(
     tol : float or None
         A row stops when its step is below ``tol * (1 + ||z||)`` on a support
         fixed point; default ``sqrt(eps)``.
+    damping : {"step", "prior"}, default="step"
+        What a rejected step's damping ``mu`` penalises. ``"step"``:
+        Levenberg-Marquardt, ``mu ||dz||^2`` (shorter steps from ``z``).
+        ``"prior"``: ``mu ||z + dz||^2``, trial points on the ridge path from
+        the Gauss-Newton point towards the prior mean ``z = 0``; the real
+        loss rarely accepts them, so a row whose Gauss-Newton step is
+        rejected mostly stops (a start whose Gauss-Newton path leaves its
+        basin is abandoned rather than followed). Measured on 512 noisy
+        signals of a saturating tanh generator (4 draws x sigma 1e-3, 1e-2):
+        ``"step"`` left one row 5x the Oracle's error in 2 of the 8 runs (a
+        wrong support region that fits the noise, reached by damped steps);
+        ``"prior"`` none. Without noise ``"step"`` is the better polish
+        (compressed sensing, m = 40: 99.2 % of 128 rows exact against 97.7 %).
 
     Returns
     -------
@@ -159,6 +172,7 @@ def polish_batch(
     At ``z`` with supports ``S = S(z)`` the output is ``A phi(A_S z + c_S)``;
     the step solves
     ``min_dz ||J dz - r||^2 + (gamma + mu) ||dz + z gamma/(gamma+mu)||^2``
+    (``damping="step"``; ``"prior"``: ``(gamma + mu) ||z + dz||^2``)
     with ``J = diag(obs) A diag(phi'(u)) A_S``, ``r = obs * (y - A phi(u))``
     (:func:`~skinvert._linalg.batched_lstsq`, SVD based, so rank-deficient
     rows get the minimum-norm step). ``mu`` starts at 0 (a pure Gauss-Newton
@@ -167,7 +181,10 @@ def polish_batch(
     accepted one, so each row's loss decreases monotonically. Rows are
     independent: a row's iterates do not depend on the rest of the batch.
     """
-    kw = {"measurement": measurement, "gamma": gamma, "max_iter": max_iter, "tol": tol}
+    if damping not in ("step", "prior"):
+        raise ValueError(f"damping must be 'step' or 'prior', got {damping!r}")
+    kw = {"measurement": measurement, "gamma": gamma, "max_iter": max_iter, "tol": tol,
+          "damping": damping}
     # Blocks of rows: the (rows, m, n_0) Jacobians (host_block_rows).
     m = max(Y.shape[1], weights[-1].shape[0])
     rows = host_block_rows(xp, Z0.dtype, m * Z0.shape[1])
@@ -181,7 +198,7 @@ def polish_batch(
 
 
 def _polish_block(
-    Z0, Y, obs, weights, biases, activation, xp, *, measurement, gamma, max_iter, tol
+    Z0, Y, obs, weights, biases, activation, xp, *, measurement, gamma, max_iter, tol, damping
 ):
     """:func:`polish_batch` on one block of rows."""
     B = Z0.shape[0]
@@ -211,7 +228,10 @@ def _polish_block(
         else:
             Z_, Y_, o_, U_, l_, mu_, m_ = Z, Y, obs, U, loss, mu, masks
         cache = _StepCache.update(cache, live, m_, U_, Y_, o_, net, measurement)
-        dZ = lstsq_solve(cache.factors, xp, ridge=gamma + mu_, z=Z_)
+        if damping == "step":
+            dZ = lstsq_solve(cache.factors, xp, ridge=gamma, z=Z_, damping=mu_)
+        else:
+            dZ = lstsq_solve(cache.factors, xp, ridge=gamma + mu_, z=Z_)
         Zn = Z_ + dZ
         ln, Un, mn = forward_loss(Zn, Y_, o_, *net, **kw)
         ok = (ln <= l_) & xp.isfinite(ln)

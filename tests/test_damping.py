@@ -1,0 +1,91 @@
+"""Levenberg-Marquardt damping: a penalty on the step, not on the new point.
+
+Algorithm 1's Gauss-Newton steps (the Oracle, the pursuits' debias, the
+polish of noiseless signals) are damped after a rejected step. The damping
+must shorten the step from the current z (towards a gradient step); a ridge
+on ``z + dz`` with the damping's weight instead pulls the trial point towards
+z = 0, which the real loss almost never accepts (measured on compressed
+sensing, m = 40: 97.7 % of rows exact with that pull, 99.2 % with the
+damping). The polish keeps that pull as an option for noisy signals
+(``damping="prior"``, see its notes).
+"""
+
+import numpy as np
+import pytest
+
+from skinvert import make_random_generator
+from skinvert._linalg import batched_lstsq, lstsq_factors, lstsq_solve
+from skinvert.algorithms import polish as polish_module
+from skinvert.algorithms.polish import polish_batch
+
+
+def _problem(seed=0, B=6, m=40, k=5):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((B, m, k)), rng.standard_normal((B, m)),
+            rng.standard_normal((B, k)))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.4])
+def test_damped_step_solves_the_levenberg_marquardt_system(gamma):
+    A, b, z = _problem()
+    mu = np.array([0.0, 1e-3, 0.1, 1.0, 10.0, 1e3])
+    x = batched_lstsq(A, b, np, ridge=gamma, z=z, damping=mu)
+    k = A.shape[2]
+    for i in range(A.shape[0]):
+        lhs = A[i].T @ A[i] + (gamma + mu[i]) * np.eye(k)
+        rhs = A[i].T @ b[i] - gamma * z[i]
+        np.testing.assert_allclose(x[i], np.linalg.solve(lhs, rhs), rtol=1e-10, atol=1e-12)
+
+
+def test_damping_shortens_the_step_towards_zero():
+    A, b, z = _problem(1)
+    steps = [batched_lstsq(A, b, np, ridge=0.0, z=z, damping=mu) for mu in (0.0, 1.0, 1e2, 1e8)]
+    norms = np.array([np.linalg.norm(s, axis=1) for s in steps])
+    assert np.all(np.diff(norms, axis=0) < 0)
+    assert np.all(norms[-1] < 1e-6 * norms[0])
+    # Scalar and per-row damping agree; the factors are reusable.
+    f = lstsq_factors(A, b, np)
+    np.testing.assert_allclose(lstsq_solve(f, np, damping=1.0),
+                               lstsq_solve(f, np, damping=np.ones(A.shape[0])), rtol=1e-14)
+
+
+def test_polish_steps_are_damped_not_pulled_to_the_origin(monkeypatch):
+    # Record every step the polish solves and check it against the system in
+    # its docstring: (J^T J + (gamma + mu) I) dz = J^T r - gamma z.
+    G = make_random_generator([5, 30, 60, 120], output_activation="tanh", random_state=3)
+    rng = np.random.default_rng(3)
+    Z = rng.standard_normal((12, 5))
+    Y = G.forward(Z) + 1e-2 * rng.standard_normal((12, 120))
+    W, bias = G.as_arrays(np, dtype=np.float64)
+    Z0 = Z + 1.5 * rng.standard_normal(Z.shape)
+    calls = []
+    solve = polish_module.lstsq_solve
+
+    def record(factors, xp, **kw):
+        dz = solve(factors, xp, **kw)
+        calls.append((factors, kw, dz))
+        return dz
+
+    monkeypatch.setattr(polish_module, "lstsq_solve", record)
+    gamma = 0.05
+    polish_batch(Z0, Y, np.ones_like(Y), W, bias, G.activation, np, gamma=gamma, max_iter=30)
+    damped = 0
+    for (S, Vt, Utb, _), kw, dz in calls:
+        mu = np.broadcast_to(kw.get("damping", 0.0), (dz.shape[0],))
+        damped += int(np.sum(mu > 0))
+        JtJ = np.einsum("bki,bk,bkj->bij", Vt, S * S, Vt)
+        Jtr = np.einsum("bki,bk->bi", Vt, S * Utb)
+        lhs = JtJ + (gamma + mu)[:, None, None] * np.eye(dz.shape[1])
+        rhs = Jtr - gamma * kw["z"]
+        np.testing.assert_allclose(np.einsum("bij,bj->bi", lhs, dz), rhs, rtol=1e-8,
+                                   atol=1e-12)
+    assert damped > 0  # the case does take damped steps
+
+
+def test_polish_rejects_an_unknown_damping():
+    G = make_random_generator([3, 10, 20], random_state=0)
+    W, bias = G.as_arrays(np, dtype=np.float64)
+    Z = np.zeros((2, 3))
+    Y = G.forward(Z)
+    with pytest.raises(ValueError, match="damping must be 'step' or 'prior'"):
+        polish_batch(Z, Y, np.ones_like(Y), W, bias, G.activation, np, damping="lm")
