@@ -394,8 +394,8 @@ def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8,
         max_iter=max_iter * 3**attempt,
         measurement=batch.measurement,
     )
-    Zp, lp, _, _ = polish_batch(  # noisy rows: the polish of noisy signals
-        Zg, big.Y, big.obs, *net, measurement=batch.measurement, gamma=gamma, damping="prior"
+    Zp, lp, _, _ = polish_batch(
+        Zg, big.Y, big.obs, *net, measurement=batch.measurement, gamma=gamma
     )
     # Also Algorithm 1 on the supports of the descent point, then the warm
     # refresh: it reaches regions the step-wise polish does not, and the

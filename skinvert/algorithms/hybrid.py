@@ -198,12 +198,6 @@ def hybrid_batch(
     B, n0 = Y.shape[0], weights[0].shape[1]
     dev = device(Y)
     kw = {"measurement": measurement, "gamma": gamma}
-    # The polish's damping (polish_batch): Levenberg-Marquardt without noise;
-    # with noise, the pull towards the prior that abandons a start whose
-    # Gauss-Newton path leaves its basin (damped steps reach wrong support
-    # regions that fit the noise: measured in polish_batch's notes).
-    pk = {"max_iter": polish_max_iter, "tol": tol,
-          "damping": "prior" if noise_std else "step"}
     bound = consistent_loss_bound(Y, obs, xp, noise_std=noise_std, n_sd=noise_sd)
     Z = xp.zeros((B, n0), dtype=Y.dtype, device=dev)
     loss = xp.full((B,), float("inf"), dtype=Y.dtype, device=dev)
@@ -249,7 +243,8 @@ def hybrid_batch(
         mark = xp.full((n_rows,), -1, dtype=xp.int32, device=dev)
         no = xp.zeros((n_rows,), dtype=xp.bool, device=dev)
         keep(rows, Zp, lp, mark, no, xp.zeros((n_rows,), dtype=xp.int32, device=dev), False)
-        Zq, lq, iq, fq = polish_batch(Zp, Ys, Os, weights, biases, activation, xp, **kw, **pk)
+        Zq, lq, iq, fq = polish_batch(Zp, Ys, Os, weights, biases, activation, xp, **kw,
+                                      max_iter=polish_max_iter, tol=tol)
         keep(rows, Zq, lq, mark, fq, iq)
 
     late = starts.pursuit is not None and not starts.pursuit_first
@@ -282,7 +277,7 @@ def hybrid_batch(
             Z0 = [Zb + starts.perturb_scale * starts.perturb_codes[r - R : r - R + 1, :]
                   for r in range(first, last)]
         _round(todo, n_todo, xp.concat(Z0), range(first, last), keep, fits, Y, obs,
-               weights, biases, activation, xp, starts, kw, pk)
+               weights, biases, activation, xp, starts, kw, polish_max_iter, tol)
     if late:
         pursuit_start(far_off())
     if starts.boundary_sd > 0 and noise_std and biases is not None:
@@ -308,11 +303,11 @@ def _rounds(R, K, per_round):
 
 
 def _round(todo, n_todo, Z0, restarts, keep, fits, Y, obs, weights, biases, activation, xp,
-           starts, kw, pk):
+           starts, kw, polish_max_iter, tol):
     """One round: gradient descent from the starts ``Z0`` (restart-major,
     ``len(restarts) * n_todo`` rows, numbered ``restarts``) for the rows
-    ``todo``, then their polish (keywords ``pk``) in the order of the
-    gradient-descent loss until each row meets the bound."""
+    ``todo``, then their polish in the order of the gradient-descent loss
+    until each row meets the bound."""
     dev = device(Y)
     n0 = Z0.shape[1]
     R = len(restarts)
@@ -340,7 +335,7 @@ def _round(todo, n_todo, Z0, restarts, keep, fits, Y, obs, weights, biases, acti
         Zk = xp.take(xp.reshape(Zg, (R * n_todo, n0)), rk * n_todo + idx, axis=0)
         Zq, lq, iq, fq = polish_batch(
             Zk, xp.take(Yt, idx, axis=0), xp.take(Ot, idx, axis=0), weights, biases,
-            activation, xp, **kw, **pk,
+            activation, xp, **kw, max_iter=polish_max_iter, tol=tol,
         )
         keep(pending, Zq, lq, xp.astype(rk, xp.int32) + restarts[0], fq, iq)
 

@@ -169,11 +169,10 @@ def search_neighbours(Z, loss, Y, obs, weights, biases, activation, xp, *, noise
     net = (weights, biases, activation, xp)
     Ys, Os = xp.take(Y, rows, axis=0), xp.take(obs, rows, axis=0)
     def chunked(Z_, Y_, O_, max_iter):
-        # polish_batch over at most B rows at a time, with the damping of
-        # noisy signals (see polish_batch's `damping`).
+        # polish_batch over at most B rows at a time.
         parts = [
             polish_batch(Z_[a : a + B, :], Y_[a : a + B, :], O_[a : a + B, :], *net, **kw,
-                         max_iter=max_iter, tol=tol, damping="prior")[:2]
+                         max_iter=max_iter, tol=tol)[:2]
             for a in range(0, Z_.shape[0], B)
         ]
         return xp.concat([p[0] for p in parts], axis=0), xp.concat([p[1] for p in parts])

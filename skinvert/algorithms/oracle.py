@@ -91,8 +91,9 @@ def oracle_end_to_end(
     the linear least squares on ``phi^-1(y)`` (exact for noiseless signals, and
     the whole answer for a piecewise-linear phi without noise), then refined by
     Levenberg-Marquardt steps on the observed entries
-    ``min_dz ||diag(phi'(u)) A dz - (y - phi(u))||^2 + (gamma + mu) ||dz||^2``
-    with a per-row damping ``mu`` that shrinks after a successful step and
+    ``min_dz ||diag(phi'(u)) A dz - (y - phi(u))||^2 + gamma ||z + dz||^2 + mu ||dz||^2``
+    with a per-row damping ``mu`` (of the step, so a larger one gives a
+    shorter step from z) that shrinks after a successful step and
     grows after a rejected one, so the loss of every row decreases
     monotonically. Each solve uses the SVD (:func:`batched_lstsq`).
     """
