@@ -84,8 +84,8 @@ def batched_lstsq(A, b, xp, *, ridge=0.0, z=None, rcond=None, damping=0.0):
     minimum-norm solution of rank-deficient problems (a finite answer where
     the latent code is not unique, e.g. s_1 < n_0). The two halves are
     :func:`lstsq_factors` (the SVD) and :func:`lstsq_solve` (any ridge), so
-    a caller that changes only the ridge (Levenberg-Marquardt after a
-    rejected step) reuses the SVD.
+    a caller that changes only the ridge or the damping (Levenberg-Marquardt
+    after a rejected step) reuses the SVD.
     """
     return lstsq_solve(lstsq_factors(A, b, xp, rcond=rcond), xp, ridge=ridge, z=z,
                        damping=damping)
@@ -141,14 +141,15 @@ def _gram_factors(A, b, xp, rcond):
 def lstsq_solve(factors, xp, *, ridge=0.0, z=None, damping=0.0):
     """The solve half of :func:`batched_lstsq` from :func:`lstsq_factors`."""
     S, Vt, Utb, keep = factors
+
+    def per_row(w):  # a scalar, or one weight per row against the (B, k) factors
+        return w if isinstance(w, Real) else w[:, None]
+
     num = S * Utb
-    S2 = S * S
-    lam = ridge if isinstance(ridge, Real) else ridge[:, None]
+    lam = per_row(ridge)
     if z is not None and not (isinstance(ridge, Real) and ridge == 0):
         num = num - lam * matvec(Vt, z, xp)
-    den = S2 + lam
-    if not (isinstance(damping, Real) and damping == 0):
-        den = den + (damping if isinstance(damping, Real) else damping[:, None])
+    den = S * S + lam + per_row(damping)
     safe = keep | (den > 0)
     coef = xp.where(safe, num / xp.where(safe, den, xp.ones_like(den)), xp.zeros_like(num))
     if isinstance(ridge, Real) and ridge == 0:
