@@ -94,14 +94,66 @@ def test_oracle_steps_are_damped_not_pulled_to_the_origin(monkeypatch):
     Z = rng.standard_normal((16, G.n_latent))
     X = G.forward(Z) + 1e-2 * rng.standard_normal((16, G.n_output))
     calls = []
-    solve = oracle_module.batched_lstsq
+    solve = oracle_module.lstsq_solve  # the steps (from their factors)
 
-    def record(A, b, xp, **kw):
+    def record(factors, xp, **kw):
         calls.append(kw)
-        return solve(A, b, xp, **kw)
+        return solve(factors, xp, **kw)
 
-    monkeypatch.setattr(oracle_module, "batched_lstsq", record)
+    monkeypatch.setattr(oracle_module, "lstsq_solve", record)
     OracleInverter(G, gamma=0.01).fit(X).transform(X, supports=G.supports(Z))
+    assert calls
     assert any(np.any(np.asarray(kw.get("damping", 0.0)) > 0) for kw in calls)
     for kw in calls:
         assert np.all(np.asarray(kw.get("ridge", 0.0)) == 0.01)
+
+
+def _noisy_plu(B=16):
+    from skinvert.datasets import load_pretrained_generator
+
+    G = load_pretrained_generator("fashion-mnist-fc")
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((B, G.n_latent))
+    X = G.forward(Z) + 1e-2 * rng.standard_normal((B, G.n_output))
+    return G, Z, X
+
+
+def test_oracle_refactors_only_rows_whose_code_moved(monkeypatch):
+    # A rejected step changes only the damping: the row's next step reuses
+    # its factors, so fewer rows are factored than steps are solved.
+    from skinvert import OracleInverter
+    from skinvert.algorithms import oracle as oracle_module
+
+    G, Z, X = _noisy_plu()
+    factored, solved = [], []
+    factor, solve = oracle_module.lstsq_factors, oracle_module.lstsq_solve
+
+    def count_factors(A, b, xp, **kw):
+        factored.append(A.shape[0])
+        return factor(A, b, xp, **kw)
+
+    def count_solves(factors, xp, **kw):
+        solved.append(factors[0].shape[0])
+        return solve(factors, xp, **kw)
+
+    monkeypatch.setattr(oracle_module, "lstsq_factors", count_factors)
+    monkeypatch.setattr(oracle_module, "lstsq_solve", count_solves)
+    OracleInverter(G).fit(X).transform(X, supports=G.supports(Z))
+    assert sum(factored) < sum(solved)
+
+
+def test_oracle_gram_steps_reach_the_svd_steps_answer(monkeypatch):
+    # The steps from the normal equations' factors end where SVD steps do
+    # (each step recomputes its residual).
+    from skinvert import OracleInverter
+    from skinvert.algorithms import oracle as oracle_module
+
+    G, Z, X = _noisy_plu()
+    S = G.supports(Z)
+    Zg = OracleInverter(G).fit(X).transform(X, supports=S)
+    factor = oracle_module.lstsq_factors
+    monkeypatch.setattr(oracle_module, "lstsq_factors",
+                        lambda A, b, xp, **kw: factor(A, b, xp, **{**kw, "gram": False}))
+    Zs = OracleInverter(G).fit(X).transform(X, supports=S)
+    np.testing.assert_allclose(Zg, Zs, rtol=0, atol=1e-10)
+    assert np.sqrt(np.mean((Zg - Z) ** 2)) < 0.1  # a noisy answer, not a trivial one
