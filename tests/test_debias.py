@@ -57,3 +57,42 @@ def test_singular_systems_go_to_algorithm_1():
     near, loss = _near_exact(res.z, batch, xp)
     z, ok = _refine_near_exact(res, batch, near, loss, xp)
     assert np.all(np.isfinite(z)) and not ok.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_smooth_phi_near_exact_rows_start_from_the_pursuits_code(dtype, monkeypatch):
+    # tanh: rows that fit y to rounding run Algorithm 1's steps from the
+    # pursuit's z (no SVD least squares on atanh(y)) and reach the code
+    # Algorithm 1 gives from that least squares.
+    from skinvert.algorithms import _refine
+    from skinvert.algorithms import oracle as oracle_module
+
+    G = make_random_generator([8, 60, 150, 300], output_activation="tanh", random_state=0)
+    rng = np.random.default_rng(1)
+    Z = rng.standard_normal((40, 8))
+    X = G.forward(Z).astype(dtype)
+    W = [w.astype(dtype) for w in G.weights]
+    b = [v.astype(dtype) for v in G.biases]
+    xp, _ = namespace_of(X)
+    obs = np.ones_like(X)
+    batch = Batch(X, obs, W, b, G.activation, xp)
+    masks = [S.astype(dtype) for S in G.supports(Z)]
+    ref, _, _ = oracle_end_to_end(X, obs, W, b, G.activation, masks, xp)
+    res = PursuitResult()
+    res.supports = G.supports(Z)
+    eps = np.finfo(dtype).eps
+    res.z = (Z * (1 + 1e-3 * np.sqrt(eps) * rng.standard_normal(Z.shape))).astype(dtype)
+    assert _near_exact(res.z, batch, xp)[0].all()
+    svd_starts = []
+    lstsq = oracle_module.batched_lstsq
+
+    def record(A, *a, **kw):
+        svd_starts.append(A.shape[0])
+        return lstsq(A, *a, **kw)
+
+    monkeypatch.setattr(oracle_module, "batched_lstsq", record)
+    _refine.debias(res, batch, gamma=0.0, max_iter=30)
+    assert svd_starts == []
+    assert res.z.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    assert np.max(np.abs(res.z - ref)) <= tol * np.max(np.abs(ref))

@@ -117,11 +117,22 @@ def debias(res, batch, *, gamma, max_iter):
     step of iterative refinement of Algorithm 1's least squares instead
     (:func:`_refine_near_exact`), which reaches the same code to rounding
     without its SVDs (those were about half of Latent-Pursuit's time on 512
-    clean ``fashion-mnist-fc`` signals).
+    clean ``fashion-mnist-fc`` signals). For a smooth phi (tanh, sigmoid)
+    that least squares on ``phi^-1(y)`` is not the answer (saturated entries
+    carry little of z through ``phi^-1``), so such rows run Algorithm 1's
+    Gauss-Newton steps from the pursuit's z instead of from that least
+    squares (``least_squares_start=False``), saving its SVD.
     """
     xp = batch.xp
     todo = None
-    if gamma == 0 and batch.measurement is None and batch.activation.piecewise_linear:
+    if gamma == 0 and batch.measurement is None and not batch.activation.piecewise_linear:
+        near, _ = _near_exact(res.z, batch, xp)
+        if bool(xp.any(near)):
+            _debias_rows(res, batch, near, gamma=gamma, max_iter=max_iter, from_z=True)
+            if bool(xp.all(near)):
+                return
+            todo = ~near
+    elif gamma == 0 and batch.measurement is None:
         near, loss = _near_exact(res.z, batch, xp)
         if bool(xp.any(near)):
             z, ok = _refine_near_exact(res, batch, near, loss, xp)
@@ -131,9 +142,19 @@ def debias(res, batch, *, gamma, max_iter):
                 return
             if bool(xp.all(todo)):
                 todo = None
+    _debias_rows(res, batch, todo, gamma=gamma, max_iter=max_iter)
+
+
+def _debias_rows(res, batch, rows, *, gamma, max_iter, from_z=False):
+    """Algorithm 1 on the estimated supports of the rows ``rows`` (None: all).
+
+    ``from_z``: start from the pursuit's z alone (rows that fit y to
+    rounding, smooth phi), without the least squares on ``phi^-1(y)``.
+    """
+    xp = batch.xp
     part, supports, z0 = batch, res.supports, res.z
-    if todo is not None:
-        sub = compress_rows(todo, xp)
+    if rows is not None:
+        sub = compress_rows(rows, xp)
         part = batch.take(sub)
         supports = [xp.take(S, sub, axis=0) for S in supports]
         z0 = xp.take(z0, sub, axis=0)
@@ -150,14 +171,15 @@ def debias(res, batch, *, gamma, max_iter):
         gamma=gamma,
         max_iter=max_iter,
         measurement=meas,
-        z0=z0 if meas is not None else None,
+        z0=z0 if (meas is not None or from_z) else None,
+        least_squares_start=not from_z,
     )
     ok = xp.all(xp.isfinite(z), axis=1)
     z = xp.where(ok[:, None], z, z0)
     bad = ~conv & ok
-    if todo is not None:
-        z = scatter_rows(res.z, z, todo, xp)
-        bad = scatter_rows(xp.zeros_like(todo), bad, todo, xp)
+    if rows is not None:
+        z = scatter_rows(res.z, z, rows, xp)
+        bad = scatter_rows(xp.zeros_like(rows), bad, rows, xp)
     res.z = z
     if max_iter > 0 and batch.activation.name != "identity":
         res.flag("debiasing", bad, xp)

@@ -45,7 +45,7 @@ def inverse_target(Y, obs, activation, xp):
 
 def oracle_end_to_end(
     Y, obs, weights, biases, activation, masks, xp, *, gamma=0.0, max_iter=30, tol=None,
-    measurement=None, z0=None,
+    measurement=None, z0=None, least_squares_start=True,
 ):
     """Algorithm 1: ``min_z 1/2 ||y - phi((prod_i W_i^{S_{i+1}}) z + c)||^2`` on known supports.
 
@@ -78,6 +78,12 @@ def oracle_end_to_end(
         Starting point: with a ``measurement`` the start; without one a warm
         start, used on the rows where it fits better than the least squares
         on ``phi^-1(y)``.
+    least_squares_start : bool, default=True
+        Without a measurement, start from the least squares on ``phi^-1(y)``
+        (and ``z0`` where it fits better). False (with ``z0``): start from
+        ``z0`` alone, without that least squares and its SVD: for estimates
+        that already fit ``y`` to rounding (the debiasing of a smooth phi,
+        where Gauss-Newton from ``z0`` takes one or two steps).
 
     Returns
     -------
@@ -116,6 +122,7 @@ def oracle_end_to_end(
             Y[sl, ...], obs[sl, ...], weights, biases, activation,
             [m[sl, ...] for m in masks], xp, gamma=gamma, max_iter=max_iter, tol=tol,
             measurement=measurement, z0=None if z0 is None else z0[sl, ...],
+            least_squares_start=least_squares_start,
         )
         for sl in row_blocks(Y.shape[0], rows)
     ]
@@ -124,7 +131,8 @@ def oracle_end_to_end(
 
 
 def _oracle_block(
-    Y, obs, weights, biases, activation, masks, xp, *, gamma, max_iter, tol, measurement, z0
+    Y, obs, weights, biases, activation, masks, xp, *, gamma, max_iter, tol, measurement, z0,
+    least_squares_start,
 ):
     """:func:`oracle_end_to_end` on one block of rows."""
     B = Y.shape[0]
@@ -142,6 +150,8 @@ def _oracle_block(
         if z0 is None:
             M = obs[:, :, None] * meas.columns(A)
             z0 = batched_lstsq(M, obs * (Y - meas.forward(c)), xp, ridge=gamma)
+        Z = z0
+    elif z0 is not None and not least_squares_start:
         Z = z0
     else:
         T, w = inverse_target(Y, obs, activation, xp)
