@@ -377,3 +377,22 @@ def test_noise_rule_inverse_diagonal_in_blocks(monkeypatch):
     shared = np.diag(np.linalg.inv(W.T @ W))
     d = noise._inverse_diagonal(None, W, None, 19, np)
     np.testing.assert_allclose(d[5], shared, rtol=1e-10)
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict"])
+@pytest.mark.parametrize("shape", [(392, 128), (30, 7), (40, 1), (300, 300)])
+def test_row_weighted_gram_matches_its_definition(namespace, shape):
+    # The table path (m k^2 <= 2^24: upper-triangular products, mirrored)
+    # and the batched one (300 x 300) give W^T diag(w_b) W; the table's
+    # matrices are exactly symmetric (one product per pair i <= j).
+    from skinvert._linalg import row_weighted_gram
+
+    xp = np if namespace == "numpy" else pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(0)
+    W, w = rng.standard_normal(shape), rng.random((5, shape[0]))
+    G = np.asarray(row_weighted_gram(xp.asarray(W), xp.asarray(w), xp))
+    ref = np.einsum("bm,mi,mj->bij", w, W, W)
+    assert G.shape == (5, shape[1], shape[1])
+    np.testing.assert_allclose(G, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    if shape[0] * shape[1] ** 2 <= 2**24:
+        assert np.array_equal(G, np.swapaxes(G, 1, 2))
