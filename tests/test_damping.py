@@ -157,3 +157,32 @@ def test_oracle_gram_steps_reach_the_svd_steps_answer(monkeypatch):
     Zs = OracleInverter(G).fit(X).transform(X, supports=S)
     np.testing.assert_allclose(Zg, Zs, rtol=0, atol=1e-10)
     assert np.sqrt(np.mean((Zg - Z) ** 2)) < 0.1  # a noisy answer, not a trivial one
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.3])
+def test_refined_lstsq_gives_the_svd_answer(ridge):
+    # Algorithm 1's first least squares: normal equations plus two steps of
+    # iterative refinement reach the SVD's answer to rounding where the
+    # normal equations alone lose cond^2 eps (cond 3e3 here); ill-conditioned
+    # rows (cond 1e6) take the SVD; float32 takes the SVD.
+    from skinvert._linalg import refined_lstsq
+
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((12, 80, 6)))
+    V, _ = np.linalg.qr(rng.standard_normal((12, 6, 6)))
+    s = np.geomspace(1.0, 1 / 3e3, 6)
+    A = (U * s[None, None, :]) @ V
+    A[:3] = rng.standard_normal((3, 80, 6))
+    A[:3, :, 0] *= 1e-6
+    b = rng.standard_normal((12, 80))
+    ref = batched_lstsq(A, b, np, ridge=ridge)
+    got = refined_lstsq(A, b, np, ridge=ridge)
+    scale = np.abs(ref).max(axis=1, keepdims=True)
+    assert np.all(np.abs(got - ref) <= 1e-12 * scale)
+    plain = lstsq_solve(lstsq_factors(A, b, np, gram=True), np, ridge=ridge)
+    if ridge == 0:  # without refinement the normal equations are visibly off
+        assert np.max(np.abs(plain - ref)[3:] / scale[3:]) > 1e-11
+    A32, b32 = A.astype(np.float32), b.astype(np.float32)
+    got32 = refined_lstsq(A32, b32, np, ridge=ridge)
+    assert got32.dtype == np.float32
+    np.testing.assert_array_equal(got32, batched_lstsq(A32, b32, np, ridge=ridge))

@@ -62,7 +62,7 @@ def test_singular_systems_go_to_algorithm_1():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_smooth_phi_near_exact_rows_start_from_the_pursuits_code(dtype, monkeypatch):
     # tanh: rows that fit y to rounding run Algorithm 1's steps from the
-    # pursuit's z (no SVD least squares on atanh(y)) and reach the code
+    # pursuit's z (no least squares on atanh(y)) and reach the code
     # Algorithm 1 gives from that least squares.
     from skinvert.algorithms import _refine
     from skinvert.algorithms import oracle as oracle_module
@@ -84,13 +84,13 @@ def test_smooth_phi_near_exact_rows_start_from_the_pursuits_code(dtype, monkeypa
     res.z = (Z * (1 + 1e-3 * np.sqrt(eps) * rng.standard_normal(Z.shape))).astype(dtype)
     assert _near_exact(res.z, batch, xp)[0].all()
     svd_starts = []
-    lstsq = oracle_module.batched_lstsq
+    lstsq = oracle_module.refined_lstsq
 
     def record(A, *a, **kw):
         svd_starts.append(A.shape[0])
         return lstsq(A, *a, **kw)
 
-    monkeypatch.setattr(oracle_module, "batched_lstsq", record)
+    monkeypatch.setattr(oracle_module, "refined_lstsq", record)
     _refine.debias(res, batch, gamma=0.0, max_iter=30)
     assert svd_starts == []
     assert res.z.dtype == dtype

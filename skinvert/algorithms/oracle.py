@@ -7,7 +7,6 @@ estimated supports.
 
 from .._array_api import device
 from .._linalg import (
-    batched_lstsq,
     compress_rows,
     concat_blocks,
     finite_or,
@@ -15,6 +14,7 @@ from .._linalg import (
     lstsq_factors,
     lstsq_solve,
     matvec,
+    refined_lstsq,
     row_blocks,
     row_norm,
     scatter_rows,
@@ -103,8 +103,10 @@ def oracle_end_to_end(
     with a per-row damping ``mu`` (of the step, so a larger one gives a
     shorter step from z) that shrinks after a successful step and
     grows after a rejected one, so the loss of every row decreases
-    monotonically. The initial least squares uses the SVD
-    (:func:`batched_lstsq`: for a piecewise-linear phi it is the answer). The
+    monotonically. The initial least squares (for a piecewise-linear phi
+    the answer) is :func:`~skinvert._linalg.refined_lstsq`: the normal
+    equations with two steps of iterative refinement, the SVD's answer to
+    rounding without its cost (SVD on ill-conditioned rows). The
     steps use the factors of ``J^T J`` where ``J`` is well conditioned
     (:func:`~skinvert._linalg.lstsq_factors` with ``gram=True``; each step
     recomputes the residual, so the next one corrects what the normal
@@ -149,14 +151,14 @@ def _oracle_block(
         # identity (exact for an identity phi, right on PLU's unit-slope piece).
         if z0 is None:
             M = obs[:, :, None] * meas.columns(A)
-            z0 = batched_lstsq(M, obs * (Y - meas.forward(c)), xp, ridge=gamma)
+            z0 = refined_lstsq(M, obs * (Y - meas.forward(c)), xp, ridge=gamma)
         Z = z0
     elif z0 is not None and not least_squares_start:
         Z = z0
     else:
         T, w = inverse_target(Y, obs, activation, xp)
         Aw = w[:, :, None] * A
-        Z = batched_lstsq(Aw, w * (T - c), xp, ridge=gamma)
+        Z = refined_lstsq(Aw, w * (T - c), xp, ridge=gamma)
         if activation.name == "identity" and not _any_missing_saturated(w, obs, xp):
             return Z, 0, xp.ones((B,), dtype=xp.bool, device=_device(Y))
         if z0 is not None:
