@@ -96,3 +96,38 @@ def test_smooth_phi_near_exact_rows_start_from_the_pursuits_code(dtype, monkeypa
     assert res.z.dtype == dtype
     tol = 1e-12 if dtype == np.float64 else 1e-4
     assert np.max(np.abs(res.z - ref)) <= tol * np.max(np.abs(ref))
+
+
+def test_refinement_in_blocks_matches_one_block(monkeypatch):
+    # The near-exact refinement builds the (n, n_0) maps in blocks of rows
+    # (host_block_rows); rows are independent, so blocks change nothing.
+    from skinvert.algorithms import _refine
+
+    G = make_random_generator([8, 60, 150, 300], output_activation=PLU, random_state=0)
+    rng = np.random.default_rng(2)
+    Z = rng.standard_normal((40, 8))
+    X = G.forward(Z)
+    xp, _ = namespace_of(X)
+    batch = Batch(X, np.ones_like(X), G.weights, G.biases, G.activation, xp)
+
+    def run():
+        res = PursuitResult()
+        res.supports = G.supports(Z)
+        res.z = Z * (1 + 1e-9 * np.random.default_rng(3).standard_normal(Z.shape))
+        near, loss = _near_exact(res.z, batch, xp)
+        return _refine_near_exact(res, batch, near, loss, xp)
+
+    one, ok_one = run()
+    sizes = []
+    affine = _refine.affine_map
+
+    def record(weights, biases, masks, xp, *, n_samples):
+        sizes.append(n_samples)
+        return affine(weights, biases, masks, xp, n_samples=n_samples)
+
+    monkeypatch.setattr(_refine, "host_block_rows", lambda xp, dt, n: 16)
+    monkeypatch.setattr(_refine, "affine_map", record)
+    blocks, ok_blocks = run()
+    assert sizes == [16, 16, 8]
+    assert ok_one.all() and np.array_equal(ok_one, ok_blocks)
+    np.testing.assert_allclose(blocks, one, rtol=0, atol=1e-13)

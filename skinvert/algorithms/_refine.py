@@ -17,7 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._array_api import device
-from .._linalg import compress_rows, forward_preactivations, matvec, rmatvec, scatter_rows
+from .._linalg import (
+    compress_rows,
+    forward_preactivations,
+    host_block_rows,
+    matvec,
+    rmatvec,
+    row_blocks,
+    scatter_rows,
+)
 from ._batch import fits_to_rounding
 from .gradient_descent import momentum_descent
 from .oracle import inverse_target, oracle_end_to_end
@@ -210,16 +218,21 @@ def _refine_near_exact(res, batch, near, loss, xp):
     part = batch.take(sub)
     masks = [xp.astype(xp.take(S, sub, axis=0), batch.dtype) for S in res.supports]
     z0 = xp.take(res.z, sub, axis=0)
-    A, c = affine_map(batch.weights, batch.biases, masks, xp, n_samples=z0.shape[0])
     T, w = inverse_target(part.Y, part.obs, batch.activation, xp)
-    Aw = w[:, :, None] * A
-    r = w * (T - c - matvec(A, z0, xp))
-    gram = xp.matmul(xp.matrix_transpose(Aw), Aw)
-    try:
-        dz = xp.linalg.solve(gram, rmatvec(Aw, r, xp)[:, :, None])[:, :, 0]
-    except np.linalg.LinAlgError:
-        return res.z, xp.zeros_like(near)
-    z1 = z0 + dz
+    # Blocks of rows (host_block_rows): the per-row (n, n_0) maps.
+    n = batch.weights[-1].shape[0]
+    dz = []
+    for sl in row_blocks(z0.shape[0], host_block_rows(xp, z0.dtype, n * z0.shape[1])):
+        A, c = affine_map(batch.weights, batch.biases, [m[sl, ...] for m in masks], xp,
+                          n_samples=z0[sl, ...].shape[0])
+        Aw = w[sl, :, None] * A
+        r = w[sl, ...] * (T[sl, ...] - c - matvec(A, z0[sl, ...], xp))
+        gram = xp.matmul(xp.matrix_transpose(Aw), Aw)
+        try:
+            dz.append(xp.linalg.solve(gram, rmatvec(Aw, r, xp)[:, :, None])[:, :, 0])
+        except np.linalg.LinAlgError:
+            return res.z, xp.zeros_like(near)
+    z1 = z0 + (dz[0] if len(dz) == 1 else xp.concat(dz))
     keep = xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= xp.take(loss, sub, axis=0))
     z1 = xp.where(keep[:, None], z1, z0)
     return scatter_rows(res.z, z1, near, xp), scatter_rows(xp.zeros_like(near), keep, near, xp)
