@@ -81,7 +81,8 @@ def oracle_end_to_end(
     least_squares_start : bool, default=True
         Without a measurement, start from the least squares on ``phi^-1(y)``
         (and ``z0`` where it fits better). False (with ``z0``): start from
-        ``z0`` alone, without that least squares and its SVD: for estimates
+        ``z0`` alone, without that least squares (a factorization of every
+        row's map): for estimates
         that already fit ``y`` to rounding (the debiasing of a smooth phi,
         where Gauss-Newton from ``z0`` takes one or two steps).
 
