@@ -14,17 +14,23 @@ from skinvert.algorithms.oracle import oracle_end_to_end
 PLU = ("plu", {"slope": 0.1, "c": 1.0})
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_refinement_step_equals_algorithm_1_on_near_exact_rows(dtype):
-    G = make_random_generator([8, 60, 150, 300], output_activation=PLU, random_state=0)
-    rng = np.random.default_rng(0)
+def _noiseless(output_activation, seed, dtype):
+    """A random 8-60-150-300 generator, 40 codes and the Batch of their signals."""
+    G = make_random_generator([8, 60, 150, 300], output_activation=output_activation,
+                              random_state=0)
+    rng = np.random.default_rng(seed)
     Z = rng.standard_normal((40, 8))
     X = G.forward(Z).astype(dtype)
     W = [w.astype(dtype) for w in G.weights]
     b = [v.astype(dtype) for v in G.biases]
     xp, _ = namespace_of(X)
     obs = np.ones_like(X)
-    batch = Batch(X, obs, W, b, G.activation, xp)
+    return G, rng, Z, X, W, b, xp, obs, Batch(X, obs, W, b, G.activation, xp)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_refinement_step_equals_algorithm_1_on_near_exact_rows(dtype):
+    G, rng, Z, X, W, b, xp, obs, batch = _noiseless(PLU, 0, dtype)
     res = PursuitResult()
     res.supports = G.supports(Z)
     # A near-exact start: the true code perturbed at 1e-3 of sqrt(eps).
@@ -67,15 +73,7 @@ def test_smooth_phi_near_exact_rows_start_from_the_pursuits_code(dtype, monkeypa
     from skinvert.algorithms import _refine
     from skinvert.algorithms import oracle as oracle_module
 
-    G = make_random_generator([8, 60, 150, 300], output_activation="tanh", random_state=0)
-    rng = np.random.default_rng(1)
-    Z = rng.standard_normal((40, 8))
-    X = G.forward(Z).astype(dtype)
-    W = [w.astype(dtype) for w in G.weights]
-    b = [v.astype(dtype) for v in G.biases]
-    xp, _ = namespace_of(X)
-    obs = np.ones_like(X)
-    batch = Batch(X, obs, W, b, G.activation, xp)
+    G, rng, Z, X, W, b, xp, obs, batch = _noiseless("tanh", 1, dtype)
     masks = [S.astype(dtype) for S in G.supports(Z)]
     ref, _, _ = oracle_end_to_end(X, obs, W, b, G.activation, masks, xp)
     res = PursuitResult()

@@ -8,7 +8,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
-from .._array_api import get_namespace, namespace_of
+from .._array_api import get_namespace, namespace_of, single_threaded_blas
 from .._warnings import warn_user
 from ..algorithms._batch import Batch, lipschitz_constants
 from ..algorithms._refine import Refinement
@@ -89,6 +89,14 @@ def _batch_of(X, generator, measurement, name):
         measurement=meas,
         lipschitz=lipschitz_constants(generator.weights),
     )
+
+
+def _single_threaded(fn, batch, *args, **kwargs):
+    """``fn(batch, *args, **kwargs)`` with NumPy's BLAS on one thread, as the
+    estimators compute every batch: the functions then return the
+    estimators' codes bit for bit (a threaded GEMM rounds differently)."""
+    with single_threaded_blas(batch.xp):
+        return fn(batch, *args, **kwargs)
 
 
 def _warn(counts, name):

@@ -4,7 +4,6 @@ from dataclasses import replace
 
 from sklearn.utils._param_validation import validate_params
 
-from .._array_api import single_threaded_blas
 from ..algorithms.latent_pursuit import pursuit
 from ..algorithms.noise import noise_gains
 from ..solvers import resolve_solver
@@ -16,6 +15,7 @@ from ._common import (
     _output,
     _refinement,
     _rule,
+    _single_threaded,
     _warn,
     per_layer,
 )
@@ -203,27 +203,27 @@ def latent_pursuit(
     """
     batch = _batch_of(X, generator, measurement, "latent_pursuit")
     gains = None if noise_std is None else noise_gains(generator.weights)
-    with single_threaded_blas(batch.xp):  # as the estimators compute
-        res = _latent_pursuit(
-            batch,
-            lam=lam,
-            gamma=gamma,
-            solver=solver,
-            rho=rho,
-            support_tol=support_tol,
-            max_iter=max_iter,
-            tol=tol,
-            refine_max_iter=refine_max_iter,
-            debias=debias,
-            debias_max_iter=debias_max_iter,
-            refresh_max_iter=refresh_max_iter,
-            fallback_max_iter=fallback_max_iter,
-            fallback_tol=fallback_tol,
-            noise_std=noise_std,
-            noise_gains=gains,
-            noise_c=noise_c,
-            noise_retries=noise_retries,
-            noise_retry_sd=noise_retry_sd,
-        )
+    res = _single_threaded(
+        _latent_pursuit,
+        batch,
+        lam=lam,
+        gamma=gamma,
+        solver=solver,
+        rho=rho,
+        support_tol=support_tol,
+        max_iter=max_iter,
+        tol=tol,
+        refine_max_iter=refine_max_iter,
+        debias=debias,
+        debias_max_iter=debias_max_iter,
+        refresh_max_iter=refresh_max_iter,
+        fallback_max_iter=fallback_max_iter,
+        fallback_tol=fallback_tol,
+        noise_std=noise_std,
+        noise_gains=gains,
+        noise_c=noise_c,
+        noise_retries=noise_retries,
+        noise_retry_sd=noise_retry_sd,
+    )
     _warn(res.not_converged, "latent_pursuit")
     return _output(res, return_supports)

@@ -2,11 +2,20 @@
 
 from sklearn.utils._param_validation import validate_params
 
-from .._array_api import single_threaded_blas
 from ..algorithms.layered_bp import layered_bp
 from ..algorithms.noise import noise_gains
 from ..solvers import resolve_solver
-from ._common import _COMMON, _POS, _RETRIES, _batch_of, _output, _refinement, _rule, _warn
+from ._common import (
+    _COMMON,
+    _POS,
+    _RETRIES,
+    _batch_of,
+    _output,
+    _refinement,
+    _rule,
+    _single_threaded,
+    _warn,
+)
 
 __all__ = ["_layered_basis_pursuit", "layered_basis_pursuit"]
 
@@ -174,26 +183,26 @@ def layered_basis_pursuit(
     """
     batch = _batch_of(X, generator, measurement, "layered_basis_pursuit")
     gains = None if noise_std is None else noise_gains(generator.weights)
-    with single_threaded_blas(batch.xp):  # as the estimators compute
-        res = _layered_basis_pursuit(
-            batch,
-            lam=lam,
-            epsilon=epsilon,
-            solver=solver,
-            support_tol=support_tol,
-            max_iter=max_iter,
-            tol=tol,
-            refine_max_iter=refine_max_iter,
-            debias=debias,
-            debias_max_iter=debias_max_iter,
-            refresh_max_iter=refresh_max_iter,
-            fallback_max_iter=fallback_max_iter,
-            fallback_tol=fallback_tol,
-            noise_std=noise_std,
-            noise_gains=gains,
-            noise_c=noise_c,
-            noise_retries=noise_retries,
-            noise_retry_sd=noise_retry_sd,
-        )
+    res = _single_threaded(
+        _layered_basis_pursuit,
+        batch,
+        lam=lam,
+        epsilon=epsilon,
+        solver=solver,
+        support_tol=support_tol,
+        max_iter=max_iter,
+        tol=tol,
+        refine_max_iter=refine_max_iter,
+        debias=debias,
+        debias_max_iter=debias_max_iter,
+        refresh_max_iter=refresh_max_iter,
+        fallback_max_iter=fallback_max_iter,
+        fallback_tol=fallback_tol,
+        noise_std=noise_std,
+        noise_gains=gains,
+        noise_c=noise_c,
+        noise_retries=noise_retries,
+        noise_retry_sd=noise_retry_sd,
+    )
     _warn(res.not_converged, "layered_basis_pursuit")
     return _output(res, return_supports)

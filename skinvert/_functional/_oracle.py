@@ -2,10 +2,10 @@
 
 from sklearn.utils._param_validation import StrOptions, validate_params
 
-from .._array_api import namespace_of, single_threaded_blas
+from .._array_api import namespace_of
 from ..algorithms.oracle import oracle_end_to_end, oracle_layerwise
 from ..generator import ReLUGenerator
-from ._common import _NONNEG_INT, _POS, _batch_of, _warn
+from ._common import _NONNEG_INT, _POS, _batch_of, _single_threaded, _warn
 
 __all__ = ["_oracle_inversion", "oracle_inversion"]
 
@@ -133,9 +133,8 @@ def oracle_inversion(
                 f"supports[{i}] must have shape ({batch.Y.shape[0]}, {s}), got {tuple(S.shape)}."
             )
         masks.append(xp.astype(S != 0 if S.dtype != xp.bool else S, batch.dtype))
-    with single_threaded_blas(batch.xp):  # as the estimators compute
-        Z, n_bad = _oracle_inversion(
-            batch, masks, method=method, gamma=gamma, max_iter=max_iter, tol=tol
-        )
+    Z, n_bad = _single_threaded(
+        _oracle_inversion, batch, masks, method=method, gamma=gamma, max_iter=max_iter, tol=tol
+    )
     _warn({"the Oracle's Gauss-Newton": n_bad}, "oracle_inversion")
     return Z

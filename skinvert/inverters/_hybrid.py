@@ -167,10 +167,10 @@ class HybridInverter(BaseInverter):
         gradient-descent and basin-hopping start leaves far (10 chi-square
         standard deviations) above the noise level.
         "auto": the first start on noiseless signals (where it is exact and
-        cheap), the fallback with ``noise_std`` (where the pursuit costs
-        23-32x the Oracle and the hybrid 3.5-5.3x: 512 signals at noise
-        1e-2 of ``fashion-mnist-fc`` and at 1e-3 and 1e-2 of a saturating
-        tanh generator).
+        cheap), the fallback with ``noise_std`` (where the pursuit takes
+        19-46 s and the hybrid 5-8 s: 512 signals at noise 1e-2 of
+        ``fashion-mnist-fc`` and at 1e-3 and 1e-2 of a saturating tanh
+        generator).
     polish_max_iter : int, default=50
         Gauss-Newton steps of each polish.
     tol : float or None, default=None
