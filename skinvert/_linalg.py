@@ -6,6 +6,7 @@ masks (1 on the support, 0 off it) applied elementwise, so no kernel loops over
 samples and every kernel runs on NumPy, CuPy, torch or array-api-strict alike.
 """
 
+import functools
 from numbers import Real
 
 import numpy as np
@@ -384,11 +385,16 @@ def row_weighted_gram(W, w, xp):
 def _mirror_index(k, xp, dev):
     """For entry ``(i, j)`` of a k x k matrix (row-major), the position of
     ``(min(i, j), max(i, j))`` among the upper-triangular entries listed row
-    by row."""
+    by row (computed once per ``k``)."""
+    return xp.asarray(_mirror_positions(k), device=dev)
+
+
+@functools.lru_cache(maxsize=16)
+def _mirror_positions(k):
     r = np.arange(k)
     i, j = np.minimum.outer(r, r), np.maximum.outer(r, r)
-    pos = i * k - i * (i - 1) // 2 + (j - i)
-    return xp.asarray(pos.reshape(-1), device=dev)
+    pos = (i * k - i * (i - 1) // 2 + (j - i)).reshape(-1)
+    return pos
 
 
 def supported_affine_map(weights, biases, masks, xp, *, n_samples):

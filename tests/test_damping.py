@@ -87,12 +87,8 @@ def test_oracle_steps_are_damped_not_pulled_to_the_origin(monkeypatch):
     # gamma (it was gamma + mu on z + dz).
     from skinvert import OracleInverter
     from skinvert.algorithms import oracle as oracle_module
-    from skinvert.datasets import load_pretrained_generator
 
-    G = load_pretrained_generator("fashion-mnist-fc")
-    rng = np.random.default_rng(0)
-    Z = rng.standard_normal((16, G.n_latent))
-    X = G.forward(Z) + 1e-2 * rng.standard_normal((16, G.n_output))
+    G, Z, X = _noisy_plu()
     calls = []
     solve = oracle_module.lstsq_solve  # the steps (from their factors)
 
@@ -126,7 +122,7 @@ def test_oracle_refactors_only_rows_whose_code_moved(monkeypatch):
 
     G, Z, X = _noisy_plu()
     factored, solved = [], []
-    factor, solve = oracle_module.lstsq_factors, oracle_module.lstsq_solve
+    factor, solve = polish_module.lstsq_factors, oracle_module.lstsq_solve
 
     def count_factors(A, b, xp, **kw):
         factored.append(A.shape[0])
@@ -136,7 +132,7 @@ def test_oracle_refactors_only_rows_whose_code_moved(monkeypatch):
         solved.append(factors[0].shape[0])
         return solve(factors, xp, **kw)
 
-    monkeypatch.setattr(oracle_module, "lstsq_factors", count_factors)
+    monkeypatch.setattr(polish_module, "lstsq_factors", count_factors)  # step_factors
     monkeypatch.setattr(oracle_module, "lstsq_solve", count_solves)
     OracleInverter(G).fit(X).transform(X, supports=G.supports(Z))
     assert sum(factored) < sum(solved)
@@ -146,13 +142,12 @@ def test_oracle_gram_steps_reach_the_svd_steps_answer(monkeypatch):
     # The steps from the normal equations' factors end where SVD steps do
     # (each step recomputes its residual).
     from skinvert import OracleInverter
-    from skinvert.algorithms import oracle as oracle_module
 
     G, Z, X = _noisy_plu()
     S = G.supports(Z)
     Zg = OracleInverter(G).fit(X).transform(X, supports=S)
-    factor = oracle_module.lstsq_factors
-    monkeypatch.setattr(oracle_module, "lstsq_factors",
+    factor = polish_module.lstsq_factors  # called by step_factors
+    monkeypatch.setattr(polish_module, "lstsq_factors",
                         lambda A, b, xp, **kw: factor(A, b, xp, **{**kw, "gram": False}))
     Zs = OracleInverter(G).fit(X).transform(X, supports=S)
     np.testing.assert_allclose(Zg, Zs, rtol=0, atol=1e-10)

@@ -134,18 +134,14 @@ def debias(res, batch, *, gamma, max_iter):
     """
     xp = batch.xp
     todo = None
-    if gamma == 0 and batch.measurement is None and not batch.activation.piecewise_linear:
-        near, _ = _near_exact(res.z, batch, xp)
-        if bool(xp.any(near)):
-            _debias_rows(res, batch, near, gamma=gamma, max_iter=max_iter, from_z=True)
-            if bool(xp.all(near)):
-                return
-            todo = ~near
-    elif gamma == 0 and batch.measurement is None:
+    if gamma == 0 and batch.measurement is None:
         near, loss = _near_exact(res.z, batch, xp)
         if bool(xp.any(near)):
-            z, ok = _refine_near_exact(res, batch, near, loss, xp)
-            res.z = z
+            if batch.activation.piecewise_linear:
+                res.z, ok = _refine_near_exact(res, batch, near, loss, xp)
+            else:
+                _debias_rows(res, batch, near, gamma=gamma, max_iter=max_iter, from_z=True)
+                ok = near
             todo = ~ok
             if not bool(xp.any(todo)):
                 return

@@ -11,7 +11,6 @@ from .._linalg import (
     concat_blocks,
     finite_or,
     host_block_rows,
-    lstsq_factors,
     lstsq_solve,
     matvec,
     refined_lstsq,
@@ -20,7 +19,7 @@ from .._linalg import (
     scatter_rows,
     supported_lstsq,
 )
-from .polish import affine_map
+from .polish import affine_map, step_factors
 
 __all__ = ["inverse_target", "oracle_end_to_end", "oracle_layerwise"]
 
@@ -195,7 +194,7 @@ def _oracle_block(
         redo = live & stale
         if bool(xp.any(redo)):
             factors, scale = _step_factors(
-                factors, scale, redo, A, c, Y, obs, Z, activation, meas, out, xp
+                factors, scale, redo, A, c, Y, obs, Z, activation, meas, xp
             )
             stale = stale & ~redo
         if n_live < B:
@@ -229,28 +228,14 @@ def _oracle_block(
     return Z, n_iter, converged
 
 
-def _step_factors(factors, scale, rows, A, c, Y, obs, Z, activation, meas, out, xp):
-    """The step factors and ``J^T J`` scale of Algorithm 1, refreshed on ``rows``.
-
-    ``J = diag(obs) [M] diag(phi'(u)) A_S`` at ``u = A_S z + c`` (``M`` the
-    measurement), factored with the residual ``obs * (y - [M] phi(u))`` by
-    :func:`~skinvert._linalg.lstsq_factors` with ``gram=True``: each step of
-    the iteration recomputes its residual exactly, so the normal equations'
-    factors (about 5x faster than the SVD of the tall ``J``, on the rows
-    whose ``J`` is well conditioned; the SVD on the others) only make a
-    step inexact by ``cond(J)^2 eps`` relative, which the next step corrects.
-    """
+def _step_factors(factors, scale, rows, A, c, Y, obs, Z, activation, meas, xp):
+    """:func:`~skinvert.algorithms.polish.step_factors` of Algorithm 1's
+    rows ``rows`` (a mask over the block) at their ``Z``, put into the
+    block's ``factors`` and ``scale`` (None: the first call, every row)."""
     sub = compress_rows(rows, xp)
     A_, c_, Y_, o_, Z_ = (xp.take(a, sub, axis=0) for a in (A, c, Y, obs, Z))
-    U = matvec(A_, Z_, xp) + c_
-    R = o_ * (Y_ - out(U))
-    if meas is None:
-        J = (o_ * activation.derivative(U, xp))[:, :, None] * A_
-    else:
-        J = o_[:, :, None] * meas.columns(activation.derivative(U, xp)[:, :, None] * A_)
-    new = lstsq_factors(J, R, xp, gram=True)
-    new_scale = xp.max(xp.sum(J * J, axis=1), axis=1)
-    if factors is None:  # the first call refreshes every row
+    new, new_scale = step_factors(A_, matvec(A_, Z_, xp) + c_, Y_, o_, activation, xp, meas)
+    if factors is None:
         return new, new_scale
     factors = tuple(scatter_rows(f, g, rows, xp) for f, g in zip(factors, new))
     return factors, scatter_rows(scale, new_scale, rows, xp)

@@ -30,7 +30,14 @@ from .._linalg import (
 from .._linalg import scatter_rows as _scatter_rows
 from ._network import hidden_masks, network_affine_map, network_forward
 
-__all__ = ["affine_map", "forward_loss", "jacobian", "output_jacobian", "polish_batch"]
+__all__ = [
+    "affine_map",
+    "forward_loss",
+    "jacobian",
+    "output_jacobian",
+    "polish_batch",
+    "step_factors",
+]
 
 
 def _hidden(Z, weights, biases, xp):
@@ -114,6 +121,25 @@ def output_jacobian(A_S, U, activation, xp, measurement, obs):
     if obs is not None:
         J = obs[:, :, None] * J
     return J
+
+
+def step_factors(A_S, U, Y, obs, activation, xp, measurement=None):
+    """The factors of a Gauss-Newton step at the output pre-activation ``U``.
+
+    :func:`~skinvert._linalg.lstsq_factors` (``gram=True``) of the Jacobian
+    :func:`output_jacobian` and the residual ``obs * (y - A phi(u))``, and
+    the scale of ``J^T J`` (its largest diagonal entry) that the
+    Levenberg-Marquardt damping is relative to. Each step recomputes its
+    residual, so the normal equations' error (``cond(J)^2 eps`` relative, on
+    the rows they take; the SVD on the others) is corrected by the next.
+    Shared by the polish and Algorithm 1 (the Oracle).
+    """
+    J = output_jacobian(A_S, U, activation, xp, measurement, obs)
+    out = activation(U, xp)
+    if measurement is not None:
+        out = measurement.forward(out)
+    factors = lstsq_factors(J, obs * (Y - out), xp, gram=True)
+    return factors, xp.max(xp.sum(J * J, axis=1), axis=1)
 
 
 def polish_batch(
@@ -293,12 +319,7 @@ class _StepCache:
         n = U.shape[0]
 
         def factor(A_S, U_, Y_, o_):
-            J = output_jacobian(A_S, U_, activation, xp, measurement, o_)
-            out = activation(U_, xp)
-            if measurement is not None:
-                out = measurement.forward(out)
-            factors = lstsq_factors(J, o_ * (Y_ - out), xp, gram=True)
-            return factors, xp.max(xp.sum(J * J, axis=1), axis=1)
+            return step_factors(A_S, U_, Y_, o_, activation, xp, measurement)
 
         if cache is None:
             A_S, _ = affine_map(weights, biases, masks, xp, n_samples=n)
