@@ -20,7 +20,9 @@ squares. The kernels here:
   only the rows not yet at a KKT point are iterated.
 """
 
-from .._array_api import device, single_threaded_blas
+import numpy as np
+
+from .._array_api import _is_numpy, device, single_threaded_blas
 from .._linalg import compress_rows, matvec, padded_indices, scatter_rows
 
 __all__ = ["GREEDY_STEPS", "nnls_warm", "passive_lstsq", "piece_matrices"]
@@ -88,6 +90,8 @@ def passive_lstsq(G, c, F, xp, sub=None):
     dt = c.dtype
     dev = device(c)
     eps = float(xp.finfo(dt).eps)
+    if _is_numpy(xp) and B:
+        return _passive_lstsq_numpy(G, c, F, eps, sub)
     count = xp.sum(xp.astype(F, xp.int32), axis=1)
     q = max(int(xp.max(count)), 1) if B else 1
     order = xp.argsort(xp.astype(~F, xp.int32), axis=1, stable=True)
@@ -116,6 +120,38 @@ def passive_lstsq(G, c, F, xp, sub=None):
     if q < k:
         zJ = xp.concat([zJ, xp.zeros((B, k - q), dtype=dt, device=dev)], axis=1)
     return xp.take_along_axis(zJ, inv, axis=1)
+
+
+def _passive_lstsq_numpy(G, c, F, eps, sub):
+    """:func:`passive_lstsq` on NumPy: the same systems (gathered on ``F``,
+    identity padding, the same jitter), gathered by fancy indexing and
+    padded in place, the solution scattered back by index instead of an
+    inverse permutation (on 32 rows of 392 units at m = 300: the gathers
+    and copies took longer than the batched solve)."""
+    B, k = c.shape
+    count = np.count_nonzero(F, axis=1)
+    q = max(int(count.max()), 1)
+    J = np.argsort(~F, axis=1, kind="stable")[:, :q]
+    valid = np.arange(q)[None, :] < count[:, None]
+    if G.ndim == 3:
+        rows = np.arange(B) if sub is None else np.asarray(sub)
+        scale = np.max(np.diagonal(G, axis1=1, axis2=2), axis=1)[rows]
+        H = G[rows[:, None, None], J[:, :, None], J[:, None, :]]
+    else:
+        scale = np.full((B,), np.max(np.diagonal(G)))
+        H = G[J[:, :, None], J[:, None, :]]
+    jitter = k * eps * np.where(scale > 0, scale, 1.0)
+    # Padding slots: identity rows and columns; the jitter on the diagonal.
+    pad = ~valid
+    H[pad[:, :, None] | pad[:, None, :]] = 0.0
+    diag = np.einsum("bii->bi", H)
+    diag += jitter[:, None] + pad
+    cJ = np.where(valid, np.take_along_axis(c, J, axis=1), 0.0)
+    zJ = np.linalg.solve(H, cJ[:, :, None])[:, :, 0]
+    z = np.zeros((B, k), dtype=c.dtype)
+    r, j = np.nonzero(valid)
+    z[r, J[r, j]] = zJ[r, j]
+    return z
 
 
 def _lstsq_rows(G, c, F, rows, xp, gsub=None):

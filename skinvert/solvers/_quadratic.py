@@ -130,9 +130,13 @@ def masked_gram_solve(G, rhs, mask, xp):
     diag = xp.linalg.diagonal(G)
     scale = xp.max(diag, axis=-1)
     jitter = k * eps * xp.where(scale > 0, scale, xp.ones_like(scale))
-    if G.ndim == 2 and bool(xp.all(mask > 0)):
+    full = bool(xp.all(mask > 0))
+    if G.ndim == 2 and full:
         x = xp.linalg.solve(G + jitter * eye, rhs.T).T
         return x
+    if full:  # every row on its whole support: no masking of the systems
+        with single_threaded_blas(xp):
+            return xp.linalg.solve(G + jitter[:, None, None] * eye, rhs[:, :, None])[:, :, 0]
     J, valid = padded_indices(mask > 0, xp)
     q = J.shape[1]
     if q <= (3 * k) // 4:
