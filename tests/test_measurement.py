@@ -219,3 +219,27 @@ def test_layerwise_oracle_refuses_a_measurement():
     G, A, Z, Y = _problem("identity", m=180)
     with pytest.raises(ValueError, match="layerwise"):
         OracleInverter(G, method="layerwise", measurement=A).fit(Y)
+
+
+def test_refresh_rounds_through_a_measurement_are_short(monkeypatch):
+    """Fewer measurements than units (m = 120 < n_L = 150): the pursuit's
+    supports need the refresh, whose rounds run refresh_step_iter (6)
+    Levenberg-Marquardt iterations, then the moved rows run to convergence."""
+    from skinvert.algorithms import _refine
+
+    G, A, Z, Y = _problem(PLU, m=120, n_rows=16)
+    calls = []
+    real = _refine.oracle_end_to_end
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["max_iter"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_refine, "oracle_end_to_end", spy)
+    est = LatentPursuitInverter(G, measurement=A).fit(Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Zhat = est.transform(Y)
+    assert calls[0] == 30 and calls[-1] == 30  # the debiasing, the finish
+    assert calls[1:-1] and set(calls[1:-1]) == {6}  # the refresh rounds
+    assert np.median(snr_db(Z, Zhat)) >= 60

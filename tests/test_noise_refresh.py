@@ -63,11 +63,15 @@ def test_short_rounds_end_at_a_converged_fixed_point(dtype):
     assert np.all(after >= before * (1 - tol))
 
 
-def test_refresh_rounds_are_short_for_a_smooth_phi_only():
+def test_refresh_rounds_are_short_for_a_smooth_phi_or_through_a_measurement():
     ref = Refinement(debias_max_iter=30)
     assert ref.refresh_round_iter(get_activation("tanh")) == 6
     assert ref.refresh_round_iter(get_activation("plu")) == 30
+    # Through a measurement Algorithm 1 iterates for a piecewise-linear phi too.
+    assert ref.refresh_round_iter(get_activation("plu"), measured=True) == 6
     assert Refinement(refresh_step_iter=None).refresh_round_iter(get_activation("tanh")) == 30
+    none = Refinement(refresh_step_iter=None)
+    assert none.refresh_round_iter(get_activation("plu"), measured=True) == 30
 
 
 def test_unflag_clears_rows_and_recounts():

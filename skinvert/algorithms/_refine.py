@@ -61,13 +61,18 @@ class Refinement:
         row never falls back.
     refresh_step_iter : int or None, default=6
         Levenberg-Marquardt iterations of each refresh round for a smooth
-        phi (tanh, sigmoid); the rows the refresh moved are then finished
-        by :func:`finish_refresh` with ``debias_max_iter``. A round only
-        has to lower the loss and land in the next support region: on a
-        saturating tanh generator at noise 1e-2 rows take 5-10 rounds, and
-        the full ``debias_max_iter`` per round cost about 40 % of the
-        pursuit's time. None (and a piecewise-linear phi): every round runs
-        ``debias_max_iter``.
+        phi (tanh, sigmoid), and for any phi seen through a measurement
+        (where Algorithm 1 iterates: phi^-1 does not apply); the rows the
+        refresh moved are then finished by :func:`finish_refresh` with
+        ``debias_max_iter``. A round only has to lower the loss and land in
+        the next support region: on a saturating tanh generator at noise
+        1e-2 rows take 5-10 rounds, and the full ``debias_max_iter`` per
+        round cost about 40 % of the pursuit's time; through m = 300
+        measurements of ``fashion-mnist-fc`` (PLU, 512 signals) the short
+        rounds took 0.096 s per signal against 0.109, with 94.1 % of the
+        codes exact (>= 60 dB) against 92.0 %. None (and a piecewise-linear
+        phi without a measurement, where Algorithm 1 is one least squares):
+        every round runs ``debias_max_iter``.
     polish : "descent", callable or None, default="descent"
         The stage that continues the rows whose loss stays inconsistent with
         the noise level (:func:`~skinvert.algorithms.noise.settle_noisy_rows`):
@@ -87,9 +92,10 @@ class Refinement:
     refresh_step_iter: object = 6
     polish: object = "descent"
 
-    def refresh_round_iter(self, activation):
-        """LM iterations per refresh round for ``activation``."""
-        if self.refresh_step_iter is None or activation.piecewise_linear:
+    def refresh_round_iter(self, activation, measured=False):
+        """LM iterations per refresh round for ``activation`` (``measured``:
+        seen through a measurement, where Algorithm 1 iterates for any phi)."""
+        if self.refresh_step_iter is None or (activation.piecewise_linear and not measured):
             return self.debias_max_iter
         return min(self.debias_max_iter, self.refresh_step_iter)
 
@@ -100,7 +106,9 @@ def refine(res, batch, *, gamma, refinement):
         return res
     debias(res, batch, gamma=gamma, max_iter=refinement.debias_max_iter)
     if refinement.refresh_max_iter > 0:
-        step_iter = refinement.refresh_round_iter(batch.activation)
+        step_iter = refinement.refresh_round_iter(
+            batch.activation, measured=batch.measurement is not None
+        )
         refresh(
             res,
             batch,
