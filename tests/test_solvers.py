@@ -396,3 +396,56 @@ def test_row_weighted_gram_matches_its_definition(namespace, shape):
     np.testing.assert_allclose(G, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
     if shape[0] * shape[1] ** 2 <= 2**24:
         assert np.array_equal(G, np.swapaxes(G, 1, 2))
+
+
+def _per_row_nonneg(B=6, m=300, k=160, seed=3):
+    """Per-row Gram problems of the image layer's kind: weighted rows, a
+    non-negative solution with a large support, noisy targets (so the
+    primal-dual active set takes several steps)."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, k))
+    w = rng.random((B, m)) * (rng.random((B, m)) < 0.8)
+    X = np.clip(rng.standard_normal((B, k)) + 0.3, 0, None)
+    T = X @ W.T + 2.0 * rng.standard_normal((B, m))
+    G = np.einsum("mi,bm,mj->bij", W, w, W)
+    r = np.einsum("bm,bm,mk->bk", w, T, W)
+    return G, r
+
+
+def test_solve_from_inverse_equals_the_masked_solve():
+    from skinvert.solvers._quadratic import _solve_from_inverse, masked_gram_solve
+
+    G, r = _per_row_nonneg()
+    mask = (np.random.default_rng(0).random(r.shape) < 0.7).astype(float)
+    H = np.linalg.inv(G)
+    H = 0.5 * (H + np.swapaxes(H, 1, 2))
+    x = _solve_from_inverse(H, r, mask, np)
+    ref = masked_gram_solve(G, r, mask, np)
+    assert np.all(x[mask == 0] == 0)
+    np.testing.assert_allclose(x, ref, rtol=0, atol=1e-9 * np.max(np.abs(ref)))
+
+
+def test_inverse_guesses_keep_the_exact_answer_with_fewer_solves(monkeypatch):
+    """Rows still iterating after INVERSE_AFTER exact steps guess their
+    active sets from one inverse per row: the same exact KKT point, with
+    fewer k x k solves."""
+    from skinvert.solvers import _quadratic as Q
+
+    G, r = _per_row_nonneg()
+    x0 = np.stack([np.linalg.solve(g, v) for g, v in zip(G, r)])
+    calls = record_rows(monkeypatch, Q, "masked_gram_solve")
+    x_new, conv_new = Q.active_set_refine(G, r, 0.0, x0, np, nonneg=True, max_iter=30)
+    n_new = len(calls)
+    calls.clear()
+    monkeypatch.setattr(Q, "INVERSE_MIN_UNITS", 10**9)
+    x_old, conv_old = Q.active_set_refine(G, r, 0.0, x0, np, nonneg=True, max_iter=30)
+    n_old = len(calls)
+    assert conv_new.all() and conv_old.all()
+    np.testing.assert_allclose(x_new, x_old, rtol=0, atol=1e-10 * np.max(np.abs(x_old)))
+    # INVERSE_AFTER exact steps, then one exact step from the guesses.
+    assert n_new == Q.INVERSE_AFTER + 1 < n_old
+    # The exact KKT conditions of min 1/2 x'Gx - r'x, x >= 0.
+    g = np.einsum("bij,bj->bi", G, x_new) - r
+    tol = 1e-8 * np.max(np.abs(r))
+    assert np.all(x_new >= 0)
+    assert np.all(np.abs(g[x_new > 0]) <= tol) and np.all(g[x_new == 0] >= -tol)
