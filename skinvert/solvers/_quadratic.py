@@ -189,11 +189,11 @@ def _inverse_guesses(G, r, lam, A, s, converged, c, tau, guess, xp, max_iter):
     ``I``, x = 0 on it) is then ``x = y - H_{:I} (H_II)^-1 y_I`` with ``H =
     G^-1`` and ``y = H (rhs on A)``: a system of the size of the inactive
     set instead of ``k`` (the image layer of a noisy saturating tanh
-    generator: 392 units, about 100 inactive, about 10 iterations of
-    392 x 392 solves per row). Rows whose inactive set exceeds ``k / 2``
-    keep their guess. The iterations stop at a guess that reproduces itself
-    (or ``max_iter``); the returned ``(A, s)`` are a start, and the exact
-    iteration decides convergence, so rounding in ``H`` can cost
+    generator: 392 units, about 100 inactive at the end, about 10
+    iterations of 392 x 392 solves per row before). A row takes the guess
+    its iterations reproduce (within ``max_iter``), other rows (and every
+    row where the inverse fails) keep their own ``(A, s)``; the exact
+    iteration then decides convergence, so rounding in ``H`` can cost
     iterations, never exactness.
     """
     B, k = A.shape
@@ -208,20 +208,27 @@ def _inverse_guesses(G, r, lam, A, s, converged, c, tau, guess, xp, max_iter):
     eye = xp.eye(k, dtype=dt, device=device(rs))
     scale = xp.max(xp.linalg.diagonal(Gs), axis=-1)
     jitter = k * float(xp.finfo(dt).eps) * xp.where(scale > 0, scale, xp.ones_like(scale))
-    with single_threaded_blas(xp):
-        H = xp.linalg.inv(Gs + jitter[:, None, None] * eye)
-    H = 0.5 * (H + xp.matrix_transpose(H))  # symmetric: its rows are its columns
+    A0, s0 = As, ss
     live = xp.ones((n,), dtype=xp.bool, device=device(rs))
-    for _ in range(max_iter):
-        if not bool(xp.any(live)):
-            break
-        x = _solve_from_inverse(H, rs - lam_col(lam_s) * ss, As, xp)
-        A2, s2 = guess(Gs, rs, lam_s, x, cs, ts)
-        same = xp.all((A2 == As) & (s2 == ss), axis=1)
-        keep = (~live)[:, None]
-        As = xp.where(keep, As, A2)
-        ss = xp.where(keep, ss, s2)
-        live = live & ~same
+    try:
+        with single_threaded_blas(xp):
+            H = xp.linalg.inv(Gs + jitter[:, None, None] * eye)
+        H = 0.5 * (H + xp.matrix_transpose(H))  # symmetric: its rows are its columns
+        for _ in range(max_iter):
+            if not bool(xp.any(live)):
+                break
+            x = _solve_from_inverse(H, rs - lam_col(lam_s) * ss, As, xp)
+            A2, s2 = guess(Gs, rs, lam_s, x, cs, ts)
+            same = xp.all((A2 == As) & (s2 == ss), axis=1) & xp.all(xp.isfinite(x), axis=1)
+            keep = (~live)[:, None]
+            As = xp.where(keep, As, A2)
+            ss = xp.where(keep, ss, s2)
+            live = live & ~same
+    except (ValueError, RuntimeError):  # a singular system (LinAlgError): no guesses
+        return A, s
+    # Rows whose guess did not reproduce itself keep their own active sets.
+    lc = live[:, None]
+    As, ss = xp.where(lc, A0, As), xp.where(lc, s0, ss)
     return scatter_rows(A, As, rows, xp), scatter_rows(s, ss, rows, xp)
 
 
