@@ -110,6 +110,9 @@ def test_noisy_default_uses_the_pursuit_as_fallback():
     est = HybridInverter(G, noise_std=1e-2, random_state=0).fit(Y)
     assert est._pursuit_first() is False and est.pursuit_ is not None
     Zh, info = est.transform(Y, return_info=True)
+    # Every row fit by the linear or the gradient-descent starts: no pursuit.
+    assert np.all(info["start"] != -1)
+    Zh, info = est.set_params(linear_start=False).fit(Y).transform(Y, return_info=True)
     assert np.all(info["start"] >= 0)  # every row fit by its gradient-descent starts
     assert HybridInverter(G, random_state=0).fit(Y)._pursuit_first() is True
     assert HybridInverter(G, noise_std=0.01, use_pursuit=True).fit(Y)._pursuit_first() is True
@@ -145,3 +148,54 @@ def test_boundary_starts_bounded_when_noise_std_is_far_too_large():
     Zh = HybridInverter(G, noise_std=1.0, n_restarts=2, n_perturbations=0,
                         random_state=0).fit(Y).transform(Y)
     assert np.all(np.isfinite(Zh))
+
+
+def test_linear_decoder_inverts_a_linear_generator():
+    """On a generator without hidden layers (y = W z + b) the ridge
+    regression of z on y is the generator's inverse, up to the ridge."""
+    from skinvert.algorithms.hybrid import linear_decoder
+
+    rng = np.random.default_rng(0)
+    W, b = rng.standard_normal((40, 6)), rng.standard_normal(40)
+    mean, coef, offset = linear_decoder(
+        lambda Z: Z @ W.T + b, 6, np.random.default_rng(1), n_samples=3000, ridge=1e-9
+    )
+    Z = rng.standard_normal((5, 6))
+    np.testing.assert_allclose((Z @ W.T + b - mean) @ coef + offset, Z, atol=1e-6)
+
+
+def test_linear_start_first_with_noise_only():
+    G, Z, Y, _, _, _ = _noisy(0)
+    est = HybridInverter(G, noise_std=1e-2, random_state=0).fit(Y)
+    assert est.start_coef_.shape == (120, 5) and est.start_mean_.shape == (120,)
+    Zh, info = est.transform(Y, return_info=True)
+    assert "linear start" in set(info.stage)
+    assert np.all(info.stage[info["start"] == -3] == "linear start")
+    off = HybridInverter(G, noise_std=1e-2, random_state=0, linear_start=False).fit(Y)
+    assert off.start_coef_ is None
+    assert "linear start" not in set(off.transform(Y, return_info=True)[1].stage)
+    # Drawn last: the other draws of random_state are unchanged.
+    np.testing.assert_array_equal(off.init_codes_, est.init_codes_)
+    np.testing.assert_array_equal(off.perturb_codes_, est.perturb_codes_)
+    # Noiseless signals: off unless asked for.
+    clean = G.forward(Z)
+    assert HybridInverter(G, random_state=0).fit(clean).start_coef_ is None
+    on = HybridInverter(G, random_state=0, linear_start=True).fit(clean)
+    assert on.start_coef_ is not None
+    np.testing.assert_allclose(on.transform(clean), Z, atol=1e-8)
+
+
+def test_linear_start_dtype_missing_entries_and_measurement():
+    G, Z, Y, _, _, _ = _noisy(1)
+    Y32 = Y.astype(np.float32)
+    est = HybridInverter(G, noise_std=1e-2, random_state=0).fit(Y32)
+    assert est.start_coef_.dtype == np.float32
+    assert est.transform(Y32).dtype == np.float32
+    Ym = Y.copy()
+    Ym[:, :10] = np.nan  # missing entries take the outputs' mean in the start
+    Zm = HybridInverter(G, noise_std=1e-2, random_state=0).fit(Ym).transform(Ym)
+    assert np.all(np.isfinite(Zm))
+    A = np.random.default_rng(2).standard_normal((80, 120)) / np.sqrt(80)
+    est = HybridInverter(G, measurement=A, noise_std=1e-2, random_state=0).fit(Y @ A.T)
+    assert est.start_coef_.shape == (80, 5)
+    assert np.all(np.isfinite(est.transform(Y @ A.T)))
