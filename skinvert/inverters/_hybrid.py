@@ -175,7 +175,7 @@ class HybridInverter(BaseInverter):
         standard deviations) above the noise level.
         "auto": the first start on noiseless signals (where it is exact and
         cheap), the fallback with ``noise_std`` (where the pursuit takes
-        19-46 s and the hybrid 2.7-4.1 s: 512 signals at noise 1e-2 of
+        19-46 s and the hybrid 2.7-4.7 s: 512 signals at noise 1e-2 of
         ``fashion-mnist-fc`` and at 1e-3 and 1e-2 of a saturating tanh
         generator).
     linear_start : bool or "auto", default="auto"
@@ -188,8 +188,9 @@ class HybridInverter(BaseInverter):
         features, the decoder's (m, m) covariance), where it fits most rows
         to the noise level by itself: 512 signals of a saturating tanh
         generator at noise 1e-3 / 1e-2 and of ``fashion-mnist-fc`` at 1e-2,
-        transform 6.2-7.2 s -> 2.7-4.1 s (0.4 s more in ``fit``), RMS latent
-        error 1.000-1.031x -> 1.000-1.072x the Oracle's, no row beyond 3x.
+        transform 5.9-7.2 s -> 2.7-4.7 s (0.4 s more in ``fit``), RMS latent
+        error 0.99-1.05x -> 0.99-1.07x the Oracle's, no row beyond 3x (8
+        draws).
     polish_max_iter : int, default=50
         Gauss-Newton steps of each polish.
     tol : float or None, default=None
