@@ -241,7 +241,7 @@ def hybrid_batch(
     def fits(Zc, lc):
         return data_term(Zc, lc) <= bound
 
-    def first_start(rows, estimate=None, code=-1):
+    def polished_start(rows, estimate=None, code=-1):
         # The estimate (default: the pursuit's) of the rows `rows` (a mask)
         # and its polish, numbered `code` in info["start"].
         n_rows = int(xp.sum(xp.astype(rows, xp.int32)))
@@ -272,9 +272,9 @@ def hybrid_batch(
         return data_term(*keep.state()[:2]) > far
 
     if starts.pursuit is not None and starts.pursuit_first:
-        first_start(xp.ones((B,), dtype=xp.bool, device=dev))
+        polished_start(xp.ones((B,), dtype=xp.bool, device=dev))
     if starts.decoder is not None:
-        first_start(~fits(*keep.state()[:2]), starts.decoder, DECODER_START)
+        polished_start(~fits(*keep.state()[:2]), starts.decoder, DECODER_START)
     R = 0 if starts.init_codes is None else starts.init_codes.shape[0]
     K = 0 if starts.perturb_codes is None else starts.perturb_codes.shape[0]
     for first, last in _rounds(R, K, starts.per_round):
@@ -292,7 +292,7 @@ def hybrid_batch(
         _round(todo, n_todo, xp.concat(Z0), range(first, last), keep, fits, Y, obs,
                weights, biases, activation, xp, starts, kw, polish_max_iter, tol)
     if late:
-        first_start(far_off())
+        polished_start(far_off())
     if starts.boundary_sd > 0 and noise_std and biases is not None:
         Z, loss, start, fixed, n_iter = keep.state()
         Zn, ln, _ = search_neighbours(Z, loss, Y, obs, weights, biases, activation, xp,
