@@ -24,6 +24,7 @@ import numpy as np
 
 from .._array_api import _is_numpy, device, single_threaded_blas
 from .._linalg import compress_rows, matvec, padded_indices, scatter_rows
+from ..solvers._quadratic import gram_jitter
 
 __all__ = ["GREEDY_STEPS", "nnls_warm", "passive_lstsq", "piece_matrices"]
 
@@ -89,20 +90,18 @@ def passive_lstsq(G, c, F, xp, sub=None):
     B, k = c.shape
     dt = c.dtype
     dev = device(c)
-    eps = float(xp.finfo(dt).eps)
+    jitter = gram_jitter(G, xp)
+    if G.ndim == 3 and sub is not None:
+        jitter = xp.take(jitter, sub, axis=0)
+    jitter = jitter * xp.ones((B,), dtype=dt, device=dev)  # one per row
     if _is_numpy(xp) and B:
-        return _passive_lstsq_numpy(G, c, F, eps, sub)
+        return _passive_lstsq_numpy(G, c, F, jitter, sub)
     count = xp.sum(xp.astype(F, xp.int32), axis=1)
     q = max(int(xp.max(count)), 1) if B else 1
     order = xp.argsort(xp.astype(~F, xp.int32), axis=1, stable=True)
     J = order[:, :q]
     valid = xp.arange(q, device=dev)[None, :] < count[:, None]
-    diag = xp.linalg.diagonal(G)
-    scale = xp.max(diag, axis=-1)
-    if G.ndim == 3 and sub is not None:
-        scale = xp.take(scale, sub, axis=0)
-    jitter = k * eps * xp.where(scale > 0, scale, xp.ones_like(scale))
-    jit = xp.reshape(jitter * xp.ones((B,), dtype=dt, device=dev), (B, 1, 1))
+    jit = xp.reshape(jitter, (B, 1, 1))
     # G_JJ by one flat gather: entry (b, i, j) is G[b, J[b, i], J[b, j]].
     flat = J[:, :, None] * k + J[:, None, :]
     if G.ndim == 3:
@@ -122,9 +121,9 @@ def passive_lstsq(G, c, F, xp, sub=None):
     return xp.take_along_axis(zJ, inv, axis=1)
 
 
-def _passive_lstsq_numpy(G, c, F, eps, sub):
+def _passive_lstsq_numpy(G, c, F, jitter, sub):
     """:func:`passive_lstsq` on NumPy: the same systems (gathered on ``F``,
-    identity padding, the same jitter), gathered by fancy indexing and
+    identity padding, the row's ``jitter``), gathered by fancy indexing and
     padded in place, the solution scattered back by index instead of an
     inverse permutation (on 32 rows of 392 units at m = 300: the gathers
     and copies took longer than the batched solve)."""
@@ -135,12 +134,9 @@ def _passive_lstsq_numpy(G, c, F, eps, sub):
     valid = np.arange(q)[None, :] < count[:, None]
     if G.ndim == 3:
         rows = np.arange(B) if sub is None else np.asarray(sub)
-        scale = np.max(np.diagonal(G, axis1=1, axis2=2), axis=1)[rows]
         H = G[rows[:, None, None], J[:, :, None], J[:, None, :]]
     else:
-        scale = np.full((B,), np.max(np.diagonal(G)))
         H = G[J[:, :, None], J[:, None, :]]
-    jitter = k * eps * np.where(scale > 0, scale, 1.0)
     # Padding slots: identity rows and columns; the jitter on the diagonal.
     pad = ~valid
     H[pad[:, :, None] | pad[:, None, :]] = 0.0

@@ -345,24 +345,19 @@ def linear_decoder(forward, n_0, rng, *, noise_std=None, n_samples=8000, ridge=1
     offset : ndarray of shape (n_0,)
         ``z0 = (y - mean) @ coef + offset`` (the codes' sample mean).
     """
-    sums, gram, cross, n = None, None, None, 0
+    sums = gram = cross = zsum = 0.0  # accumulated over the chunks
     for lo in range(0, n_samples, chunk):
         Zc = rng.standard_normal((min(chunk, n_samples - lo), n_0))
         Yc = np.asarray(forward(Zc), dtype=np.float64)
         if noise_std:
             Yc = Yc + noise_std * rng.standard_normal(Yc.shape)
-        if gram is None:
-            m = Yc.shape[1]
-            sums, gram, cross = np.zeros(m), np.zeros((m, m)), np.zeros((m, n_0))
-            zsum = np.zeros(n_0)
-        sums += Yc.sum(axis=0)
-        zsum += Zc.sum(axis=0)
-        gram += Yc.T @ Yc
-        cross += Yc.T @ Zc
-        n += Zc.shape[0]
-    mean, zmean = sums / n, zsum / n
-    cov = gram - n * np.outer(mean, mean)
-    cxz = cross - n * np.outer(mean, zmean)
+        sums = sums + Yc.sum(axis=0)
+        zsum = zsum + Zc.sum(axis=0)
+        gram = gram + Yc.T @ Yc
+        cross = cross + Yc.T @ Zc
+    mean, zmean = sums / n_samples, zsum / n_samples
+    cov = gram - n_samples * np.outer(mean, mean)
+    cxz = cross - n_samples * np.outer(mean, zmean)
     lam = ridge * max(float(np.trace(cov)) / cov.shape[0], np.finfo(np.float64).tiny)
     coef = np.linalg.solve(cov + lam * np.eye(cov.shape[0]), cxz)
     return mean, coef, zmean

@@ -29,10 +29,12 @@ changing (gathered with ``xp.take`` and scattered back with a masked select).
 from .._array_api import device, single_threaded_blas
 from .._linalg import compress_rows, matvec, padded_indices, rmatvec, scatter_rows
 from ._lam import as_lam, lam_col, take_lam
+from ._passive_set import _rows, _take2
 
 __all__ = [
     "active_set_refine",
     "fista",
+    "gram_jitter",
     "gram_matvec",
     "masked_gram_solve",
     "objective",
@@ -113,6 +115,15 @@ def fista(G, r, lam, x0, xp, *, nonneg, lipschitz, max_iter=200, tol=1e-10):
     return x, n_iter, converged
 
 
+def gram_jitter(G, xp):
+    """The relative jitter ``k * eps * max diag(G)`` of each Gram matrix
+    (``1`` in place of a zero diagonal): a scalar for a shared (k, k) ``G``,
+    (B,) for a stack."""
+    k = G.shape[-1]
+    scale = xp.max(xp.linalg.diagonal(G), axis=-1)
+    return k * float(xp.finfo(G.dtype).eps) * xp.where(scale > 0, scale, xp.ones_like(scale))
+
+
 def masked_gram_solve(G, rhs, mask, xp):
     """Solve ``G_AA x_A = rhs_A``, ``x = 0`` off A, for every row (A = mask > 0).
 
@@ -125,11 +136,8 @@ def masked_gram_solve(G, rhs, mask, xp):
     """
     B, k = rhs.shape
     dt = rhs.dtype
-    eps = float(xp.finfo(dt).eps)
     eye = xp.eye(k, dtype=dt, device=device(rhs))
-    diag = xp.linalg.diagonal(G)
-    scale = xp.max(diag, axis=-1)
-    jitter = k * eps * xp.where(scale > 0, scale, xp.ones_like(scale))
+    jitter = gram_jitter(G, xp)
     full = bool(xp.all(mask > 0))
     if G.ndim == 2 and full:
         x = xp.linalg.solve(G + jitter * eye, rhs.T).T
@@ -206,8 +214,7 @@ def _inverse_guesses(G, r, lam, A, s, converged, c, tau, guess, xp, max_iter):
     lam_s = take_lam(lam, sub, xp)
     n = Gs.shape[0]
     eye = xp.eye(k, dtype=dt, device=device(rs))
-    scale = xp.max(xp.linalg.diagonal(Gs), axis=-1)
-    jitter = k * float(xp.finfo(dt).eps) * xp.where(scale > 0, scale, xp.ones_like(scale))
+    jitter = gram_jitter(Gs, xp)
     A0, s0 = As, ss
     live = xp.ones((n,), dtype=xp.bool, device=device(rs))
     try:
@@ -237,21 +244,14 @@ def _solve_from_inverse(H, rhs, mask, xp):
     the symmetric ``H = G^-1``: ``x = y - H_{:I} (H_II)^-1 y_I``, ``y = H
     rhs_A``. ``H_{:I}`` is gathered as the rows ``H_{I:}`` (whole rows, by
     one flat gather)."""
-    B, k = rhs.shape
     dt = rhs.dtype
     y = matvec(H, mask * rhs, xp)
     J, valid = padded_indices(mask == 0, xp)
     q = J.shape[1]
     vf = xp.astype(valid, dt)
-    base = xp.reshape(xp.arange(B, dtype=J.dtype, device=device(J)), (B, 1))
-    HI = xp.reshape(
-        xp.take(xp.reshape(H, (B * k, k)), xp.reshape(base * k + J, (-1,)), axis=0), (B, q, k)
-    ) * vf[:, :, None]  # rows I of H (zero on the padding slots)
-    flat = (xp.reshape(base, (B, 1, 1)) * q + xp.reshape(
-        xp.arange(q, dtype=J.dtype, device=device(J)), (1, q, 1))) * k + J[:, None, :]
-    HII = xp.reshape(xp.take(xp.reshape(HI, (-1,)), xp.reshape(flat, (-1,))), (B, q, q))
+    HI = _rows(H, J, xp) * vf[:, :, None]  # rows I of H (zero on the padding slots)
     eye = xp.eye(q, dtype=dt, device=device(rhs))
-    HII = vf[:, None, :] * HII + (1.0 - vf)[:, :, None] * eye
+    HII = vf[:, None, :] * _take2(H, J, xp) + (1.0 - vf)[:, :, None] * eye
     yI = xp.take_along_axis(y, J, axis=1) * vf
     with single_threaded_blas(xp):
         lamI = xp.linalg.solve(HII, yI[:, :, None])[:, :, 0]
