@@ -1,0 +1,174 @@
+"""The polish's mixed-precision Gauss-Newton steps.
+
+A double-precision polish of a dense generator without a measurement takes
+``J^T J`` from the single-precision map and the gradient ``J^T r`` in double
+precision (``mixed_step_factors``): its fixed points are those of the
+double-precision iteration, so exact codes stay exact and noisy ones land on
+the same minimum to the polish's tolerance.
+"""
+
+import numpy as np
+import pytest
+
+from skinvert import make_random_generator
+from skinvert._linalg import lstsq_solve
+from skinvert.activations import get_activation
+from skinvert.algorithms import polish as polish_module
+from skinvert.algorithms.polish import (
+    affine_map,
+    forward_loss,
+    mixed_step_factors,
+    output_gradient,
+    polish_batch,
+    single_precision_map,
+    step_factors,
+)
+
+
+def _setting(seed=0, B=9, noise=1e-2, sizes=(20, 64, 128, 300), phi="tanh"):
+    G = make_random_generator(list(sizes), output_activation=phi, random_state=seed)
+    W, b = list(G.weights), list(G.biases)
+    act = get_activation(G.output_activation)
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((B, sizes[0]))
+    Y = G.forward(Z)
+    if noise:
+        Y = Y + noise * rng.standard_normal(Y.shape)
+    obs = (rng.random(Y.shape) > 0.1).astype(float)
+    return G, W, b, act, Z, Y, obs
+
+
+def _no_mixed(monkeypatch):
+    """Force the double-precision polish (the factors of step_factors)."""
+    real = polish_module._StepCache.update.__func__
+
+    def update(cls, cache, live, masks, U, Y, obs, net, measurement, low=None):
+        return real(cls, cache, live, masks, U, Y, obs, net, measurement, None)
+
+    monkeypatch.setattr(polish_module._StepCache, "update", classmethod(update))
+
+
+def test_single_precision_map_is_the_map_rounded_and_row_by_row():
+    _, W, b, act, Z, Y, obs = _setting()
+    _, U, masks = forward_loss(Z, Y, obs, W, b, act, np)
+    W32 = [w.astype(np.float32) for w in W]
+    A32 = single_precision_map(W32, masks, np)
+    A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
+    assert A32.dtype == np.float32 and A32.shape == A64.shape
+    np.testing.assert_allclose(A32, A64, rtol=0, atol=1e-5 * np.abs(A64).max())
+    # A row's map is the same whatever the rows built with it.
+    for n in (1, 2, 5):
+        np.testing.assert_array_equal(single_precision_map(W32, [m[:n] for m in masks], np),
+                                      A32[:n])
+
+
+def test_output_gradient_is_the_transposed_map_applied():
+    _, W, b, act, Z, Y, obs = _setting()
+    _, U, masks = forward_loss(Z, Y, obs, W, b, act, np)
+    A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
+    delta = np.random.default_rng(1).standard_normal(U.shape)
+    ref = np.einsum("bnk,bn->bk", A64, delta)
+    np.testing.assert_allclose(output_gradient(delta, W, masks, np), ref, rtol=1e-12,
+                               atol=1e-12 * np.abs(ref).max())
+
+
+def test_mixed_step_is_the_gauss_newton_step_to_single_precision():
+    _, W, b, act, Z, Y, obs = _setting()
+    Z0 = Z + 0.05 * np.random.default_rng(2).standard_normal(Z.shape)
+    _, U, masks = forward_loss(Z0, Y, obs, W, b, act, np)
+    A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
+    exact, scale = step_factors(A64, U, Y, obs, act, np)
+    A32 = single_precision_map([w.astype(np.float32) for w in W], masks, np)
+    mixed, scale_m, ok = mixed_step_factors(A32, U, Y, obs, masks, W, act, np)
+    assert ok.all()
+    np.testing.assert_allclose(scale_m, scale, rtol=1e-5)
+    dz = lstsq_solve(exact, np)
+    dz_m = lstsq_solve(mixed, np)
+    assert dz_m.dtype == np.float64
+    np.testing.assert_allclose(dz_m, dz, rtol=0, atol=1e-4 * np.abs(dz).max())
+    assert np.abs(dz_m - dz).max() > 0  # the matrix is single precision
+
+
+def test_ill_conditioned_rows_take_the_double_precision_step():
+    # A first layer with two nearly equal columns: cond(J) ~ 1e5, beyond the
+    # mixed step's reach (MIXED_MIN_EIG).
+    G, W, b, act, Z, Y, obs = _setting(noise=0.0)
+    W = [w.copy() for w in W]
+    W[0][:, 1] = W[0][:, 0] * (1.0 + 1e-5)
+    x = Z
+    for w, c in zip(W[:-1], b[:-1]):
+        x = np.maximum(x @ w.T + c, 0)
+    Y = act(x @ W[-1].T + b[-1], np)
+    _, U, masks = forward_loss(Z, Y, obs, W, b, act, np)
+    A32 = single_precision_map([w.astype(np.float32) for w in W], masks, np)
+    _, _, ok = mixed_step_factors(A32, U, Y, obs, masks, W, act, np)
+    assert not ok.any()
+    cache = polish_module._StepCache.update(
+        None, np.ones(Z.shape[0], dtype=bool), masks, U, Y, obs, (W, b, act, np), None,
+        [w.astype(np.float32) for w in W],
+    )
+    A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
+    exact, _ = step_factors(A64, U, Y, obs, act, np)
+    for f, e in zip(cache.factors, exact):
+        np.testing.assert_array_equal(f, e)
+
+
+@pytest.mark.parametrize("phi", ["tanh", "identity"])
+def test_noiseless_polish_is_exact_in_mixed_precision(phi, monkeypatch):
+    _, W, b, act, Z, Y, obs = _setting(noise=0.0, phi=phi)
+    Z0 = Z + 0.01 * np.random.default_rng(3).standard_normal(Z.shape)
+    Zm, lm, _, fm = polish_batch(Z0, Y, obs, W, b, act, np)
+    _no_mixed(monkeypatch)
+    Zd, _, _, fd = polish_batch(Z0, Y, obs, W, b, act, np)
+    assert fm.all() and fd.all()
+    np.testing.assert_allclose(Zm, Z, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(Zm, Zd, rtol=0, atol=1e-12)
+
+
+def test_noisy_polish_reaches_the_double_precision_minimum(monkeypatch):
+    _, W, b, act, Z, Y, obs = _setting(B=16)
+    Z0 = Z + 0.05 * np.random.default_rng(4).standard_normal(Z.shape)
+    calls = []
+    real = polish_module.mixed_step_factors
+    monkeypatch.setattr(polish_module, "mixed_step_factors",
+                        lambda *a: calls.append(1) or real(*a))
+    Zm, lm, _, fm = polish_batch(Z0, Y, obs, W, b, act, np)
+    assert calls  # the mixed steps ran
+    _no_mixed(monkeypatch)
+    Zd, ld, _, fd = polish_batch(Z0, Y, obs, W, b, act, np)
+    # Rows at a support fixed point: the same stationary point, to the
+    # polish's step tolerance sqrt(eps). (The others stop on a boundary
+    # between support regions, where the loss has a kink: both stop there.)
+    np.testing.assert_array_equal(fm, fd)
+    assert fm.sum() >= 12
+    scale = 1.0 + np.abs(Zd[fm]).max(axis=1, keepdims=True)
+    assert np.all(np.abs(Zm[fm] - Zd[fm]) <= 1e-6 * scale)
+    np.testing.assert_allclose(lm[fm], ld[fm], rtol=1e-13)
+    np.testing.assert_allclose(lm[~fm], ld[~fm], rtol=1e-6)
+    # The gradient is zero there, in double precision.
+    _, U, masks = forward_loss(Zm, Y, obs, W, b, act, np)
+    d = act.derivative(U, np) * obs
+    g = output_gradient(d * (Y - act(U, np)), W, masks, np)[fm]
+    assert np.abs(g).max() <= 1e-8 * np.abs(output_gradient(d * Y, W, masks, np)).max()
+
+
+def test_float32_and_measured_polish_keep_their_precision(monkeypatch):
+    from skinvert.operators import Measurement
+
+    calls = []
+    real = polish_module.mixed_step_factors
+    monkeypatch.setattr(polish_module, "mixed_step_factors",
+                        lambda *a: calls.append(1) or real(*a))
+    _, W, b, act, Z, Y, obs = _setting()
+    Z0 = Z + 0.05 * np.random.default_rng(5).standard_normal(Z.shape)
+    W32, b32 = [w.astype(np.float32) for w in W], [c.astype(np.float32) for c in b]
+    Z32, _, _, _ = polish_batch(Z0.astype(np.float32), Y.astype(np.float32),
+                                obs.astype(np.float32), W32, b32, act, np)
+    assert Z32.dtype == np.float32
+    A = np.random.default_rng(6).standard_normal((60, Y.shape[1])) / np.sqrt(60)
+    meas = Measurement(A, np, np.float64)
+    Ym = act(np.maximum(np.maximum(Z @ W[0].T + b[0], 0) @ W[1].T + b[1], 0) @ W[2].T + b[2],
+             np) @ A.T
+    Zm, _, _, _ = polish_batch(Z0, Ym, np.ones_like(Ym), W, b, act, np, measurement=meas)
+    assert Zm.dtype == np.float64
+    assert not calls  # both in their own precision throughout
