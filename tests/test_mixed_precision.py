@@ -105,7 +105,7 @@ def test_ill_conditioned_rows_take_the_double_precision_step():
     assert not ok.any()
     cache = polish_module._StepCache.update(
         None, np.ones(Z.shape[0], dtype=bool), masks, U, Y, obs, (W, b, act, np), None,
-        [w.astype(np.float32) for w in W],
+        ([w.astype(np.float32) for w in W], None),
     )
     A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
     exact, _ = step_factors(A64, U, Y, obs, act, np)
@@ -113,7 +113,7 @@ def test_ill_conditioned_rows_take_the_double_precision_step():
         np.testing.assert_array_equal(f, e)
 
 
-@pytest.mark.parametrize("phi", ["tanh", "identity"])
+@pytest.mark.parametrize("phi", ["tanh", "sigmoid"])
 def test_noiseless_polish_is_exact_in_mixed_precision(phi, monkeypatch):
     _, W, b, act, Z, Y, obs = _setting(noise=0.0, phi=phi)
     Z0 = Z + 0.01 * np.random.default_rng(3).standard_normal(Z.shape)
@@ -152,9 +152,14 @@ def test_noisy_polish_reaches_the_double_precision_minimum(monkeypatch):
     assert np.abs(g).max() <= 1e-8 * np.abs(output_gradient(d * Y, W, masks, np)).max()
 
 
-def test_float32_and_measured_polish_keep_their_precision(monkeypatch):
-    from skinvert.operators import Measurement
+def _forward(W, b, act, Z):
+    x = Z
+    for w, c in zip(W[:-1], b[:-1]):
+        x = np.maximum(x @ w.T + c, 0)
+    return act(x @ W[-1].T + b[-1], np)
 
+
+def test_float32_and_piecewise_linear_polish_keep_their_precision(monkeypatch):
     calls = []
     real = polish_module.mixed_step_factors
     monkeypatch.setattr(polish_module, "mixed_step_factors",
@@ -164,11 +169,44 @@ def test_float32_and_measured_polish_keep_their_precision(monkeypatch):
     W32, b32 = [w.astype(np.float32) for w in W], [c.astype(np.float32) for c in b]
     Z32, _, _, _ = polish_batch(Z0.astype(np.float32), Y.astype(np.float32),
                                 obs.astype(np.float32), W32, b32, act, np)
-    assert Z32.dtype == np.float32
-    A = np.random.default_rng(6).standard_normal((60, Y.shape[1])) / np.sqrt(60)
+    assert Z32.dtype == np.float32 and not calls
+    # A piecewise-linear phi: double precision (one step solves its region).
+    _, W, b, act, Z, Y, obs = _setting(phi="identity", noise=0.0)
+    Zp, _, n_iter, fixed = polish_batch(Z0, Y, obs, W, b, act, np)
+    assert not calls and fixed.all()
+
+
+@pytest.mark.parametrize("noise", [0.0, 1e-2])
+def test_measured_polish_in_mixed_precision(noise, monkeypatch):
+    from skinvert.operators import Measurement
+
+    calls = []
+    real = polish_module.mixed_step_factors
+    monkeypatch.setattr(polish_module, "mixed_step_factors",
+                        lambda *a: calls.append(1) or real(*a))
+    _, W, b, act, Z, _, _ = _setting(noise=0.0)
+    rng = np.random.default_rng(6)
+    A = rng.standard_normal((80, W[-1].shape[0])) / np.sqrt(80)
     meas = Measurement(A, np, np.float64)
-    Ym = act(np.maximum(np.maximum(Z @ W[0].T + b[0], 0) @ W[1].T + b[1], 0) @ W[2].T + b[2],
-             np) @ A.T
-    Zm, _, _, _ = polish_batch(Z0, Ym, np.ones_like(Ym), W, b, act, np, measurement=meas)
-    assert Zm.dtype == np.float64
-    assert not calls  # both in their own precision throughout
+    Y = _forward(W, b, act, Z) @ A.T + noise * rng.standard_normal((Z.shape[0], 80))
+    obs = (rng.random(Y.shape) > 0.1).astype(float)
+    Z0 = Z + 0.02 * rng.standard_normal(Z.shape)
+    Zm, lm, _, fm = polish_batch(Z0, Y, obs, W, b, act, np, measurement=meas)
+    assert calls and Zm.dtype == np.float64
+    # The gradient of the measured loss matches its double-precision Jacobian.
+    _, U, masks = forward_loss(Z0, Y, obs, W, b, act, np, measurement=meas)
+    A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
+    exact, _ = step_factors(A64, U, Y, obs, act, np, meas)
+    A32 = single_precision_map([w.astype(np.float32) for w in W], masks, np)
+    mixed, _, ok = mixed_step_factors(A32, U, Y, obs, masks, W, act, np, meas,
+                                      A.astype(np.float32))
+    assert ok.all()
+    dz, dz_m = lstsq_solve(exact, np), lstsq_solve(mixed, np)
+    np.testing.assert_allclose(dz_m, dz, rtol=0, atol=1e-4 * np.abs(dz).max())
+    _no_mixed(monkeypatch)
+    Zd, ld, _, fd = polish_batch(Z0, Y, obs, W, b, act, np, measurement=meas)
+    both = fm & fd
+    assert both.sum() >= 6
+    if noise == 0:
+        np.testing.assert_allclose(Zm[both], Z[both], rtol=0, atol=1e-11)
+    np.testing.assert_allclose(lm[both], ld[both], rtol=1e-12, atol=1e-20)  # rounding: ~1e-27
