@@ -338,7 +338,7 @@ def polish_batch(
     lands on the fixed-support minimum. Measured on 512 noisy signals of a
     saturating tanh generator (the hybrid, paired runs, 2 draws x 2 noise
     levels): the hybrid took 0.76-0.89 of its time, with the same errors to the printed
-    digits and the same number of steps per row.
+    digits (11.8 steps of the winning polish per row against 11.0).
     """
     kw = {"measurement": measurement, "gamma": gamma, "max_iter": max_iter, "tol": tol}
     # Blocks of rows: the (rows, m, n_0) Jacobians (host_block_rows).
