@@ -9,6 +9,7 @@ the same minimum to the polish's tolerance.
 
 import numpy as np
 import pytest
+import sklearn
 
 from skinvert import make_random_generator
 from skinvert._linalg import lstsq_solve
@@ -210,3 +211,34 @@ def test_measured_polish_in_mixed_precision(noise, monkeypatch):
     if noise == 0:
         np.testing.assert_allclose(Zm[both], Z[both], rtol=0, atol=1e-11)
     np.testing.assert_allclose(lm[both], ld[both], rtol=1e-12, atol=1e-20)  # rounding: ~1e-27
+
+
+@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
+def test_mixed_polish_is_namespace_generic(namespace, monkeypatch):
+    if namespace == "torch":
+        xp = pytest.importorskip("torch")
+
+        def to_xp(a):
+            return xp.asarray(np.ascontiguousarray(a))
+    else:
+        xp = pytest.importorskip("array_api_strict")
+        to_xp = xp.asarray
+    from skinvert._array_api import namespace_of
+
+    calls = []
+    real = polish_module.mixed_step_factors
+    monkeypatch.setattr(polish_module, "mixed_step_factors",
+                        lambda *a: calls.append(1) or real(*a))
+    _, W, b, act, Z, Y, obs = _setting(B=6)
+    Z0 = Z + 0.05 * np.random.default_rng(7).standard_normal(Z.shape)
+    ref, ref_loss, _, _ = polish_batch(Z0, Y, obs, W, b, act, np)
+    n_numpy = len(calls)
+    args = [to_xp(a) for a in (Z0, Y, obs)]
+    with sklearn.config_context(array_api_dispatch=True):
+        ns, _ = namespace_of(args[0])
+        Zx, lx, _, _ = polish_batch(*args, [to_xp(w) for w in W], [to_xp(c) for c in b], act,
+                                    ns)
+    assert len(calls) > n_numpy  # the mixed steps ran in that namespace too
+    assert Zx.dtype == args[0].dtype
+    np.testing.assert_allclose(np.asarray(Zx), ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(lx), ref_loss, rtol=1e-8)
