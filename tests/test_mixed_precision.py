@@ -53,13 +53,14 @@ def test_single_precision_map_is_the_map_rounded_and_row_by_row():
     _, W, b, act, Z, Y, obs = _setting()
     _, U, masks = forward_loss(Z, Y, obs, W, b, act, np)
     W32 = [w.astype(np.float32) for w in W]
-    A32 = single_precision_map(W32, masks, np)
+    A32 = single_precision_map(W32, masks, np, n_samples=Z.shape[0])
     A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
     assert A32.dtype == np.float32 and A32.shape == A64.shape
     np.testing.assert_allclose(A32, A64, rtol=0, atol=1e-5 * np.abs(A64).max())
     # A row's map is the same whatever the rows built with it.
     for n in (1, 2, 5):
-        np.testing.assert_array_equal(single_precision_map(W32, [m[:n] for m in masks], np),
+        np.testing.assert_array_equal(single_precision_map(W32, [m[:n] for m in masks], np,
+                                                           n_samples=n),
                                       A32[:n])
 
 
@@ -79,7 +80,8 @@ def test_mixed_step_is_the_gauss_newton_step_to_single_precision():
     _, U, masks = forward_loss(Z0, Y, obs, W, b, act, np)
     A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
     exact, scale = step_factors(A64, U, Y, obs, act, np)
-    A32 = single_precision_map([w.astype(np.float32) for w in W], masks, np)
+    A32 = single_precision_map([w.astype(np.float32) for w in W], masks, np,
+                               n_samples=Z.shape[0])
     mixed, scale_m, ok = mixed_step_factors(A32, U, Y, obs, masks, W, act, np)
     assert ok.all()
     np.testing.assert_allclose(scale_m, scale, rtol=1e-5)
@@ -101,7 +103,8 @@ def test_ill_conditioned_rows_take_the_double_precision_step():
         x = np.maximum(x @ w.T + c, 0)
     Y = act(x @ W[-1].T + b[-1], np)
     _, U, masks = forward_loss(Z, Y, obs, W, b, act, np)
-    A32 = single_precision_map([w.astype(np.float32) for w in W], masks, np)
+    A32 = single_precision_map([w.astype(np.float32) for w in W], masks, np,
+                               n_samples=Z.shape[0])
     _, _, ok = mixed_step_factors(A32, U, Y, obs, masks, W, act, np)
     assert not ok.any()
     cache = polish_module._StepCache.update(
@@ -198,7 +201,8 @@ def test_measured_polish_in_mixed_precision(noise, monkeypatch):
     _, U, masks = forward_loss(Z0, Y, obs, W, b, act, np, measurement=meas)
     A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
     exact, _ = step_factors(A64, U, Y, obs, act, np, meas)
-    A32 = single_precision_map([w.astype(np.float32) for w in W], masks, np)
+    A32 = single_precision_map([w.astype(np.float32) for w in W], masks, np,
+                               n_samples=Z.shape[0])
     mixed, _, ok = mixed_step_factors(A32, U, Y, obs, masks, W, act, np, meas,
                                       A.astype(np.float32))
     assert ok.all()
@@ -242,3 +246,15 @@ def test_mixed_polish_is_namespace_generic(namespace, monkeypatch):
     assert Zx.dtype == args[0].dtype
     np.testing.assert_allclose(np.asarray(Zx), ref, rtol=0, atol=1e-6)
     np.testing.assert_allclose(np.asarray(lx), ref_loss, rtol=1e-8)
+
+
+def test_mixed_polish_of_a_generator_without_hidden_layers(monkeypatch):
+    # z -> tanh(W z + b): one map for every row (it was a (1, n, n_0) view).
+    _, W, b, act, Z, Y, obs = _setting(sizes=(5, 40), B=7)
+    Z0 = Z + 0.1 * np.random.default_rng(8).standard_normal(Z.shape)
+    Zm, lm, _, fm = polish_batch(Z0, Y, obs, W, b, act, np)
+    _no_mixed(monkeypatch)
+    Zd, ld, _, fd = polish_batch(Z0, Y, obs, W, b, act, np)
+    assert fm.all() and fd.all()
+    np.testing.assert_allclose(Zm, Zd, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(lm, ld, rtol=1e-12)

@@ -171,19 +171,22 @@ def _even_rows(f, arrays, xp):
     return out[:B, ...]
 
 
-def single_precision_map(weights32, masks, xp):
+def single_precision_map(weights32, masks, xp, *, n_samples):
     """``A_S`` of :func:`affine_map` (dense layers) in single precision, row by row.
 
-    ``weights32``: the generator's ``W_0..W_L`` in float32. Each row's map is
-    its own batched product (``matmul`` of the shared ``W_i`` with the row's
-    stack), so a row's map does not depend on the rows built with it (one
-    large single-precision GEMM over the concatenated rows does: its
-    kernels split the columns by the batch size).
+    ``weights32``: the generator's ``W_0..W_L`` in float32; ``masks`` the
+    supports of ``n_samples`` rows. Each row's map is its own batched
+    product (``matmul`` of the shared ``W_i`` with the row's stack), so a
+    row's map does not depend on the rows built with it (one large
+    single-precision GEMM over the concatenated rows does: its kernels
+    split the columns by the batch size). Returns (n_samples, n, n_0).
     """
     f32 = xp.float32
     A = weights32[0][None, :, :]
     for W, M in zip(weights32[1:], masks, strict=True):
         A = xp.matmul(W, xp.astype(M, f32)[:, :, None] * A)
+    if not masks:  # no hidden layer: the same map for every row
+        A = xp.astype(xp.broadcast_to(A, (n_samples,) + tuple(A.shape[1:])), f32, copy=True)
     return A
 
 
@@ -337,8 +340,9 @@ def polish_batch(
     piecewise-linear phi keeps double precision: one Gauss-Newton step then
     lands on the fixed-support minimum. Measured on 512 noisy signals of a
     saturating tanh generator (the hybrid, paired runs, 2 draws x 2 noise
-    levels): the hybrid took 0.76-0.89 of its time, with the same errors to the printed
-    digits (11.8 steps of the winning polish per row against 11.0).
+    levels): the hybrid took 0.76-0.89 of its time, with the same errors
+    to the printed digits (11.8 steps of the winning polish per row against
+    11.0).
     """
     kw = {"measurement": measurement, "gamma": gamma, "max_iter": max_iter, "tol": tol}
     # Blocks of rows: the (rows, m, n_0) Jacobians (host_block_rows).
@@ -472,11 +476,12 @@ class _StepCache:
         self.A_ok = ~moved | same_supports
 
     @staticmethod
-    def _build(weights, biases, masks, xp, low):
-        """The maps of rows with supports ``masks`` (single precision with ``low``)."""
+    def _build(weights, biases, masks, xp, low, n_samples):
+        """The maps of ``n_samples`` rows with supports ``masks`` (single
+        precision with ``low``)."""
         if low is not None:
-            return single_precision_map(low[0], masks, xp)
-        return affine_map(weights, biases, masks, xp, n_samples=masks[0].shape[0])[0]
+            return single_precision_map(low[0], masks, xp, n_samples=n_samples)
+        return affine_map(weights, biases, masks, xp, n_samples=n_samples)[0]
 
     @staticmethod
     def _factor(A_S, U, Y, obs, masks, net, measurement, low):
@@ -505,7 +510,7 @@ class _StepCache:
         weights, biases, activation, xp = net
         n = U.shape[0]
         if cache is None:
-            A_S = cls._build(weights, biases, masks, xp, low)
+            A_S = cls._build(weights, biases, masks, xp, low, n)
             factors, scale = cls._factor(A_S, U, Y, obs, masks, net, measurement, low)
             return cls(live, A_S, factors, scale, xp, low)
         if n < cache.scale.shape[0]:  # rows finished: drop them from the cache
@@ -524,7 +529,7 @@ class _StepCache:
         if bool(xp.any(new_A)):
             idx = _compress_rows(new_A, xp)
             fresh = cls._build(weights, biases, [xp.take(m, idx, axis=0) for m in masks], xp,
-                               cache.low)
+                               cache.low, idx.shape[0])
             cache.A_S = _scatter_rows(cache.A_S, fresh, new_A, xp)
         sub = [xp.take(a, rows, axis=0) for a in (cache.A_S, U, Y, obs)]
         factors, scale = cls._factor(*sub, [xp.take(m, rows, axis=0) for m in masks], net,
