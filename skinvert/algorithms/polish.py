@@ -16,7 +16,7 @@ piecewise-linear phi without noise, a start inside the true support region
 step, and every other accepted step moves to another support region.
 """
 
-from .._array_api import device, single_threaded_blas
+from .._array_api import _is_numpy, device, single_threaded_blas
 from .._linalg import compress_rows as _compress_rows
 from .._linalg import (
     concat_blocks,
@@ -26,6 +26,7 @@ from .._linalg import (
     matvec,
     row_blocks,
     row_norm,
+    shared_left_matmul,
     supported_affine_map,
 )
 from .._linalg import scatter_rows as _scatter_rows
@@ -175,19 +176,27 @@ def single_precision_map(weights32, masks, xp, *, n_samples):
     """``A_S`` of :func:`affine_map` (dense layers) in single precision, row by row.
 
     ``weights32``: the generator's ``W_0..W_L`` in float32; ``masks`` the
-    supports of ``n_samples`` rows. Each row's map is its own batched
-    product (``matmul`` of the shared ``W_i`` with the row's stack), so a
-    row's map does not depend on the rows built with it (one large
-    single-precision GEMM over the concatenated rows does: its kernels
-    split the columns by the batch size). Returns (n_samples, n, n_0).
+    supports of ``n_samples`` rows. On NumPy each row's map is its own
+    batched product (``matmul`` of the shared ``W_i`` with the row's stack),
+    so a row's map does not depend on the rows built with it (one large
+    single-precision GEMM over the concatenated rows does: OpenBLAS's
+    kernels split the columns by the batch size). Other namespaces take that
+    one GEMM (:func:`~skinvert._linalg.shared_left_matmul`), which does not
+    copy the shared ``W_i`` per row. Returns (n_samples, n, n_0).
     """
     f32 = xp.float32
     A = weights32[0][None, :, :]
     for W, M in zip(weights32[1:], masks, strict=True):
-        A = xp.matmul(W, xp.astype(M, f32)[:, :, None] * A)
+        A = _single_left_matmul(W, xp.astype(M, f32)[:, :, None] * A, xp)
     if not masks:  # no hidden layer: the same map for every row
         A = xp.astype(xp.broadcast_to(A, (n_samples,) + tuple(A.shape[1:])), f32, copy=True)
     return A
+
+
+def _single_left_matmul(W, A, xp):
+    """``W @ A[b]`` for every b in single precision: per row on NumPy (see
+    :func:`single_precision_map`), one GEMM elsewhere."""
+    return xp.matmul(W, A) if _is_numpy(xp) else shared_left_matmul(W, A, xp)
 
 
 def output_gradient(delta, weights, masks, xp):
@@ -242,8 +251,8 @@ def mixed_step_factors(A32, U, Y, obs, masks, weights, activation, xp, measureme
         J = xp.astype(d, f32)[:, :, None] * A32
         delta = d * (obs * (Y - out))
     else:
-        J = xp.astype(obs, f32)[:, :, None] * xp.matmul(
-            measurement32, xp.astype(d, f32)[:, :, None] * A32
+        J = xp.astype(obs, f32)[:, :, None] * _single_left_matmul(
+            measurement32, xp.astype(d, f32)[:, :, None] * A32, xp
         )
         delta = d * measurement.adjoint(obs * (Y - measurement.forward(out)))
     gram = xp.astype(xp.matmul(xp.matrix_transpose(J), J), dt)
