@@ -258,3 +258,33 @@ def test_mixed_polish_of_a_generator_without_hidden_layers(monkeypatch):
     assert fm.all() and fd.all()
     np.testing.assert_allclose(Zm, Zd, rtol=0, atol=1e-6)
     np.testing.assert_allclose(lm, ld, rtol=1e-12)
+
+
+@pytest.mark.parametrize("noise", [0.0, 1e-2])
+def test_mixed_polish_of_a_convolutional_generator(noise, monkeypatch):
+    # Bound layers: the map from their float32 copies, the gradient through
+    # their double-precision adjoints.
+    from .test_conv_inversion import small_conv_generator
+
+    calls = []
+    real = polish_module.mixed_step_factors
+    monkeypatch.setattr(polish_module, "mixed_step_factors",
+                        lambda *a: calls.append(1) or real(*a))
+    G = small_conv_generator("tanh")
+    layers = G.bound_layers(np, dtype=np.float64)
+    act = get_activation("tanh")
+    rng = np.random.default_rng(9)
+    Z = rng.standard_normal((6, 8))
+    Y = G.forward(Z) + noise * rng.standard_normal((6, G.n_output))
+    obs = np.ones_like(Y)
+    Z0 = Z + 0.02 * rng.standard_normal(Z.shape)
+    Zm, lm, _, fm = polish_batch(Z0, Y, obs, layers, None, act, np)
+    assert calls
+    _no_mixed(monkeypatch)
+    Zd, ld, _, fd = polish_batch(Z0, Y, obs, layers, None, act, np)
+    both = fm & fd
+    assert both.sum() >= 4
+    if noise == 0:
+        np.testing.assert_allclose(Zm[both], Z[both], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(Zm[both], Zd[both], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(lm[both], ld[both], rtol=1e-12, atol=1e-20)
