@@ -288,3 +288,35 @@ def test_mixed_polish_of_a_convolutional_generator(noise, monkeypatch):
         np.testing.assert_allclose(Zm[both], Z[both], rtol=0, atol=1e-12)
     np.testing.assert_allclose(Zm[both], Zd[both], rtol=0, atol=1e-6)
     np.testing.assert_allclose(lm[both], ld[both], rtol=1e-12, atol=1e-20)
+
+
+def test_rows_with_fewer_equations_than_unknowns_take_double_precision(monkeypatch):
+    from skinvert.operators import Measurement
+
+    built, calls = [], []
+    real_map, real_factors = polish_module.single_precision_map, polish_module.mixed_step_factors
+    monkeypatch.setattr(polish_module, "single_precision_map",
+                        lambda W, masks, xp, n_samples: built.append(n_samples)
+                        or real_map(W, masks, xp, n_samples=n_samples))
+    monkeypatch.setattr(polish_module, "mixed_step_factors",
+                        lambda *a: calls.append(1) or real_factors(*a))
+    _, W, b, act, Z, Y, obs = _setting(B=8)
+    Z0 = Z + 0.05 * np.random.default_rng(10).standard_normal(Z.shape)
+    # Rows 0 and 1 observe 12 entries for 20 unknowns: no single-precision map.
+    few = obs.copy()
+    few[:2] = 0.0
+    few[:2, :12] = 1.0
+    polish_batch(Z0, Y, few, W, b, act, np)
+    assert built and max(built) <= 6
+    # Fewer measurements than unknowns for every row: double precision throughout.
+    built.clear()
+    calls.clear()
+    A = np.random.default_rng(11).standard_normal((12, Y.shape[1])) / np.sqrt(12)
+    meas = Measurement(A, np, np.float64)
+    Ym = _forward(W, b, act, Z) @ A.T
+    Zm, lm, im, _ = polish_batch(Z0, Ym, np.ones_like(Ym), W, b, act, np, measurement=meas)
+    assert not built and not calls
+    _no_mixed(monkeypatch)
+    Zd, ld, idd, _ = polish_batch(Z0, Ym, np.ones_like(Ym), W, b, act, np, measurement=meas)
+    np.testing.assert_array_equal(Zm, Zd)
+    np.testing.assert_array_equal(im, idd)

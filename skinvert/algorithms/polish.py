@@ -431,7 +431,7 @@ def _polish_block(
             same = same & xp.all(a == b, axis=1)
         dn, zn = row_norm(dZ, xp), 1.0 + row_norm(Z_, xp)
         small = dn <= tol * zn
-        if low is not None:
+        if cache.low is not None:
             # A mixed-precision step leaves up to cond(J)^2 eps_32 of the
             # error, not the rounding of a Gauss-Newton step: below tol, a
             # row goes on while its accepted steps still contract (iterative
@@ -476,16 +476,20 @@ class _StepCache:
     its step (:func:`step_factors`; rebuilt only where an accepted step
     moved z: a rejected Levenberg-Marquardt step changes only the damping).
 
-    With ``low`` (the dense weights in float32 and the dense measurement's
-    matrix in float32 or None, for a double-precision polish) the maps are
-    kept in single precision and the factors are :func:`mixed_step_factors`;
-    the rows whose ``J^T J`` is too ill-conditioned for that take
-    :func:`step_factors` of their double-precision map.
+    With ``low`` (the weights, or bound layers, and the dense measurement's
+    matrix in float32, for a double-precision polish) the maps are kept in
+    single precision and the factors are :func:`mixed_step_factors`. The
+    rows whose ``J^T J`` is too ill-conditioned for that (``exact``: from
+    the start those with fewer observed equations than unknowns, then every
+    row that failed once) take :func:`step_factors` of their
+    double-precision map, and no single-precision map is built for them; a
+    block where every row has too few equations (fewer measurements than
+    unknowns) is polished in double precision.
     """
 
-    def __init__(self, live, A_S, factors, scale, xp, low=None):
+    def __init__(self, live, A_S, factors, scale, xp, low=None, exact=None):
         self.live, self.A_S, self.factors, self.scale = live, A_S, factors, scale
-        self.low = low
+        self.low, self.exact = low, exact
         n = scale.shape[0]
         self.A_ok = xp.ones((n,), dtype=xp.bool, device=device(scale))
         self.f_ok = xp.ones_like(self.A_ok)
@@ -496,11 +500,26 @@ class _StepCache:
         self.A_ok = ~moved | same_supports
 
     @staticmethod
-    def _build(weights, biases, masks, xp, low, n_samples):
+    def _build(weights, biases, masks, xp, low, n_samples, exact=None):
         """The maps of ``n_samples`` rows with supports ``masks`` (single
-        precision with ``low``)."""
+        precision with ``low``; zero on the rows ``exact``, which never use
+        theirs)."""
         if low is None:
             return affine_map(weights, biases, masks, xp, n_samples=n_samples)[0]
+        if exact is not None and bool(xp.any(exact)):
+            mixed = ~exact
+            n_mixed = int(xp.sum(xp.astype(mixed, xp.int32)))
+            part = None
+            if n_mixed:
+                idx = _compress_rows(mixed, xp)
+                part = _StepCache._build(weights, biases,
+                                         [xp.take(m, idx, axis=0) for m in masks], xp, low,
+                                         n_mixed)
+            first = low[0][0]
+            dev = first.device if biases is None else device(first)
+            shape = (n_samples, weights[-1].shape[0], weights[0].shape[1])
+            full = xp.zeros(shape, dtype=xp.float32, device=dev)
+            return full if n_mixed == 0 else _scatter_rows(full, part, mixed, xp)
         if biases is None:
             masks32 = [xp.astype(m, xp.float32) for m in masks]
             return affine_map(low[0], None, masks32, xp, n_samples=n_samples)[0]
@@ -508,15 +527,17 @@ class _StepCache:
 
     @staticmethod
     def _factor(A_S, U, Y, obs, masks, net, measurement, low):
-        """``(factors, scale)`` of rows with maps ``A_S`` (see :meth:`_build`)."""
+        """``(factors, scale, exact)`` of rows with maps ``A_S`` (see
+        :meth:`_build`); ``exact`` marks the rows that took double precision
+        (None without ``low``)."""
         weights, biases, activation, xp = net
         if low is None:
-            return step_factors(A_S, U, Y, obs, activation, xp, measurement)
+            return (*step_factors(A_S, U, Y, obs, activation, xp, measurement), None)
         factors, scale, ok = mixed_step_factors(A_S, U, Y, obs, masks, weights, activation, xp,
                                                 measurement, low[1], biases)
-        if bool(xp.all(ok)):
-            return factors, scale
         bad = ~ok
+        if not bool(xp.any(bad)):
+            return factors, scale, bad
         idx = _compress_rows(bad, xp)
         sub = [xp.take(m, idx, axis=0) for m in masks]
         A64, _ = affine_map(weights, biases, sub, xp, n_samples=idx.shape[0])
@@ -524,7 +545,7 @@ class _StepCache:
             A64, *(xp.take(a, idx, axis=0) for a in (U, Y, obs)), activation, xp, measurement
         )
         factors = tuple(_scatter_rows(f, e, bad, xp) for f, e in zip(factors, exact))
-        return factors, _scatter_rows(scale, exact_scale, bad, xp)
+        return factors, _scatter_rows(scale, exact_scale, bad, xp), bad
 
     @classmethod
     def update(cls, cache, live, masks, U, Y, obs, net, measurement, low=None):
@@ -533,9 +554,15 @@ class _StepCache:
         weights, biases, activation, xp = net
         n = U.shape[0]
         if cache is None:
-            A_S = cls._build(weights, biases, masks, xp, low, n)
-            factors, scale = cls._factor(A_S, U, Y, obs, masks, net, measurement, low)
-            return cls(live, A_S, factors, scale, xp, low)
+            exact = None
+            if low is not None:  # fewer equations than unknowns: J is rank-deficient
+                n_eq = xp.sum(xp.astype(obs > 0, xp.int32), axis=1)
+                exact = n_eq < weights[0].shape[1]
+                if bool(xp.all(exact)):  # e.g. fewer measurements than unknowns
+                    low, exact = None, None
+            A_S = cls._build(weights, biases, masks, xp, low, n, exact)
+            factors, scale, bad = cls._factor(A_S, U, Y, obs, masks, net, measurement, low)
+            return cls(live, A_S, factors, scale, xp, low, None if bad is None else exact | bad)
         if n < cache.scale.shape[0]:  # rows finished: drop them from the cache
             keep = _compress_rows(xp.take(live, _compress_rows(cache.live, xp), axis=0), xp)
             cache.A_S = xp.take(cache.A_S, keep, axis=0)
@@ -543,6 +570,8 @@ class _StepCache:
             cache.scale, cache.A_ok, cache.f_ok = (
                 xp.take(a, keep, axis=0) for a in (cache.scale, cache.A_ok, cache.f_ok)
             )
+            if cache.exact is not None:
+                cache.exact = xp.take(cache.exact, keep, axis=0)
         cache.live = live
         if bool(xp.all(cache.f_ok)):
             return cache
@@ -551,16 +580,20 @@ class _StepCache:
         new_A = ~cache.A_ok
         if bool(xp.any(new_A)):
             idx = _compress_rows(new_A, xp)
-            fresh = cls._build(weights, biases, [xp.take(m, idx, axis=0) for m in masks], xp,
-                               cache.low, idx.shape[0])
+            fresh = cls._build(
+                weights, biases, [xp.take(m, idx, axis=0) for m in masks], xp, cache.low,
+                idx.shape[0], None if cache.exact is None else xp.take(cache.exact, idx, axis=0),
+            )
             cache.A_S = _scatter_rows(cache.A_S, fresh, new_A, xp)
         sub = [xp.take(a, rows, axis=0) for a in (cache.A_S, U, Y, obs)]
-        factors, scale = cls._factor(*sub, [xp.take(m, rows, axis=0) for m in masks], net,
-                                     measurement, cache.low)
+        factors, scale, bad = cls._factor(*sub, [xp.take(m, rows, axis=0) for m in masks], net,
+                                          measurement, cache.low)
         cache.factors = tuple(
             _scatter_rows(old, f, stale, xp) for old, f in zip(cache.factors, factors)
         )
         cache.scale = _scatter_rows(cache.scale, scale, stale, xp)
+        if bad is not None:
+            cache.exact = cache.exact | _scatter_rows(xp.zeros_like(stale), bad, stale, xp)
         cache.A_ok = xp.ones_like(cache.A_ok)
         cache.f_ok = xp.ones_like(cache.f_ok)
         return cache
