@@ -397,8 +397,8 @@ def _polish_block(
     cache = None  # _StepCache of the rows live in the previous step
     # Mixed precision (mixed_step_factors): a smooth phi (its Gauss-Newton
     # iterates anyway; for a piecewise-linear phi one double-precision step
-    # lands on the fixed-support minimum) in double precision, dense layers,
-    # and a dense measurement if any.
+    # lands on the fixed-support minimum) in double precision, dense or
+    # bound layers, and a dense measurement if any.
     low = None
     dense_meas = measurement is None or getattr(measurement, "A", None) is not None
     if dt == xp.float64 and not activation.piecewise_linear and dense_meas:
