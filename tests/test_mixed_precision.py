@@ -39,6 +39,15 @@ def _setting(seed=0, B=9, noise=1e-2, sizes=(20, 64, 128, 300), phi="tanh"):
     return G, W, b, act, Z, Y, obs
 
 
+def _spy_mixed(monkeypatch):
+    """A list that grows by one at each call of ``mixed_step_factors``."""
+    calls = []
+    real = polish_module.mixed_step_factors
+    monkeypatch.setattr(polish_module, "mixed_step_factors",
+                        lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
 def _no_mixed(monkeypatch):
     """Force the double-precision polish (the factors of step_factors)."""
     real = polish_module._StepCache.update.__func__
@@ -47,6 +56,13 @@ def _no_mixed(monkeypatch):
         return real(cls, cache, live, masks, U, Y, obs, net, measurement, None)
 
     monkeypatch.setattr(polish_module._StepCache, "update", classmethod(update))
+
+
+def _mixed_and_double(monkeypatch, *args, **kwargs):
+    """``polish_batch(*args, **kwargs)`` as it runs, then in double precision."""
+    mixed = polish_batch(*args, **kwargs)
+    _no_mixed(monkeypatch)
+    return mixed, polish_batch(*args, **kwargs)
 
 
 def test_single_precision_map_is_the_map_rounded_and_row_by_row():
@@ -121,9 +137,7 @@ def test_ill_conditioned_rows_take_the_double_precision_step():
 def test_noiseless_polish_is_exact_in_mixed_precision(phi, monkeypatch):
     _, W, b, act, Z, Y, obs = _setting(noise=0.0, phi=phi)
     Z0 = Z + 0.01 * np.random.default_rng(3).standard_normal(Z.shape)
-    Zm, lm, _, fm = polish_batch(Z0, Y, obs, W, b, act, np)
-    _no_mixed(monkeypatch)
-    Zd, _, _, fd = polish_batch(Z0, Y, obs, W, b, act, np)
+    (Zm, _, _, fm), (Zd, _, _, fd) = _mixed_and_double(monkeypatch, Z0, Y, obs, W, b, act, np)
     assert fm.all() and fd.all()
     np.testing.assert_allclose(Zm, Z, rtol=0, atol=1e-12)
     np.testing.assert_allclose(Zm, Zd, rtol=0, atol=1e-12)
@@ -132,10 +146,7 @@ def test_noiseless_polish_is_exact_in_mixed_precision(phi, monkeypatch):
 def test_noisy_polish_reaches_the_double_precision_minimum(monkeypatch):
     _, W, b, act, Z, Y, obs = _setting(B=16)
     Z0 = Z + 0.05 * np.random.default_rng(4).standard_normal(Z.shape)
-    calls = []
-    real = polish_module.mixed_step_factors
-    monkeypatch.setattr(polish_module, "mixed_step_factors",
-                        lambda *a: calls.append(1) or real(*a))
+    calls = _spy_mixed(monkeypatch)
     Zm, lm, _, fm = polish_batch(Z0, Y, obs, W, b, act, np)
     assert calls  # the mixed steps ran
     _no_mixed(monkeypatch)
@@ -164,10 +175,7 @@ def _forward(W, b, act, Z):
 
 
 def test_float32_and_piecewise_linear_polish_keep_their_precision(monkeypatch):
-    calls = []
-    real = polish_module.mixed_step_factors
-    monkeypatch.setattr(polish_module, "mixed_step_factors",
-                        lambda *a: calls.append(1) or real(*a))
+    calls = _spy_mixed(monkeypatch)
     _, W, b, act, Z, Y, obs = _setting()
     Z0 = Z + 0.05 * np.random.default_rng(5).standard_normal(Z.shape)
     W32, b32 = [w.astype(np.float32) for w in W], [c.astype(np.float32) for c in b]
@@ -184,10 +192,7 @@ def test_float32_and_piecewise_linear_polish_keep_their_precision(monkeypatch):
 def test_measured_polish_in_mixed_precision(noise, monkeypatch):
     from skinvert.operators import Measurement
 
-    calls = []
-    real = polish_module.mixed_step_factors
-    monkeypatch.setattr(polish_module, "mixed_step_factors",
-                        lambda *a: calls.append(1) or real(*a))
+    calls = _spy_mixed(monkeypatch)
     _, W, b, act, Z, _, _ = _setting(noise=0.0)
     rng = np.random.default_rng(6)
     A = rng.standard_normal((80, W[-1].shape[0])) / np.sqrt(80)
@@ -229,10 +234,7 @@ def test_mixed_polish_is_namespace_generic(namespace, monkeypatch):
         to_xp = xp.asarray
     from skinvert._array_api import namespace_of
 
-    calls = []
-    real = polish_module.mixed_step_factors
-    monkeypatch.setattr(polish_module, "mixed_step_factors",
-                        lambda *a: calls.append(1) or real(*a))
+    calls = _spy_mixed(monkeypatch)
     _, W, b, act, Z, Y, obs = _setting(B=6)
     Z0 = Z + 0.05 * np.random.default_rng(7).standard_normal(Z.shape)
     ref, ref_loss, _, _ = polish_batch(Z0, Y, obs, W, b, act, np)
@@ -252,9 +254,8 @@ def test_mixed_polish_of_a_generator_without_hidden_layers(monkeypatch):
     # z -> tanh(W z + b): one map for every row (it was a (1, n, n_0) view).
     _, W, b, act, Z, Y, obs = _setting(sizes=(5, 40), B=7)
     Z0 = Z + 0.1 * np.random.default_rng(8).standard_normal(Z.shape)
-    Zm, lm, _, fm = polish_batch(Z0, Y, obs, W, b, act, np)
-    _no_mixed(monkeypatch)
-    Zd, ld, _, fd = polish_batch(Z0, Y, obs, W, b, act, np)
+    (Zm, lm, _, fm), (Zd, ld, _, fd) = _mixed_and_double(monkeypatch, Z0, Y, obs, W, b, act,
+                                                         np)
     assert fm.all() and fd.all()
     np.testing.assert_allclose(Zm, Zd, rtol=0, atol=1e-6)
     np.testing.assert_allclose(lm, ld, rtol=1e-12)
@@ -266,10 +267,7 @@ def test_mixed_polish_of_a_convolutional_generator(noise, monkeypatch):
     # their double-precision adjoints.
     from .test_conv_inversion import small_conv_generator
 
-    calls = []
-    real = polish_module.mixed_step_factors
-    monkeypatch.setattr(polish_module, "mixed_step_factors",
-                        lambda *a: calls.append(1) or real(*a))
+    calls = _spy_mixed(monkeypatch)
     G = small_conv_generator("tanh")
     layers = G.bound_layers(np, dtype=np.float64)
     act = get_activation("tanh")
@@ -293,13 +291,12 @@ def test_mixed_polish_of_a_convolutional_generator(noise, monkeypatch):
 def test_rows_with_fewer_equations_than_unknowns_take_double_precision(monkeypatch):
     from skinvert.operators import Measurement
 
-    built, calls = [], []
-    real_map, real_factors = polish_module.single_precision_map, polish_module.mixed_step_factors
+    built = []
+    real_map = polish_module.single_precision_map
     monkeypatch.setattr(polish_module, "single_precision_map",
                         lambda W, masks, xp, n_samples: built.append(n_samples)
                         or real_map(W, masks, xp, n_samples=n_samples))
-    monkeypatch.setattr(polish_module, "mixed_step_factors",
-                        lambda *a: calls.append(1) or real_factors(*a))
+    calls = _spy_mixed(monkeypatch)
     _, W, b, act, Z, Y, obs = _setting(B=8)
     Z0 = Z + 0.05 * np.random.default_rng(10).standard_normal(Z.shape)
     # Rows 0 and 1 observe 12 entries for 20 unknowns: no single-precision map.
