@@ -98,11 +98,24 @@ def test_starts_descend_in_single_precision_returning_double():
     np.testing.assert_array_equal(lg, forward_loss(Zg, Y, obs, W, b, G.activation, np)[0])
     np.testing.assert_array_equal(Zg, Zg.astype(np.float32).astype(np.float64))
     assert np.all(lg < forward_loss(Z0, Y, obs, W, b, G.activation, np)[0])
-    # Without single-precision weights (or with a measurement) the descent
-    # runs in the input's precision.
+    # Without single-precision weights the descent runs in the input's precision.
     Z64, _ = _descend(Z0, Y, obs, W, b, G.activation, np,
                       HybridStarts(None, max_iter=20), 0.0, None)
     assert not np.array_equal(Z64, Z64.astype(np.float32).astype(np.float64))
+    # Through a measurement too (bound in single precision for the descent);
+    # the loss returned is the measured one, in double precision.
+    from skinvert.operators import Measurement
+
+    A = np.random.default_rng(1).standard_normal((30, Y.shape[1])) / np.sqrt(30)
+    meas = Measurement(A, np, np.float64)
+    Ym = G.forward(Z) @ A.T
+    om = np.ones_like(Ym)
+    Zm, lm = _descend(Z0, Ym, om, W, b, G.activation, np, starts, 0.0, meas)
+    assert Zm.dtype == np.float64 and lm.dtype == np.float64
+    np.testing.assert_array_equal(Zm, Zm.astype(np.float32).astype(np.float64))
+    np.testing.assert_array_equal(
+        lm, forward_loss(Zm, Ym, om, W, b, G.activation, np, measurement=meas)[0])
+    assert np.all(lm < forward_loss(Z0, Ym, om, W, b, G.activation, np, measurement=meas)[0])
 
 
 def test_noisy_default_uses_the_pursuit_as_fallback():

@@ -74,8 +74,8 @@ class HybridStarts:
         The step of those starts, in z units.
     low_precision : tuple or None
         ``(weights, biases)`` of the generator in single precision (dense
-        arrays, or bound layers and None): double-precision signals without
-        a measurement then descend in single precision (see :func:`_descend`).
+        arrays, or bound layers and None): double-precision signals then
+        descend in single precision (see :func:`_descend`).
     boundary_sd : float
         With ``noise_std``: the last stage tries the neighbouring support
         regions across the hidden units within ``boundary_sd`` noise
@@ -126,24 +126,30 @@ def consistent_loss_bound(Y, obs, xp, *, noise_std=None, n_sd=10.0):
 def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measurement):
     """Gradient descent from the starts ``Z0``; returns ``(Z, loss)``.
 
-    Double-precision input without a measurement descends in single
-    precision (``starts.low_precision``): a start only has to reach the
-    basin of the polish, which runs in the input's precision, and the
-    descent's matrix products cost about twice as much in double (on 512
-    noisy signals of a saturating tanh generator the starts were 40 % of the
-    hybrid's time). The loss returned is recomputed in the input's precision.
+    Double-precision input descends in single precision
+    (``starts.low_precision``; a measurement is bound in single precision
+    too): a start only has to reach the basin of the polish, which runs in
+    the input's precision, and the descent's matrix products cost about
+    twice as much in double (on 512 noisy signals of a saturating tanh
+    generator the starts were 40 % of the hybrid's time; through m = 100
+    Gaussian measurements of a tanh net, 80 %). The loss returned is
+    recomputed in the input's precision.
     """
     run = adam_descent if starts.solver == "adam" else momentum_descent
     low = starts.low_precision
-    if low is not None and Z0.dtype == xp.float64 and measurement is None:
+    if low is not None and Z0.dtype == xp.float64:
         f32 = xp.float32
+        meas32 = None
+        if measurement is not None:
+            meas32 = measurement.to_namespace(xp, dtype=f32, device=device(Z0))
         Z, _, _, _ = run(
             xp.astype(Z0, f32), xp.astype(Y, f32), xp.astype(obs, f32), low[0], low[1],
             activation, xp, learning_rate=starts.learning_rate, alpha=gamma,
-            max_iter=starts.max_iter,
+            max_iter=starts.max_iter, measurement=meas32,
         )
         Z = xp.astype(Z, Z0.dtype)
-        loss, _, _ = forward_loss(Z, Y, obs, weights, biases, activation, xp, gamma=gamma)
+        loss, _, _ = forward_loss(Z, Y, obs, weights, biases, activation, xp, gamma=gamma,
+                                  measurement=measurement)
         return Z, loss
     Z, loss, _, _ = run(
         Z0, Y, obs, weights, biases, activation, xp, learning_rate=starts.learning_rate,

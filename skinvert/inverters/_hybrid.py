@@ -483,9 +483,9 @@ class HybridInverter(BaseInverter):
 
     def _low_precision(self, Y, xp, state):
         """The generator in single precision for the gradient-descent starts of
-        double-precision signals (None with a measurement, in single precision,
-        or where the weights do not fit float32)."""
-        if Y.dtype != xp.float64 or state.measurement is not None:
+        double-precision signals (None in single precision, or where the
+        weights do not fit float32)."""
+        if Y.dtype != xp.float64:
             return None
         _, dev = namespace_of(Y)
         try:
