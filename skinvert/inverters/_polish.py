@@ -83,7 +83,11 @@ def polish(Z0, X, generator, *, measurement=None, gamma=0.0, max_iter=50, tol=No
     -----
     A generalisation of Algorithm 1 (the Oracle) to unknown supports; for a
     piecewise-linear phi without noise, a start inside the true support
-    region reaches the exact z in one Gauss-Newton step. See
+    region reaches the exact z in one Gauss-Newton step. For a smooth phi
+    (tanh, sigmoid) in double precision the steps are mixed-precision: their
+    matrix from the map built in single precision, their gradient in double
+    precision, so the fixed points (and noiseless codes, to rounding) are
+    those of double precision. See
     :func:`skinvert.algorithms.polish.polish_batch`.
 
     Examples
