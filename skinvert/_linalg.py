@@ -20,6 +20,7 @@ __all__ = [
     "concat_blocks",
     "downdated_solve",
     "forward_preactivations",
+    "gram_eigen_factors",
     "host_block_rows",
     "lstsq_factors",
     "lstsq_solve",
@@ -151,20 +152,32 @@ def _gram_factors(A, b, xp, rcond):
     """:func:`lstsq_factors` by the eigendecomposition of ``A^T A`` where it is
     well conditioned, the SVD elsewhere."""
     At = xp.matrix_transpose(A)
-    with single_threaded_blas(xp):
-        lam, V = xp.linalg.eigh(xp.matmul(At, A))
-    top = xp.max(lam, axis=1, keepdims=True)
-    ok = xp.all(lam > 1e-8 * top, axis=1) & (top[:, 0] > 0)
-    S = xp.sqrt(xp.clip(lam, min=0.0))
-    Vt = xp.matrix_transpose(V)
-    Utb = matvec(Vt, matvec(At, b, xp), xp) / xp.where(S > 0, S, xp.ones_like(S))
-    keep = xp.ones(S.shape, dtype=xp.bool, device=_dev(S))
+    factors, ok = gram_eigen_factors(xp.matmul(At, A), matvec(At, b, xp), xp, min_eig=1e-8)
     if bool(xp.all(ok)):
-        return S, Vt, Utb, keep
+        return factors
     bad = ~ok
     sub = compress_rows(bad, xp)
     fix = lstsq_factors(xp.take(A, sub, axis=0), xp.take(b, sub, axis=0), xp, rcond=rcond)
-    return tuple(scatter_rows(f, g, bad, xp) for f, g in zip((S, Vt, Utb, keep), fix))
+    return tuple(scatter_rows(f, g, bad, xp) for f, g in zip(factors, fix))
+
+
+def gram_eigen_factors(gram, Atb, xp, *, min_eig):
+    """:func:`lstsq_factors`' ``(S, Vt, U^T b, keep)`` from ``A^T A`` and ``A^T b``.
+
+    The eigendecomposition ``A^T A = V S^2 V^T`` gives ``U^T b = S^-1 V^T
+    A^T b``. Also returns ``ok`` (B,): the rows whose smallest eigenvalue is
+    above ``min_eig`` times the largest, where these factors are accurate
+    enough for the caller (the others need another method).
+    """
+    with single_threaded_blas(xp):
+        lam, V = xp.linalg.eigh(gram)
+    top = xp.max(lam, axis=1, keepdims=True)
+    ok = xp.all(lam > min_eig * top, axis=1) & (top[:, 0] > 0)
+    S = xp.sqrt(xp.clip(lam, min=0.0))
+    Vt = xp.matrix_transpose(V)
+    Utb = matvec(Vt, Atb, xp) / xp.where(S > 0, S, xp.ones_like(S))
+    keep = xp.ones(S.shape, dtype=xp.bool, device=_dev(S))
+    return (S, Vt, Utb, keep), ok
 
 
 def lstsq_solve(factors, xp, *, ridge=0.0, z=None, damping=0.0):

@@ -16,14 +16,14 @@ piecewise-linear phi without noise, a start inside the true support region
 step, and every other accepted step moves to another support region.
 """
 
-from .._array_api import _is_numpy, device, single_threaded_blas
+from .._array_api import _is_numpy, device
 from .._linalg import compress_rows as _compress_rows
 from .._linalg import (
     concat_blocks,
+    gram_eigen_factors,
     host_block_rows,
     lstsq_factors,
     lstsq_solve,
-    matvec,
     row_blocks,
     row_norm,
     shared_left_matmul,
@@ -185,11 +185,9 @@ def single_precision_map(weights32, masks, xp, *, n_samples):
     copy the shared ``W_i`` per row. Returns (n_samples, n, n_0).
     """
     f32 = xp.float32
-    A = weights32[0][None, :, :]
+    A = xp.broadcast_to(weights32[0][None, :, :], (n_samples,) + tuple(weights32[0].shape))
     for W, M in zip(weights32[1:], masks, strict=True):
         A = _single_left_matmul(W, xp.astype(M, f32)[:, :, None] * A, xp)
-    if not masks:  # no hidden layer: the same map for every row
-        A = xp.astype(xp.broadcast_to(A, (n_samples,) + tuple(A.shape[1:])), f32, copy=True)
     return A
 
 
@@ -264,15 +262,8 @@ def mixed_step_factors(A32, U, Y, obs, masks, weights, activation, xp, measureme
         delta = d * measurement.adjoint(obs * (Y - measurement.forward(out)))
     gram = xp.astype(xp.matmul(xp.matrix_transpose(J), J), dt)
     g = output_gradient(delta, weights, masks, xp, biases)
-    with single_threaded_blas(xp):
-        lam, V = xp.linalg.eigh(gram)
-    top = xp.max(lam, axis=1, keepdims=True)
-    ok = xp.all(lam > MIXED_MIN_EIG * top, axis=1) & (top[:, 0] > 0)
-    S = xp.sqrt(xp.clip(lam, min=0.0))
-    Vt = xp.matrix_transpose(V)
-    Utb = matvec(Vt, g, xp) / xp.where(S > 0, S, xp.ones_like(S))
-    keep = xp.ones(S.shape, dtype=xp.bool, device=device(S))
-    return (S, Vt, Utb, keep), xp.max(xp.linalg.diagonal(gram), axis=1), ok
+    factors, ok = gram_eigen_factors(gram, g, xp, min_eig=MIXED_MIN_EIG)
+    return factors, xp.max(xp.linalg.diagonal(gram), axis=1), ok
 
 
 def polish_batch(
