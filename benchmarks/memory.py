@@ -3,6 +3,7 @@
     python -m benchmarks.memory [--sizes 10000 100000] [--batch-size 1000]
                                 [--inverters gd,lp] [--gd-iter 20]
     python -m benchmarks.memory --estimates [--estimate-batches 8 32]
+    python -m benchmarks.memory --hybrid-estimates
 
 ``--estimates`` checks instead the per-sample working-memory estimates that
 size ``batch_size=None`` (``_bytes_per_sample``): for Latent-Pursuit, Layered
@@ -204,6 +205,52 @@ def estimates(batches, path):
     print(f"wrote {path}")
 
 
+def hybrid_estimates(path, batches=(256, 1024)):
+    """HybridInverter's per-sample estimate on NumPy (``host=True``) against
+    the tracemalloc slope between batches of 256 and 1024 signals, beyond
+    the blocks of rows its per-row maps are built on (see the module notes)."""
+    import warnings
+
+    import numpy as np
+
+    from benchmarks.noise_saturating import saturating_generator
+    from skinvert import HybridInverter
+    from skinvert.datasets import load_pretrained_generator
+
+    fm = load_pretrained_generator("fashion-mnist-fc")
+    cases = [
+        ("fashion-mnist-fc", fm, 0.0, {}),
+        ("fashion-mnist-fc", fm, 0.0, {"use_pursuit": False}),
+        ("fashion-mnist-fc", fm, 0.0, {"use_pursuit": False, "restarts_per_round": 8}),
+        ("saturating tanh", saturating_generator(), 1e-2, {"noise_std": 1e-2}),
+    ]
+    rows = []
+    KiB = 2**10
+    for net, G, sigma, kwargs in cases:
+        rng = np.random.default_rng(0)
+        X = G.forward(rng.standard_normal((max(batches), G.n_latent)))
+        X = X + sigma * rng.standard_normal(X.shape)
+        peaks = []
+        for B in batches:
+            est = HybridInverter(G, batch_size=B, random_state=0, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est.fit(X[:B])
+            peaks.append(traced_peak(est, X[:B], {}))
+        per = (peaks[-1] - peaks[0]) / (batches[-1] - batches[0])
+        estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize, host=True)
+        rows.append({"generator": net, "kwargs": kwargs, "batches": list(batches),
+                     "peaks_bytes": peaks, "measured_bytes_per_sample": per,
+                     "estimate_bytes_per_sample": estimate,
+                     "estimate_over_measured": estimate / per})
+        print(f"{net:18s} {str(kwargs):52s} estimate {estimate / KiB:6.0f} KiB  "
+              f"measured {per / KiB:6.0f} KiB/sample  ratio {estimate / per:5.2f}", flush=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump({"machine": platform.platform(), "rows": rows}, fh, indent=1)
+    print(f"wrote {path}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -213,9 +260,14 @@ def main():
     p.add_argument("--json", default=result_path("memory.json"))
     p.add_argument("--estimates", action="store_true", help="check _bytes_per_sample instead")
     p.add_argument("--estimate-batches", type=int, nargs=2, default=[8, 32])
+    p.add_argument("--hybrid-estimates", action="store_true",
+                   help="check HybridInverter's _bytes_per_sample (NumPy) instead")
     a = p.parse_args()
     if a.estimates:
         estimates(a.estimate_batches, result_path("memory_estimates.json"))
+        return
+    if a.hybrid_estimates:
+        hybrid_estimates(result_path("memory_estimates_hybrid.json"))
         return
     sizes = sorted(a.sizes)
     names = {

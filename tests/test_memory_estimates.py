@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks.memory import traced_peak as _peak
-from skinvert import LatentPursuitInverter, OracleInverter, make_random_generator
+from skinvert import HybridInverter, LatentPursuitInverter, OracleInverter, make_random_generator
 
 G = make_random_generator([20, 220, 160], output_activation="tanh", random_state=0)
 
@@ -38,3 +38,84 @@ def test_estimate_within_1_5x_of_measured_slope(make):
     slope = (peaks[1] - peaks[0]) / 16
     estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize)
     assert 1 / 1.5 <= estimate / slope <= 1.5, (estimate, slope)
+
+
+# -- HybridInverter ----------------------------------------------------------
+# Its per-row maps (polish, boundary search) are built on blocks of rows on
+# NumPy (host_block_rows): a fixed cost there. The blocks are made small here
+# so that batches of a few dozen rows measure the per-sample slope beyond them.
+
+
+@pytest.fixture
+def small_host_blocks(monkeypatch):
+    import skinvert._linalg
+
+    monkeypatch.setattr(skinvert._linalg, "HOST_BLOCK_BYTES", 64 * 2**10)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"restarts_per_round": 1},
+        {},  # two starts per round
+        {"restarts_per_round": 8},
+        {"noise_std": 1e-2, "linear_start": False},
+    ],
+    ids=["one_per_round", "default", "eight_per_round", "noisy"],
+)
+def test_hybrid_estimate_within_1_5x_of_measured_slope(kwargs, small_host_blocks):
+    # A net of the paper's sizes; every row descends from the first round's
+    # starts (no pursuit start): the worst case the estimate is for.
+    G_paper = make_random_generator([20, 128, 392, 784], output_activation="tanh",
+                                    random_state=0)
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((96, G_paper.n_latent))
+    X = G_paper.forward(Z)
+    if "noise_std" in kwargs:
+        X = X + 1e-2 * rng.standard_normal(X.shape)
+    peaks = []
+    for B in (32, 96):
+        est = HybridInverter(G_paper, batch_size=B, n_restarts=8, n_perturbations=0,
+                             use_pursuit=False, random_state=0, **kwargs).fit(X[:B])
+        peaks.append(_peak(est, X[:B], {}))
+    slope = (peaks[1] - peaks[0]) / 64
+    estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize, host=True)
+    assert 1 / 1.5 <= estimate / slope <= 1.5, (estimate, slope)
+    # Elsewhere (no blocks) the per-row maps count too.
+    assert est._bytes_per_sample(est.generator_, X.dtype.itemsize) > 1.5 * estimate
+
+
+def test_hybrid_pursuit_runs_on_blocks_its_own_estimate_sizes(monkeypatch):
+    """The pursuit start (per-row Gram matrices: far more memory per row
+    than the hybrid's own stages) runs on blocks of rows sized by its own
+    estimate, so it does not bound the hybrid's automatic batches; its
+    rows are independent, so the blocks change no code."""
+    import skinvert.inverters._base as base
+    from skinvert.inverters import _hybrid
+
+    rng = np.random.default_rng(1)
+    Z = rng.standard_normal((40, G.n_latent))  # noiseless: the pursuit start fits them
+    X = G.forward(Z)
+    whole = HybridInverter(G, random_state=0).fit(X)
+    Z_whole = whole.transform(X)
+    assert len(whole._batches(40, 8, host=True)) == 1
+
+    est = HybridInverter(G, random_state=0).fit(X)
+    per = est.pursuit_._bytes_per_sample(G, 8, host=True)
+    monkeypatch.setattr(base, "WORKING_MEMORY", 12 * per)  # pursuit blocks of 12 rows
+    seen = []
+    real = _hybrid._pursuit_estimate
+
+    def spy(estimator, Y, obs, xp, state):
+        seen.append(Y.shape[0])
+        return real(estimator, Y, obs, xp, state)
+
+    monkeypatch.setattr(_hybrid, "_pursuit_estimate", spy)
+    Z_blocks = est.set_params(batch_size=40).transform(X)
+    assert seen == [12, 12, 12, 4]
+    # The same codes up to rounding (the pursuit's shared products round
+    # with the number of rows): noiseless rows, recovered exactly.
+    np.testing.assert_allclose(Z_blocks, Z_whole, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(Z_blocks, Z, rtol=0, atol=1e-12)
+    # The hybrid's own estimate, not the pursuit's, sizes its batches.
+    assert est._bytes_per_sample(G, 8, host=True) < per

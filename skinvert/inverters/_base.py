@@ -49,7 +49,11 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     Subclasses implement ``_transform_batch(Y, obs, xp, **kwargs)`` returning
     the latent codes of a batch, where ``Y`` holds the signals with missing
     entries set to 0 and ``obs`` is 1.0 on observed entries, 0.0 elsewhere;
-    and ``_bytes_per_sample(generator, itemsize)`` to size automatic batches.
+    and ``_bytes_per_sample(generator, itemsize, host=False)`` to size automatic
+    batches (``host``: NumPy input, where the kernels that build a stack of
+    per-row matrices work on blocks of rows of a fixed size,
+    :func:`~skinvert._linalg.host_block_rows`, so those stacks are not a
+    per-sample cost there).
     They report per-row diagnostics through ``state`` (a :class:`_TransformState`):
     ``state.flag(stage, rows)`` for the rows that hit a stage's iteration cap,
     ``state.count(stage, n)`` where only a count is known, ``state.record.n_iter``
@@ -187,19 +191,24 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return self.n_components_
 
     # -- transform --------------------------------------------------------------
-    def _batches(self, n_samples, itemsize, n_workers=1):
+    def _batches(self, n_samples, itemsize, n_workers=1, host=False):
         if self.batch_size is not None:
             size = self.batch_size
         else:
-            per = max(1, self._bytes_per_sample(self.generator_, itemsize))
-            size = max(1, WORKING_MEMORY // (per * n_workers))
+            size = self._auto_batch_rows(itemsize, n_workers, host=host)
             if n_workers > 1:  # at least one batch per worker
                 size = min(size, max(1, -(-n_samples // n_workers)))
             if self.verbose:  # about 20 batches, so that the progress bar moves
                 size = min(size, max(8, -(-n_samples // 20)))
         return list(gen_batches(n_samples, size))
 
-    def _bytes_per_sample(self, generator, itemsize):
+    def _auto_batch_rows(self, itemsize, n_workers=1, host=False):
+        """Rows whose estimated working memory (``_bytes_per_sample``) fits
+        :data:`WORKING_MEMORY`, shared by ``n_workers`` concurrent batches."""
+        per = max(1, self._bytes_per_sample(self.generator_, itemsize, host=host))
+        return max(1, WORKING_MEMORY // (per * n_workers))
+
+    def _bytes_per_sample(self, generator, itemsize, host=False):
         return itemsize * 8 * sum(generator.layer_sizes)
 
     def transform(self, X, return_info=False):
@@ -274,8 +283,9 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         xp, dev = namespace_of(X)
         n = X.shape[0]
         itemsize = 4 if X.dtype == xp.float32 else 8
-        n_workers = effective_n_jobs(self.n_jobs) if _is_numpy(xp) else 1
-        batches = self._batches(n, itemsize, n_workers)
+        host = _is_numpy(xp)
+        n_workers = effective_n_jobs(self.n_jobs) if host else 1
+        batches = self._batches(n, itemsize, n_workers, host=host)
         # Missing entries are split off per batch (in _run_batch), so the
         # working memory is bounded by batch_size, not by the size of X.
         scan = scan_rows(

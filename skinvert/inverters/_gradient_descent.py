@@ -220,7 +220,7 @@ class GradientDescentInverter(BaseInverter):
         )
         return float(self.alpha)
 
-    def _bytes_per_sample(self, generator, itemsize):
+    def _bytes_per_sample(self, generator, itemsize, host=False):
         per = itemsize * self.n_restarts * 12 * sum(generator.layer_sizes)
         A = getattr(self, "measurement_", None)
         return per if A is None else per + itemsize * self.n_restarts * 4 * A.shape[0]

@@ -3,11 +3,13 @@
 from numbers import Integral, Real
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._array_api import as_namespace, namespace_of
+from .._array_api import _is_numpy, as_namespace, namespace_of
 from .._functional._latent_pursuit import _latent_pursuit
+from .._linalg import row_blocks
 from ..algorithms.gradient_descent import gradient_lipschitz
 from ..algorithms.hybrid import DECODER_START, HybridStarts, hybrid_batch, linear_decoder
 from ._base import BaseInverter
@@ -428,16 +430,27 @@ class HybridInverter(BaseInverter):
 
         return decode
 
-    def _bytes_per_sample(self, generator, itemsize):
+    def _bytes_per_sample(self, generator, itemsize, host=False):
+        # The larger of a round's gradient-descent starts (restarts_per_round
+        # copies of every row, descending in single precision for
+        # double-precision input, _descend: activations, gradients, Adam
+        # moments and the repeated signals) and the other stages' per-row
+        # vectors. The polish and the boundary search build every layer's
+        # (n_i, n_0) map per row: on blocks of rows on NumPy
+        # (host_block_rows, a fixed cost), of the whole batch elsewhere. The
+        # pursuit is not counted: it runs on blocks its own estimate sizes
+        # (_transform_batch). Measured with tracemalloc (tests/
+        # test_memory_estimates.py, benchmarks/memory.py --estimates).
         sizes = generator.layer_sizes
-        n0, n = sizes[0], sizes[-1]
+        n0, n, total = sizes[0], sizes[-1], sum(sizes)
         A = getattr(self, "measurement_", None)
         m = n if A is None else A.shape[0]
-        R = max(self.n_restarts, 1)
-        per = R * (12 * sum(sizes) + 4 * m) + 6 * n * n0 + 2 * sum(sizes[1:]) * n0 + 4 * m * n0
-        if getattr(self, "pursuit_", None) is not None:
-            per = max(per, self.pursuit_._bytes_per_sample(generator, itemsize) // itemsize)
-        return itemsize * per
+        R = max(1, min(self.restarts_per_round, max(self.n_restarts, self.n_perturbations)))
+        descent = 4 if itemsize == 8 else itemsize  # float32 starts (see _low_precision)
+        per = max(descent * R * (6 * total + 4 * m), itemsize * 3 * (total + m))
+        if not host:
+            per += itemsize * (6 * n * n0 + 2 * sum(sizes[1:]) * n0 + 4 * m * n0)
+        return per
 
     def transform(self, X, return_info=False):
         """Recover the latent codes of the signals X.
@@ -507,9 +520,22 @@ class HybridInverter(BaseInverter):
         _, dev = namespace_of(Y)
         pursuit = None
         if self.pursuit_ is not None:
+            # The pursuit's working memory per row (its own Gram matrices) is
+            # far above the hybrid's: it runs on blocks of rows that its own
+            # estimate sizes (rows are independent).
+            host = _is_numpy(xp)
+            rows = self.pursuit_._auto_batch_rows(
+                4 if Y.dtype == xp.float32 else 8,
+                effective_n_jobs(self.n_jobs) if host else 1,
+                host=host,
+            )
 
             def pursuit(Yb, Ob):
-                return _pursuit_estimate(self.pursuit_, Yb, Ob, xp, state)
+                parts = [
+                    _pursuit_estimate(self.pursuit_, Yb[sl, ...], Ob[sl, ...], xp, state)
+                    for sl in row_blocks(Yb.shape[0], rows)
+                ]
+                return parts[0] if len(parts) == 1 else xp.concat(parts)
 
         init = None
         if self.n_restarts:

@@ -162,7 +162,7 @@ class OracleInverter(BaseInverter):
                 est.set_params(generator=self.generator_)
         self.support_estimator_ = est.fit(X)
 
-    def _bytes_per_sample(self, generator, itemsize):
+    def _bytes_per_sample(self, generator, itemsize, host=False):
         sizes = generator.layer_sizes
         if self.method == "end_to_end":
             return itemsize * (5 * sizes[-1] * sizes[0] + 4 * sum(sizes))

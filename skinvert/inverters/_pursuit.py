@@ -44,7 +44,7 @@ class _PursuitInverter(BaseInverter):
             noise_std=self.noise_std, noise_gains=self.noise_gains_,
         )
 
-    def _bytes_per_sample(self, generator, itemsize):
+    def _bytes_per_sample(self, generator, itemsize, host=False):
         # The worst case of a row (measured with tracemalloc, see
         # benchmarks/memory.py --estimates): its own Gram matrix of the
         # largest layer and the masked system solved on it (k x k each:
