@@ -200,8 +200,10 @@ class HybridInverter(BaseInverter):
     batch_size : int or None, default=None
         Rows per batch (None: sized for about 512 MiB of working memory;
         within a batch, on NumPy, the polish and the boundary search work on
-        blocks of about 8 MiB of per-row (n, n_0) maps, which runs fastest;
-        see the scaling guide).
+        blocks of about 8 MiB of per-row (n, n_0) maps, which runs fastest,
+        and the pursuit start on blocks its own estimate sizes; see the
+        scaling guide). Larger batches pay once for the rounds of starts
+        that only a few rows still need.
     n_jobs : int or None, default=None
         Joblib workers the batches are split across (NumPy input only;
         ``None`` means 1 unless in a ``joblib.parallel_config`` context, -1

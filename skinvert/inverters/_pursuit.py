@@ -262,7 +262,15 @@ class LatentPursuitInverter(_PursuitInverter):
         the supports are thresholded and debiased (the l1 bias moves the
         supports; see docs/user_guide/inverters.md). None: no threshold beyond
         ``support_tol`` (right for noiseless signals, where it changes
-        nothing: every true entry is far above the noise-free 0).
+        nothing: every true entry is far above the noise-free 0). For noisy
+        signals :class:`HybridInverter` (with ``noise_std``) is the
+        recommended estimator: on 512 signals at ``sigma = 1e-2`` it had a
+        lower RMS latent error than Latent-Pursuit in a sixth to a twelfth
+        of its time (saturating tanh generator: 1.031x the Oracle's error in
+        2.5 s against 1.077x in 31.6 s; ``fashion-mnist-fc``: 1.010x in 2.2 s
+        against 1.017x in 12.9 s; ``python -m benchmarks.noise_saturating
+        --sigmas 1e-2 --shipped --methods hybrid,lp``). Latent-Pursuit's
+        noisy path solves every layer's active set on per-row Gram matrices.
     refresh_max_iter : int, default=10
         Support refreshes after the debiasing: re-run the Oracle
         (Algorithm 1) on the supports of ``G(z_hat)`` itself, keeping the
