@@ -96,17 +96,23 @@ def test_smooth_phi_near_exact_rows_start_from_the_pursuits_code(dtype, monkeypa
     assert np.max(np.abs(res.z - ref)) <= tol * np.max(np.abs(ref))
 
 
-def test_refinement_in_blocks_matches_one_block(monkeypatch):
-    # The near-exact refinement builds the (n, n_0) maps in blocks of rows
+@pytest.mark.parametrize("missing", [False, True], ids=["shared_gram", "per_row_maps"])
+def test_refinement_in_blocks_matches_one_block(monkeypatch, missing):
+    # The near-exact refinement builds its per-row maps in blocks of rows
     # (host_block_rows); rows are independent, so blocks change nothing.
+    # Every entry observed: the normal equations from the shared W_L^T W_L;
+    # with missing entries: from each row's (n, n_0) map.
     from skinvert.algorithms import _refine
 
     G = make_random_generator([8, 60, 150, 300], output_activation=PLU, random_state=0)
     rng = np.random.default_rng(2)
     Z = rng.standard_normal((40, 8))
     X = G.forward(Z)
+    obs = np.ones_like(X)
+    if missing:
+        obs[rng.random(X.shape) < 0.2] = 0.0
     xp, _ = namespace_of(X)
-    batch = Batch(X, np.ones_like(X), G.weights, G.biases, G.activation, xp)
+    batch = Batch(X, obs, G.weights, G.biases, G.activation, xp)
 
     def run():
         res = PursuitResult()
@@ -117,15 +123,49 @@ def test_refinement_in_blocks_matches_one_block(monkeypatch):
 
     one, ok_one = run()
     sizes = []
-    affine = _refine.affine_map
+    name = "affine_map" if missing else "_image_normal_equations"
+    spied = getattr(_refine, name)
 
-    def record(weights, biases, masks, xp, *, n_samples):
-        sizes.append(n_samples)
-        return affine(weights, biases, masks, xp, n_samples=n_samples)
+    def record(*args, **kwargs):
+        sizes.append(args[3].shape[0] if not missing else kwargs["n_samples"])
+        return spied(*args, **kwargs)
 
     monkeypatch.setattr(_refine, "host_block_rows", lambda xp, dt, n: 16)
-    monkeypatch.setattr(_refine, "affine_map", record)
+    monkeypatch.setattr(_refine, name, record)
     blocks, ok_blocks = run()
     assert sizes == [16, 16, 8]
     assert ok_one.all() and np.array_equal(ok_one, ok_blocks)
     np.testing.assert_allclose(blocks, one, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(one, Z, rtol=0, atol=1e-14)
+
+
+def test_shared_gram_refinement_equals_per_row_maps(monkeypatch):
+    # Every entry observed (PLU): A_S^T A_S = P^T (W_L^T W_L) P without the
+    # per-row (n, n_0) maps; the same refined codes as from the maps.
+    from skinvert.algorithms import _refine
+
+    G = make_random_generator([8, 60, 150, 300], output_activation=PLU, random_state=1)
+    rng = np.random.default_rng(4)
+    Z = rng.standard_normal((30, 8))
+    X = G.forward(Z)
+    xp, _ = namespace_of(X)
+    batch = Batch(X, np.ones_like(X), G.weights, G.biases, G.activation, xp)
+    assert _refine._shared_image_gram(batch, np.ones_like(X), xp) is not None
+
+    def refine(z0):
+        res = PursuitResult()
+        res.supports = G.supports(Z)
+        res.z = z0.copy()
+        near, loss = _near_exact(res.z, batch, xp)
+        assert near.all()
+        return _refine_near_exact(res, batch, near, loss, xp)[0]
+
+    z0 = Z * (1 + 1e-10 * rng.standard_normal(Z.shape))
+    shared = refine(z0)
+    monkeypatch.setattr(_refine, "_shared_image_gram", lambda batch, w, xp: None)
+    maps = refine(z0)
+    err = np.abs(z0 - Z).max()
+    assert err > 1e-12  # the start is off ...
+    np.testing.assert_allclose(shared, Z, rtol=0, atol=1e-14)  # ... both refine it
+    np.testing.assert_allclose(maps, Z, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(shared, maps, rtol=0, atol=1e-14)

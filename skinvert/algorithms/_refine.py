@@ -25,6 +25,8 @@ from .._linalg import (
     rmatvec,
     row_blocks,
     scatter_rows,
+    shared_left_matmul,
+    supported_affine_maps,
 )
 from ._batch import fits_to_rounding
 from .gradient_descent import momentum_descent
@@ -224,23 +226,58 @@ def _refine_near_exact(res, batch, near, loss, xp):
     masks = [xp.astype(xp.take(S, sub, axis=0), batch.dtype) for S in res.supports]
     z0 = xp.take(res.z, sub, axis=0)
     T, w = inverse_target(part.Y, part.obs, batch.activation, xp)
+    W = batch.weights
+    shared = _shared_image_gram(batch, w, xp)
     # Blocks of rows (host_block_rows): the per-row (n, n_0) maps.
-    n = batch.weights[-1].shape[0]
+    n = W[-1].shape[0] if shared is None else 2 * W[-1].shape[1]
     dz = []
     for sl in row_blocks(z0.shape[0], host_block_rows(xp, z0.dtype, n * z0.shape[1])):
-        A, c = affine_map(batch.weights, batch.biases, [m[sl, ...] for m in masks], xp,
-                          n_samples=z0[sl, ...].shape[0])
-        Aw = w[sl, :, None] * A
-        r = w[sl, ...] * (T[sl, ...] - c - matvec(A, z0[sl, ...], xp))
-        gram = xp.matmul(xp.matrix_transpose(Aw), Aw)
+        ms, zs = [m[sl, ...] for m in masks], z0[sl, ...]
+        if shared is None:
+            A, c = affine_map(W, batch.biases, ms, xp, n_samples=zs.shape[0])
+            Aw = w[sl, :, None] * A
+            r = w[sl, ...] * (T[sl, ...] - c - matvec(A, zs, xp))
+            gram = xp.matmul(xp.matrix_transpose(Aw), Aw)
+            rhs = rmatvec(Aw, r, xp)
+        else:
+            gram, rhs = _image_normal_equations(batch, shared, ms, zs, T[sl, ...], xp)
         try:
-            dz.append(xp.linalg.solve(gram, rmatvec(Aw, r, xp)[:, :, None])[:, :, 0])
+            dz.append(xp.linalg.solve(gram, rhs[:, :, None])[:, :, 0])
         except np.linalg.LinAlgError:
             return res.z, xp.zeros_like(near)
     z1 = z0 + (dz[0] if len(dz) == 1 else xp.concat(dz))
     keep = xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= xp.take(loss, sub, axis=0))
     z1 = xp.where(keep[:, None], z1, z0)
     return scatter_rows(res.z, z1, near, xp), scatter_rows(xp.zeros_like(near), keep, near, xp)
+
+
+def _shared_image_gram(batch, w, xp):
+    """``W_L^T W_L`` where every row of a batch keeps every equation
+    (``w`` all 1: no missing entry, a piecewise-linear phi) of a dense
+    generator whose image layer is taller than wide; else None."""
+    W = batch.weights
+    if batch.biases is None or len(W) < 2 or W[-1].shape[0] <= W[-1].shape[1]:
+        return None
+    if not bool(xp.all(w == 1)):
+        return None
+    return xp.matrix_transpose(W[-1]) @ W[-1]
+
+
+def _image_normal_equations(batch, K, masks, Z, T, xp):
+    """``(A_S^T A_S, A_S^T (T - A_S z - c_S))`` of the rows ``Z`` without
+    ``A_S`` itself: with ``A_S = W_L P`` (``P`` the map of the last hidden
+    layer on its support), ``A_S^T A_S = P^T K P`` from the shared ``K =
+    W_L^T W_L``, an ``(n_L, n_L)`` product per row where ``A_S`` takes an
+    ``(n, n_L)`` one (``fashion-mnist-fc``: 392 against 784), and the
+    residual comes from the last hidden layer at ``Z``."""
+    W, b = batch.weights, batch.biases
+    A_h, c_h = supported_affine_maps(W[:-1], b[:-1], masks[:-1], xp, n_samples=Z.shape[0])[-1]
+    D = masks[-1]
+    P = D[:, :, None] * A_h
+    x = D * (matvec(A_h, Z, xp) + c_h)  # the last hidden layer at Z, on its support
+    r = T - (x @ xp.matrix_transpose(W[-1]) + b[-1])
+    gram = xp.matmul(xp.matrix_transpose(P), shared_left_matmul(K, P, xp))
+    return gram, rmatvec(P, r @ W[-1], xp)
 
 
 def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
