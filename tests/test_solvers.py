@@ -449,3 +449,33 @@ def test_inverse_guesses_keep_the_exact_answer_with_fewer_solves(monkeypatch):
     tol = 1e-8 * np.max(np.abs(r))
     assert np.all(x_new >= 0)
     assert np.all(np.abs(g[x_new > 0]) <= tol) and np.all(g[x_new == 0] >= -tol)
+
+
+def test_start_near_an_exact_solution_takes_one_solve(monkeypatch):
+    """A layer below solved to 1e-10 leaves the zeros of the exact solution
+    scattered on both sides of 0 in the unconstrained start: the start's
+    entries within sqrt(eps) of 0 begin inactive (as the negative ones), so
+    one exact solve on the true support settles every row, at the exact
+    KKT point of the perturbed problem."""
+    from skinvert.solvers import _quadratic as Q
+
+    rng = np.random.default_rng(5)
+    B, m, k = 24, 200, 60
+    W = rng.standard_normal((m, k))
+    w = (rng.random((B, m)) < 0.6).astype(float)  # each row's equations
+    X = np.clip(rng.standard_normal((B, k)), 0, None)  # about half zeros
+    T = X @ W.T * (1 + 1e-10 * rng.standard_normal((B, m)))
+    G = np.einsum("mi,bm,mj->bij", W, w, W)
+    r = np.einsum("bm,bm,mk->bk", w, T, W)
+    x0 = np.linalg.solve(G, r[:, :, None])[:, :, 0]
+    near_zero = (X == 0) & (x0 > 0)
+    assert near_zero.any(axis=1).mean() > 0.5  # positive rounding on true zeros
+    calls = record_rows(monkeypatch, Q, "masked_gram_solve")
+    x, conv = Q.active_set_refine(G, r, 0.0, x0, np, nonneg=True, max_iter=30)
+    assert conv.all()
+    assert len(calls) == 1
+    np.testing.assert_array_equal(x == 0, X == 0)
+    np.testing.assert_allclose(x, X, rtol=0, atol=1e-9 * np.max(X))
+    g = np.einsum("bij,bj->bi", G, x) - r
+    tol = 1e-8 * np.max(np.abs(r))
+    assert np.all(np.abs(g[x > 0]) <= tol) and np.all(g[x == 0] >= -tol)
