@@ -374,8 +374,11 @@ def shared_left_matmul(W, A, xp):
     return out
 
 
-def row_weighted_gram(W, w, xp):
+def row_weighted_gram(W, w, xp, shared=None):
     """Per-row Gram matrices ``W^T diag(w_b) W``: W (m, k), w (B, m) -> (B, k, k).
+
+    ``shared``: ``W^T W`` when the caller has it (blocks of rows of one
+    batch), for the rows that drop fewer entries than they keep.
 
     When the table of row outer products is small enough (``m k^2 <= 2^24``),
     all the Gram matrices come from one GEMM, ``w @ P``, with ``P`` the
@@ -392,7 +395,31 @@ def row_weighted_gram(W, w, xp):
         P = xp.concat([Wt[i : i + 1, :] * Wt[i:, :] for i in range(k)], axis=0)  # (T, m)
         upper = w @ xp.matrix_transpose(P)  # (B, T)
         return xp.reshape(xp.take(upper, _mirror_index(k, xp, _dev(w)), axis=1), (B, k, k))
+    # Per-row products over the fewest rows: the rows with a weight,
+    # gathered, or (0/1 weights) the shared W^T W less the dropped rows:
+    # q k^2 per row instead of m k^2, q the larger count over the batch
+    # (inpainting's half-missing images, 512 rows of a 784 x 392 image
+    # layer: 3.0 s -> 1.3 s, see benchmarks/README).
+    keep, drop = padded_indices(w != 0, xp), None
+    if bool(xp.all((w == 0) | (w == 1))):
+        drop = padded_indices(w == 0, xp)
+    if drop is not None and drop[0].shape[1] < keep[0].shape[1]:
+        WD = _gathered_rows(W, *drop, xp)
+        K = xp.matrix_transpose(W) @ W if shared is None else shared
+        return K[None, :, :] - xp.matrix_transpose(WD) @ WD
+    if 4 * keep[0].shape[1] <= 3 * m:
+        J, valid = keep
+        wJ = xp.take_along_axis(w, J, axis=1) * xp.astype(valid, w.dtype)
+        WJ = _gathered_rows(W, J, valid, xp)
+        return xp.matrix_transpose(WJ) @ (wJ[:, :, None] * WJ)
     return W.T @ (w[:, :, None] * W)
+
+
+def _gathered_rows(W, J, valid, xp):
+    """The rows ``J`` (B, q) of ``W`` per batch row, zero where not ``valid``."""
+    B, q = J.shape
+    rows = xp.reshape(xp.take(W, xp.reshape(J, (-1,)), axis=0), (B, q, W.shape[1]))
+    return rows * xp.astype(valid, W.dtype)[:, :, None]
 
 
 def _mirror_index(k, xp, dev):

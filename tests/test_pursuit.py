@@ -1,5 +1,7 @@
 """Latent-Pursuit (Algorithm 5) and Layered BP (Algorithm 2): recovery properties."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -209,3 +211,38 @@ def test_gradient_descent_fallback_fixes_rows_that_do_not_fit():
     )
     assert np.median(snr_db(Z, pure)) < 60
     assert np.median(snr_db(Z, hybrid)) >= 60
+
+
+@pytest.mark.parametrize("noisy", [False, True], ids=["clean", "noise_std"])
+def test_image_layer_keeps_its_gram_matrices_only_for_the_noise_rule(monkeypatch, noisy):
+    """The per-row Gram matrices of the image layer (B k^2 entries) are kept
+    only where the noise rule's per-entry thresholds read them; otherwise
+    the solver frees them block by block."""
+    from skinvert import LatentPursuitInverter, make_random_generator
+    from skinvert.solvers import ActiveSet
+
+    G = make_random_generator([6, 40, 90], output_activation="tanh", random_state=0)
+    rng = np.random.default_rng(0)
+    X = G.forward(rng.standard_normal((12, 6)))
+    if noisy:
+        X = X + 1e-3 * rng.standard_normal(X.shape)
+    X[rng.random(X.shape) < 0.3] = np.nan  # every row forms its own Gram matrix
+    seen = {}
+    real = ActiveSet._solve
+
+    def spy(self, p):
+        out = real(self, p)
+        if p.kind == "image":
+            seen["keep"], seen["gram"] = p.keep_gram, p.gram
+        return out
+
+    monkeypatch.setattr(ActiveSet, "_solve", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        LatentPursuitInverter(G, noise_std=1e-3 if noisy else None).fit(
+            np.nan_to_num(X)).transform(X)
+    assert seen["keep"] is noisy
+    if noisy:
+        assert seen["gram"].shape == (12, 40, 40)
+    else:
+        assert seen["gram"] is None

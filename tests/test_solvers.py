@@ -380,6 +380,35 @@ def test_noise_rule_inverse_diagonal_in_blocks(monkeypatch):
 
 
 @pytest.mark.parametrize("namespace", ["numpy", "array_api_strict"])
+@pytest.mark.parametrize(
+    "weights", ["few_dropped", "many_dropped", "sparse_weights", "dense_weights"]
+)
+def test_row_weighted_gram_over_the_fewest_rows(namespace, weights):
+    # Beyond the table (m k^2 > 2^24): 0/1 weights that drop fewer rows than
+    # they keep downdate the shared W^T W (given by the caller or not),
+    # others gather the weighted rows; weights on most rows take the full
+    # product. Each against the definition.
+    from skinvert._linalg import row_weighted_gram
+
+    xp = np if namespace == "numpy" else pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(1)
+    m, k = 700, 160
+    W = rng.standard_normal((m, k))
+    u = rng.random((6, m))
+    w = {
+        "few_dropped": (u > 0.3).astype(float),
+        "many_dropped": (u > 0.8).astype(float),
+        "sparse_weights": rng.random((6, m)) * (u > 0.5),
+        "dense_weights": rng.random((6, m)),
+    }[weights]
+    ref = np.einsum("bm,mi,mj->bij", w, W, W)
+    Wx, wx = xp.asarray(W), xp.asarray(w)
+    for shared in (None, Wx.T @ Wx):
+        G = np.asarray(row_weighted_gram(Wx, wx, xp, shared=shared))
+        np.testing.assert_allclose(G, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict"])
 @pytest.mark.parametrize("shape", [(392, 128), (30, 7), (40, 1), (300, 300)])
 def test_row_weighted_gram_matches_its_definition(namespace, shape):
     # The table path (m k^2 <= 2^24: upper-triangular products, mirrored)

@@ -153,6 +153,7 @@ def _one_pass(batch, plan, rule, *, nonneg, constraints, gamma):
             Y=batch.Y,
             obs=batch.obs,
             activation=batch.activation,
+            keep_gram=rule.uses_image_gram(),
         )
         x = solve(plan.image, image)
         gram = image.gram

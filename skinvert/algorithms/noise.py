@@ -71,6 +71,11 @@ class SupportRule:
         """``lambda_i`` of the hidden layer ``x_i`` (i = 1..L)."""
         return self._lams[min(i - 1, len(self._lams) - 1)]
 
+    def uses_image_gram(self):
+        """Whether :meth:`support` reads the image layer's per-row Gram
+        matrices (``gram``), so the solver should keep them."""
+        return False
+
     def support(self, x, i, W, rows, xp, gram=None):
         """``S_i`` of the estimate ``x`` of ``x_i`` (``W = W_i``, ``rows`` its
         equations, ``gram`` their per-row Gram matrices when a solver formed
@@ -228,6 +233,9 @@ class NoiseRule(SupportRule):
         ]
         rule.delta = self.model.noise_std * xp.sqrt(mid)  # delta_{L+1}, (B,)
         return rule
+
+    def uses_image_gram(self):
+        return bool(getattr(self, "weighted", False))
 
     def support(self, x, i, W, rows, xp, gram=None):
         if getattr(self, "weighted", False) and i == self.n_layers:

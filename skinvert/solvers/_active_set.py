@@ -100,11 +100,11 @@ class ActiveSet(BaseLayerSolver):
             return self._constrained(
                 W, b, t, rows, p.lam, p.nonneg, p.constraints, p.lipschitz + p.ridge, xp
             )
-        out = {}
+        out = {} if p.keep_gram else None
         res = self._constrained(
             p.W, p.b, p.target, p.rows, p.lam, p.nonneg, p.constraints, p.lipschitz, xp, out=out
         )
-        p.gram = out.get("gram")
+        p.gram = None if out is None else out.get("gram")
         return res
 
     def _constrained(self, W, b, target, rows, lam, nonneg, constraints, lipschitz, xp, out=None):
@@ -173,14 +173,17 @@ class ActiveSet(BaseLayerSolver):
         block = None if w is None else host_block_rows(xp, t.dtype, 4 * k * k, minimum=8)
         if block is None or B * 4 * k * k * t.dtype.itemsize <= 4 * HOST_BLOCK_BYTES:
             return self._solve_gram_block(W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
-        # A Gram table small enough for one GEMM (row_weighted_gram) is built once.
-        G = row_weighted_gram(W, w, xp) if W.shape[0] * k * k <= 2**24 else None
+        # A Gram table small enough for one GEMM (row_weighted_gram) is built
+        # once; otherwise each block downdates (or gathers) from W^T W.
+        small = W.shape[0] * k * k <= 2**24
+        G = row_weighted_gram(W, w, xp) if small else None
+        K = None if small else W.T @ W
         xs, grams, n_bad = [], [], 0
         for sl in row_blocks(B, block):
             o = {} if out is not None else None
             x, n = self._solve_gram_block(
                 W, t[sl, ...], w[sl, ...], slice_lam(lam, sl), nonneg, xp,
-                lipschitz=lipschitz, out=o, G=None if G is None else G[sl, ...],
+                lipschitz=lipschitz, out=o, G=None if G is None else G[sl, ...], K=K,
             )
             xs.append(x)
             n_bad += n
@@ -190,15 +193,16 @@ class ActiveSet(BaseLayerSolver):
             out["gram"] = xp.concat(grams)
         return xp.concat(xs), n_bad
 
-    def _solve_gram_block(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None, G=None):
+    def _solve_gram_block(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None, G=None,
+                          K=None):
         """:meth:`_solve_gram_rows` on one block of rows (``G``: their Gram
-        matrices, when already built)."""
+        matrices, when already built; ``K``: ``W^T W``, when already built)."""
         B = t.shape[0]
         k = W.shape[1]
         dt = t.dtype
         r = (t if w is None else w * t) @ W
         if G is None:
-            G = W.T @ W if w is None else row_weighted_gram(W, w, xp)
+            G = W.T @ W if w is None else row_weighted_gram(W, w, xp, shared=K)
         if out is not None and w is not None:
             out["gram"] = G
         if w is None:

@@ -49,9 +49,14 @@ class LayerProblem:
     Y, obs, activation : optional
         The signals, observed mask and phi (image layer only), for solvers
         that work through phi (Algorithm 3).
+    keep_gram : bool
+        Keep every row's ``W^T diag(rows) W`` in ``gram`` when a solver forms
+        them (the noise rule's per-entry thresholds reuse them); otherwise
+        they are freed block by block (a stack of ``B k^2`` entries: 630 MB
+        for 512 rows of a 392-unit image layer).
     gram : array of shape (B, k, k) or None
-        Set by a solver that formed every row's ``W^T diag(rows) W`` (the
-        noise rule's per-entry thresholds reuse it).
+        Set, with ``keep_gram``, by a solver that formed every row's Gram
+        matrix.
     """
 
     kind: str
@@ -69,6 +74,7 @@ class LayerProblem:
     Y: Any = None
     obs: Any = None
     activation: Any = None
+    keep_gram: bool = False
     gram: Any = None
 
     @property
