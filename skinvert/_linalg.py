@@ -386,7 +386,10 @@ def row_weighted_gram(W, w, xp, shared=None):
     ``W[r, i] W[r, j]`` (i <= j) of every row ``r``, then mirrored: half the
     FLOPs of the full ``k^2`` table, which was also built through an
     ``(m, k, k)`` temporary (392 x 128 hidden layer, 171 rows: 0.053 s ->
-    0.017 s on one thread). Otherwise a batched product.
+    0.017 s on one thread). Otherwise a batched product over the fewest
+    rows: the shared ``W^T W`` less each row's dropped rows (0/1 weights
+    dropping fewer rows than they keep), or the weighted rows gathered
+    (when at most 3/4 of the rows carry a weight), or all ``m`` rows.
     """
     m, k = W.shape
     B = w.shape[0]
@@ -399,7 +402,7 @@ def row_weighted_gram(W, w, xp, shared=None):
     # gathered, or (0/1 weights) the shared W^T W less the dropped rows:
     # q k^2 per row instead of m k^2, q the larger count over the batch
     # (inpainting's half-missing images, 512 rows of a 784 x 392 image
-    # layer: 3.0 s -> 1.3 s, see benchmarks/README).
+    # layer: 3.05 -> 1.46 s in cProfile, see benchmarks/README).
     keep, drop = padded_indices(w != 0, xp), None
     if bool(xp.all((w == 0) | (w == 1))):
         drop = padded_indices(w == 0, xp)
