@@ -317,3 +317,58 @@ def test_rows_with_fewer_equations_than_unknowns_take_double_precision(monkeypat
     Zd, ld, idd, _ = polish_batch(Z0, Ym, np.ones_like(Ym), W, b, act, np, measurement=meas)
     np.testing.assert_array_equal(Zm, Zd)
     np.testing.assert_array_equal(im, idd)
+
+
+# -- the debiasing's mixed-precision refinement (noiseless rows a pursuit recovered)
+
+
+@pytest.mark.parametrize("phi", ["tanh", "sigmoid"])
+def test_mixed_refinement_reaches_the_exact_code_from_a_pursuit_estimate(phi):
+    from skinvert.algorithms.polish import mixed_refinement
+
+    G, W, b, act, Z, Y, _ = _setting(seed=3, B=12, noise=0.0, phi=phi)
+    obs = np.ones_like(Y)
+    masks = [m.astype(float) for m in G.supports(Z)]
+    rng = np.random.default_rng(4)
+    Z0 = Z * (1 + 2e-10 * rng.standard_normal(Z.shape))  # a pass's error
+    Z1, ok = mixed_refinement(Z0, Y, obs, W, b, act, masks, np)
+    assert ok.all()
+    err0 = np.abs(Z0 - Z).max(axis=1) / np.abs(Z).max(axis=1)
+    err1 = np.abs(Z1 - Z).max(axis=1) / np.abs(Z).max(axis=1)
+    assert err0.min() > 1e-11
+    assert err1.max() < 2e-15  # rounding, as Algorithm 1 in double precision
+
+
+def test_debiasing_of_recovered_tanh_rows_takes_the_mixed_refinement(monkeypatch):
+    """Latent-Pursuit's debiasing of noiseless rows (smooth phi, float64):
+    the mixed-precision refinement, with Algorithm 1 in double precision for
+    the rows it does not take; the codes exact either way."""
+    from skinvert import LatentPursuitInverter
+    from skinvert.algorithms import _refine
+
+    G = make_random_generator([10, 60, 150, 300], output_activation="tanh", random_state=5)
+    Z = np.random.default_rng(6).standard_normal((16, 10))
+    X = G.forward(Z)
+    taken, double = [], []
+    mixed, oracle = _refine.mixed_refinement, _refine._debias_rows
+
+    def spy_mixed(Z0, *args, **kwargs):
+        out = mixed(Z0, *args, **kwargs)
+        taken.append(int(out[1].sum()))
+        return out
+
+    def spy_oracle(res, batch, rows, **kwargs):
+        double.append(int(np.sum(rows)) if rows is not None else len(res.z))
+        return oracle(res, batch, rows, **kwargs)
+
+    monkeypatch.setattr(_refine, "mixed_refinement", spy_mixed)
+    monkeypatch.setattr(_refine, "_debias_rows", spy_oracle)
+    Zh = LatentPursuitInverter(G).fit(X).transform(X)
+    assert sum(taken) == 16 and double == []
+    np.testing.assert_allclose(Zh, Z, rtol=0, atol=1e-13)
+    # No row well conditioned enough: Algorithm 1 in double precision.
+    taken.clear()
+    monkeypatch.setattr(polish_module, "MIXED_MIN_EIG", 2.0)
+    Zd = LatentPursuitInverter(G).fit(X).transform(X)
+    assert taken == [0] and double == [16]
+    np.testing.assert_allclose(Zd, Z, rtol=0, atol=1e-13)

@@ -19,6 +19,7 @@ import numpy as np
 from .._array_api import device
 from .._linalg import (
     compress_rows,
+    concat_blocks,
     forward_preactivations,
     host_block_rows,
     matvec,
@@ -31,7 +32,7 @@ from .._linalg import (
 from ._batch import fits_to_rounding
 from .gradient_descent import momentum_descent
 from .oracle import inverse_target, oracle_end_to_end
-from .polish import affine_map, polish_batch
+from .polish import affine_map, mixed_refinement, polish_batch
 
 __all__ = [
     "Refinement",
@@ -150,7 +151,9 @@ def debias(res, batch, *, gamma, max_iter):
             if batch.activation.piecewise_linear:
                 res.z, ok = _refine_near_exact(res, batch, near, loss, xp)
             else:
-                _debias_rows(res, batch, near, gamma=gamma, max_iter=max_iter, from_z=True)
+                rest = near & ~_mixed_near_exact(res, batch, near, loss, xp)
+                if bool(xp.any(rest)):
+                    _debias_rows(res, batch, rest, gamma=gamma, max_iter=max_iter, from_z=True)
                 ok = near
             todo = ~ok
             if not bool(xp.any(todo)):
@@ -249,6 +252,32 @@ def _refine_near_exact(res, batch, near, loss, xp):
     keep = xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= xp.take(loss, sub, axis=0))
     z1 = xp.where(keep[:, None], z1, z0)
     return scatter_rows(res.z, z1, near, xp), scatter_rows(xp.zeros_like(near), keep, near, xp)
+
+
+def _mixed_near_exact(res, batch, near, loss, xp):
+    """The debiasing of the rows ``near`` (smooth phi) by
+    :func:`~skinvert.algorithms.polish.mixed_refinement` (double precision,
+    dense layers), in blocks of rows; returns the rows whose refined code was
+    kept (well conditioned, finite, its loss not above ``loss``); the others
+    keep their z for Algorithm 1 itself."""
+    kept = xp.zeros_like(near)
+    if batch.dtype != xp.float64 or batch.biases is None:
+        return kept
+    sub = compress_rows(near, xp)
+    part = batch.take(sub)
+    masks = [xp.astype(xp.take(S, sub, axis=0), batch.dtype) for S in res.supports]
+    z0 = xp.take(res.z, sub, axis=0)
+    W, n0 = batch.weights, z0.shape[1]
+    parts = [
+        mixed_refinement(z0[sl, ...], part.Y[sl, ...], part.obs[sl, ...], W, batch.biases,
+                         batch.activation, [m[sl, ...] for m in masks], xp)
+        for sl in row_blocks(z0.shape[0], host_block_rows(xp, xp.float32, W[-1].shape[0] * n0))
+    ]
+    z1, ok = concat_blocks(parts, xp)
+    keep = ok & xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= xp.take(loss, sub, axis=0))
+    z1 = xp.where(keep[:, None], z1, z0)
+    res.z = scatter_rows(res.z, z1, near, xp)
+    return scatter_rows(kept, keep, near, xp)
 
 
 def _shared_image_gram(batch, w, xp):
