@@ -138,10 +138,16 @@ def debias(res, batch, *, gamma, max_iter):
     without its SVDs (those were about half of Latent-Pursuit's time on 512
     clean ``fashion-mnist-fc`` signals). For a smooth phi (tanh, sigmoid)
     that least squares on ``phi^-1(y)`` is not the answer (saturated entries
-    carry little of z through ``phi^-1``), so such rows run Algorithm 1's
-    Gauss-Newton steps from the pursuit's z instead of from that least
-    squares (``least_squares_start=False``), saving that solve (0.94-1.10 s
-    -> 0.75-0.79 s on 512 clean signals of a saturating tanh generator).
+    carry little of z through ``phi^-1``), so such rows run Gauss-Newton
+    steps on their supports from the pursuit's z: in double precision with
+    dense layers, the mixed-precision refinement
+    (:func:`~skinvert.algorithms.polish.mixed_refinement`, the Jacobian from
+    the single-precision map: 0.29-0.32 -> 0.19-0.24 s on 512 clean signals
+    of a saturating tanh generator, as accurate), otherwise (and on its
+    ill-conditioned rows) Algorithm 1's steps from z
+    (``least_squares_start=False``). Where every entry is observed, a
+    piecewise-linear phi's refinement step takes its normal equations from
+    the shared ``W_L^T W_L`` (:func:`_image_normal_equations`).
     """
     xp = batch.xp
     todo = None
