@@ -21,6 +21,7 @@ __all__ = [
     "downdated_solve",
     "forward_preactivations",
     "gram_eigen_factors",
+    "gram_eigh",
     "host_block_rows",
     "lstsq_factors",
     "lstsq_solve",
@@ -161,18 +162,26 @@ def _gram_factors(A, b, xp, rcond):
     return tuple(scatter_rows(f, g, bad, xp) for f, g in zip(factors, fix))
 
 
-def gram_eigen_factors(gram, Atb, xp, *, min_eig):
-    """:func:`lstsq_factors`' ``(S, Vt, U^T b, keep)`` from ``A^T A`` and ``A^T b``.
-
-    The eigendecomposition ``A^T A = V S^2 V^T`` gives ``U^T b = S^-1 V^T
-    A^T b``. Also returns ``ok`` (B,): the rows whose smallest eigenvalue is
-    above ``min_eig`` times the largest, where these factors are accurate
-    enough for the caller (the others need another method).
-    """
+def gram_eigh(gram, xp, *, min_eig):
+    """``(lam, V, ok)``: the eigendecomposition ``A^T A = V diag(lam) V^T``
+    of every row's ``gram``, and ``ok`` (B,), the rows whose smallest
+    eigenvalue is above ``min_eig`` times the largest."""
     with single_threaded_blas(xp):
         lam, V = xp.linalg.eigh(gram)
     top = xp.max(lam, axis=1, keepdims=True)
-    ok = xp.all(lam > min_eig * top, axis=1) & (top[:, 0] > 0)
+    return lam, V, xp.all(lam > min_eig * top, axis=1) & (top[:, 0] > 0)
+
+
+def gram_eigen_factors(gram, Atb, xp, *, min_eig):
+    """:func:`lstsq_factors`' ``(S, Vt, U^T b, keep)`` from ``A^T A`` and ``A^T b``.
+
+    The eigendecomposition ``A^T A = V S^2 V^T`` (:func:`gram_eigh`) gives
+    ``U^T b = S^-1 V^T A^T b``. Also returns ``ok`` (B,): the rows whose
+    smallest eigenvalue is above ``min_eig`` times the largest, where these
+    factors are accurate enough for the caller (the others need another
+    method).
+    """
+    lam, V, ok = gram_eigh(gram, xp, min_eig=min_eig)
     S = xp.sqrt(xp.clip(lam, min=0.0))
     Vt = xp.matrix_transpose(V)
     Utb = matvec(Vt, Atb, xp) / xp.where(S > 0, S, xp.ones_like(S))
@@ -342,11 +351,8 @@ def downdated_solve(W, H, x0, drop, xp):
     """
     dt = x0.dtype
     J, valid = padded_indices(drop, xp)
-    B, q = J.shape
-    vf = xp.astype(valid, dt)[:, :, None]
-    flat = xp.reshape(J, (-1,))
-    WD = xp.reshape(xp.take(W, flat, axis=0), (B, q, W.shape[1])) * vf
-    HD = xp.reshape(xp.take(H, flat, axis=0), (B, q, H.shape[1])) * vf
+    q = J.shape[1]
+    WD, HD = _gathered_rows(W, J, valid, xp), _gathered_rows(H, J, valid, xp)
     # A relative jitter keeps an exactly singular S (a downdate that leaves
     # the rows rank-deficient) solvable; such a row's answer fails the
     # caller's check.

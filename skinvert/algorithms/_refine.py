@@ -230,10 +230,7 @@ def _refine_near_exact(res, batch, near, loss, xp):
     go to Algorithm 1 itself, as do all rows when a system is singular (a
     code that is not unique, where Algorithm 1 takes the minimum-norm one).
     """
-    sub = compress_rows(near, xp)
-    part = batch.take(sub)
-    masks = [xp.astype(xp.take(S, sub, axis=0), batch.dtype) for S in res.supports]
-    z0 = xp.take(res.z, sub, axis=0)
+    sub, part, masks, z0 = _near_rows(res, batch, near, xp)
     T, w = inverse_target(part.Y, part.obs, batch.activation, xp)
     W = batch.weights
     shared = _shared_image_gram(batch, w, xp)
@@ -255,9 +252,7 @@ def _refine_near_exact(res, batch, near, loss, xp):
         except np.linalg.LinAlgError:
             return res.z, xp.zeros_like(near)
     z1 = z0 + (dz[0] if len(dz) == 1 else xp.concat(dz))
-    keep = xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= xp.take(loss, sub, axis=0))
-    z1 = xp.where(keep[:, None], z1, z0)
-    return scatter_rows(res.z, z1, near, xp), scatter_rows(xp.zeros_like(near), keep, near, xp)
+    return _keep_refined(res, near, sub, part, loss, z0, z1, None, xp)
 
 
 def _mixed_near_exact(res, batch, near, loss, xp):
@@ -266,13 +261,9 @@ def _mixed_near_exact(res, batch, near, loss, xp):
     dense layers), in blocks of rows; returns the rows whose refined code was
     kept (well conditioned, finite, its loss not above ``loss``); the others
     keep their z for Algorithm 1 itself."""
-    kept = xp.zeros_like(near)
     if batch.dtype != xp.float64 or batch.biases is None:
-        return kept
-    sub = compress_rows(near, xp)
-    part = batch.take(sub)
-    masks = [xp.astype(xp.take(S, sub, axis=0), batch.dtype) for S in res.supports]
-    z0 = xp.take(res.z, sub, axis=0)
+        return xp.zeros_like(near)
+    sub, part, masks, z0 = _near_rows(res, batch, near, xp)
     W, n0 = batch.weights, z0.shape[1]
     parts = [
         mixed_refinement(z0[sl, ...], part.Y[sl, ...], part.obs[sl, ...], W, batch.biases,
@@ -280,10 +271,27 @@ def _mixed_near_exact(res, batch, near, loss, xp):
         for sl in row_blocks(z0.shape[0], host_block_rows(xp, xp.float32, W[-1].shape[0] * n0))
     ]
     z1, ok = concat_blocks(parts, xp)
-    keep = ok & xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= xp.take(loss, sub, axis=0))
+    res.z, kept = _keep_refined(res, near, sub, part, loss, z0, z1, ok, xp)
+    return kept
+
+
+def _near_rows(res, batch, near, xp):
+    """``(sub, part, masks, z0)``: the indices of the rows ``near``, their
+    batch, supports (float 0/1) and codes."""
+    sub = compress_rows(near, xp)
+    masks = [xp.astype(xp.take(S, sub, axis=0), batch.dtype) for S in res.supports]
+    return sub, batch.take(sub), masks, xp.take(res.z, sub, axis=0)
+
+
+def _keep_refined(res, near, sub, part, loss, z0, z1, ok, xp):
+    """``(Z, kept)``: the codes with the refined ``z1`` of the rows ``near``
+    where it is finite, its loss not above ``loss`` (and ``ok``, when
+    given); ``kept`` marks those rows, the others keep ``z0``."""
+    keep = xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= xp.take(loss, sub, axis=0))
+    if ok is not None:
+        keep = ok & keep
     z1 = xp.where(keep[:, None], z1, z0)
-    res.z = scatter_rows(res.z, z1, near, xp)
-    return scatter_rows(kept, keep, near, xp)
+    return scatter_rows(res.z, z1, near, xp), scatter_rows(xp.zeros_like(near), keep, near, xp)
 
 
 def _shared_image_gram(batch, w, xp):

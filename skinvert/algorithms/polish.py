@@ -16,11 +16,12 @@ piecewise-linear phi without noise, a start inside the true support region
 step, and every other accepted step moves to another support region.
 """
 
-from .._array_api import _is_numpy, device, single_threaded_blas
+from .._array_api import _is_numpy, device
 from .._linalg import compress_rows as _compress_rows
 from .._linalg import (
     concat_blocks,
     gram_eigen_factors,
+    gram_eigh,
     host_block_rows,
     lstsq_factors,
     lstsq_solve,
@@ -319,10 +320,7 @@ def mixed_refinement(Z0, Y, obs, weights, biases, activation, masks, xp, *, max_
     r = obs * (Y - activation(U, xp))
     J = xp.astype(activation.derivative(U, xp) * obs, f32)[:, :, None] * A32
     gram = xp.astype(xp.matmul(xp.matrix_transpose(J), J), dt)
-    with single_threaded_blas(xp):
-        lam, V = xp.linalg.eigh(gram)
-    top = xp.max(lam, axis=1, keepdims=True)
-    ok = xp.all(lam > MIXED_MIN_EIG * top, axis=1) & (top[:, 0] > 0)
+    lam, V, ok = gram_eigh(gram, xp, min_eig=MIXED_MIN_EIG)
     inv = xp.where(ok[:, None], 1.0 / xp.where(lam > 0, lam, xp.ones_like(lam)),
                    xp.zeros_like(lam))
     Z, live = Z0, ok

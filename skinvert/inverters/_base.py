@@ -202,6 +202,14 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 size = min(size, max(8, -(-n_samples // 20)))
         return list(gen_batches(n_samples, size))
 
+    def _memory_setting(self, xp, dtype):
+        """``(itemsize, n_workers, host)`` that size the batches of data of
+        ``dtype`` in ``xp`` (``host``: NumPy, whose batches go to ``n_jobs``
+        workers)."""
+        host = _is_numpy(xp)
+        itemsize = 4 if dtype == xp.float32 else 8
+        return itemsize, (effective_n_jobs(self.n_jobs) if host else 1), host
+
     def _auto_batch_rows(self, itemsize, n_workers=1, host=False):
         """Rows whose estimated working memory (``_bytes_per_sample``) fits
         :data:`WORKING_MEMORY`, shared by ``n_workers`` concurrent batches."""
@@ -282,9 +290,7 @@ class BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             X = self._validate_X(X, reset=False)
         xp, dev = namespace_of(X)
         n = X.shape[0]
-        itemsize = 4 if X.dtype == xp.float32 else 8
-        host = _is_numpy(xp)
-        n_workers = effective_n_jobs(self.n_jobs) if host else 1
+        itemsize, n_workers, host = self._memory_setting(xp, X.dtype)
         batches = self._batches(n, itemsize, n_workers, host=host)
         # Missing entries are split off per batch (in _run_batch), so the
         # working memory is bounded by batch_size, not by the size of X.

@@ -3,11 +3,10 @@
 from numbers import Integral, Real
 
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._array_api import _is_numpy, as_namespace, namespace_of
+from .._array_api import as_namespace, namespace_of
 from .._functional._latent_pursuit import _latent_pursuit
 from .._linalg import row_blocks
 from ..algorithms.gradient_descent import gradient_lipschitz
@@ -525,12 +524,8 @@ class HybridInverter(BaseInverter):
             # The pursuit's working memory per row (its own Gram matrices) is
             # far above the hybrid's: it runs on blocks of rows that its own
             # estimate sizes (rows are independent).
-            host = _is_numpy(xp)
-            rows = self.pursuit_._auto_batch_rows(
-                4 if Y.dtype == xp.float32 else 8,
-                effective_n_jobs(self.n_jobs) if host else 1,
-                host=host,
-            )
+            itemsize, n_workers, host = self._memory_setting(xp, Y.dtype)
+            rows = self.pursuit_._auto_batch_rows(itemsize, n_workers, host=host)
 
             def pursuit(Yb, Ob):
                 parts = [
