@@ -174,7 +174,7 @@ def _forward(W, b, act, Z):
     return act(x @ W[-1].T + b[-1], np)
 
 
-def test_float32_and_piecewise_linear_polish_keep_their_precision(monkeypatch):
+def test_float32_polish_keeps_its_precision(monkeypatch):
     calls = _spy_mixed(monkeypatch)
     _, W, b, act, Z, Y, obs = _setting()
     Z0 = Z + 0.05 * np.random.default_rng(5).standard_normal(Z.shape)
@@ -182,10 +182,20 @@ def test_float32_and_piecewise_linear_polish_keep_their_precision(monkeypatch):
     Z32, _, _, _ = polish_batch(Z0.astype(np.float32), Y.astype(np.float32),
                                 obs.astype(np.float32), W32, b32, act, np)
     assert Z32.dtype == np.float32 and not calls
-    # A piecewise-linear phi: double precision (one step solves its region).
-    _, W, b, act, Z, Y, obs = _setting(phi="identity", noise=0.0)
-    Zp, _, n_iter, fixed = polish_batch(Z0, Y, obs, W, b, act, np)
-    assert not calls and fixed.all()
+
+
+@pytest.mark.parametrize("phi", ["identity", "leaky_relu", "plu"])
+def test_piecewise_linear_polish_in_mixed_precision_is_exact(phi, monkeypatch):
+    # A piecewise-linear phi takes the mixed-precision steps too: the steps
+    # that cross support regions cost half, and the refinement below tol
+    # lands on the noiseless code to rounding, at a support fixed point.
+    calls = _spy_mixed(monkeypatch)
+    _, W, b, act, Z, Y, obs = _setting(phi=phi, noise=0.0)
+    Z0 = Z + 0.05 * np.random.default_rng(5).standard_normal(Z.shape)
+    Zp, loss, n_iter, fixed = polish_batch(Z0, Y, obs, W, b, act, np)
+    assert calls and fixed.all() and Zp.dtype == np.float64
+    err = np.linalg.norm(Zp - Z, axis=1) / np.linalg.norm(Z, axis=1)
+    assert err.max() <= 1e-14, err.max()
 
 
 @pytest.mark.parametrize("noise", [0.0, 1e-2])

@@ -387,7 +387,8 @@ def polish_batch(
     with ``J = diag(obs) A diag(phi'(u)) A_S``, ``r = obs * (y - A phi(u))``
     (:func:`~skinvert._linalg.batched_lstsq`, SVD based, so rank-deficient
     rows get the minimum-norm step). ``mu`` starts at 0 (a pure Gauss-Newton
-    step: exact for a piecewise-linear phi on the right support region) and
+    step: exact for a piecewise-linear phi on the right support region, in
+    double precision; see below for the mixed-precision steps) and
     is multiplied by 10 after a step the real loss rejects, by 0.1 after an
     accepted one, so each row's loss decreases monotonically. Rows are
     independent: a row's iterates do not depend on the rest of the batch.
@@ -407,9 +408,8 @@ def polish_batch(
     of 8 runs, by reaching a wrong support region that fits the noise (none
     with the ridge path).
 
-    For a smooth phi (tanh, sigmoid: Gauss-Newton iterates anyway) in double
-    precision (and a dense measurement, if any), the steps are
-    mixed-precision (:func:`mixed_step_factors`): ``J^T J`` comes
+    In double precision (and with a dense measurement, if any), the steps
+    are mixed-precision (:func:`mixed_step_factors`): ``J^T J`` comes
     from the map ``A_S`` built in single precision (dense layers: row by
     row, :func:`single_precision_map`; bound layers: through their float32
     copies), and the gradient ``J^T r`` in double precision by
@@ -418,9 +418,16 @@ def polish_batch(
     the single-precision matrix only multiplies each step's error by
     ``cond(J)^2 eps_32`` (rows with ``cond(J) >= 316`` take double
     precision), and below ``tol`` a row steps on while its steps still
-    contract, so noiseless codes are recovered to rounding. A
-    piecewise-linear phi keeps double precision: one Gauss-Newton step then
-    lands on the fixed-support minimum. Measured on 512 noisy signals of a
+    contract, so noiseless codes are recovered to rounding. This holds for
+    a piecewise-linear phi too: one double-precision step lands on the
+    fixed-support minimum, a mixed-precision one within ``cond(J)^2
+    eps_32`` of it and the next steps on rounding, while the steps that
+    cross support regions, most of a polish from a rough start, cost half
+    (512 signals of ``fashion-mnist-fc`` at noise 1e-2, the polish of the
+    hybrid's linear start: 1.61-1.82 s -> 1.13-1.24 s, 8.4 -> 9.3 steps per
+    row, the same loss to 7 digits; 128 clean signals without the pursuit
+    start, and through 150 Gaussian measurements: every row exact, largest
+    relative error 8.4e-16 -> 1.1e-15 and 6.1e-13 -> 1.8e-15). Measured on 512 noisy signals of a
     saturating tanh generator (the hybrid, paired runs, 2 draws x 2 noise
     levels): the hybrid took 0.76-0.89 of its time, with the same errors
     to the printed digits (11.8 steps of the winning polish per row against
@@ -460,13 +467,11 @@ def _polish_block(
     fixed = xp.zeros((B,), dtype=xp.bool, device=dev)
     n_iter = xp.zeros((B,), dtype=xp.int32, device=dev)
     cache = None  # _StepCache of the rows live in the previous step
-    # Mixed precision (mixed_step_factors): a smooth phi (its Gauss-Newton
-    # iterates anyway; for a piecewise-linear phi one double-precision step
-    # lands on the fixed-support minimum) in double precision, dense or
-    # bound layers, and a dense measurement if any.
+    # Mixed precision (mixed_step_factors): double precision, dense or bound
+    # layers, and a dense measurement if any.
     low = None
     dense_meas = measurement is None or getattr(measurement, "A", None) is not None
-    if dt == xp.float64 and not activation.piecewise_linear and dense_meas:
+    if dt == xp.float64 and dense_meas:
         f32 = xp.float32
         if biases is None:  # bound layers: their float32 copies
             low32 = [layer.to_namespace(xp, dtype=f32, device=layer.device) for layer in weights]
