@@ -212,3 +212,33 @@ def test_linear_start_dtype_missing_entries_and_measurement():
     est = HybridInverter(G, measurement=A, noise_std=1e-2, random_state=0).fit(Y @ A.T)
     assert est.start_coef_.shape == (80, 5)
     assert np.all(np.isfinite(est.transform(Y @ A.T)))
+
+
+def test_rows_in_the_chi_square_tail_stop_once_their_minimum_is_confirmed(monkeypatch):
+    # Noise 1.35x the stated noise_std puts every row about 4-6 chi-square
+    # standard deviations above the stop bound (3) but within the far bound
+    # (10): no start can fit them. Without CONFIRMATIONS they ran every
+    # gradient-descent and basin-hopping start; with it a row stops once
+    # three more polished starts landed on its best loss, which it keeps.
+    from skinvert.algorithms import hybrid as hybrid_module
+
+    G, Z, Y, obs, W, b = _noisy(3, sigma=1.35e-2, B=8)
+    descended = []
+    real = hybrid_module._descend
+
+    def spy(Z0, *args):
+        descended.append(Z0.shape[0])
+        return real(Z0, *args)
+
+    monkeypatch.setattr(hybrid_module, "_descend", spy)
+    est = HybridInverter(G, noise_std=1e-2, random_state=0, boundary_sd=0.0).fit(Y)
+    Zc, info_c = est.transform(Y, return_info=True)
+    with_rule = sum(descended)
+    descended.clear()
+    monkeypatch.setattr(hybrid_module, "CONFIRMATIONS", 10**9)
+    Za, info_a = est.transform(Y, return_info=True)
+    every_start = sum(descended)
+    assert not info_a["recovered"].any()  # every row above the bound
+    assert every_start == Y.shape[0] * (est.n_restarts + est.n_perturbations)
+    assert with_rule < every_start / 2, (with_rule, every_start)
+    np.testing.assert_allclose(info_c["loss"], info_a["loss"], rtol=1e-9)
