@@ -304,8 +304,8 @@ def test_rows_with_fewer_equations_than_unknowns_take_double_precision(monkeypat
     built = []
     real_map = polish_module.single_precision_map
     monkeypatch.setattr(polish_module, "single_precision_map",
-                        lambda W, masks, xp, n_samples: built.append(n_samples)
-                        or real_map(W, masks, xp, n_samples=n_samples))
+                        lambda W, masks, xp, n_samples, **kw: built.append(n_samples)
+                        or real_map(W, masks, xp, n_samples=n_samples, **kw))
     calls = _spy_mixed(monkeypatch)
     _, W, b, act, Z, Y, obs = _setting(B=8)
     Z0 = Z + 0.05 * np.random.default_rng(10).standard_normal(Z.shape)
@@ -382,3 +382,41 @@ def test_debiasing_of_recovered_tanh_rows_takes_the_mixed_refinement(monkeypatch
     Zd = LatentPursuitInverter(G).fit(X).transform(X)
     assert taken == [0] and double == [16]
     np.testing.assert_allclose(Zd, Z, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("sizes", [(6, 30, 50, 80), (5, 20, 30, 40, 60)])
+def test_low_rank_map_updates_match_a_rebuild(sizes):
+    # updated_maps: the single-precision maps after a few hidden units flip,
+    # by low-rank updates (few flips) or a rebuild (many), equal the map
+    # built afresh on the new supports to float32 rounding; a row's result
+    # does not depend on the rows updated with it.
+    from skinvert.algorithms._map_updates import updated_maps
+
+    G = make_random_generator(list(sizes), random_state=3)
+    W32 = [w.astype(np.float32) for w in G.weights]
+    rng = np.random.default_rng(4)
+    B = 12
+    old = [(rng.random((B, n)) > 0.5).astype(np.float64) for n in sizes[1:-1]]
+    new = []
+    for m in old:
+        flip = rng.random(m.shape) < np.where(np.arange(B) < 8, 0.05, 0.5)[:, None]
+        new.append(np.where(flip, 1.0 - m, m))
+
+    def build(masks):
+        return polish_module.single_precision_map(W32, masks, np, n_samples=masks[0].shape[0],
+                                                  pre_masks=True)
+
+    A, U = build(old)
+    rows = np.arange(B)
+    A2, U2 = updated_maps(A.copy(), [u.copy() for u in U], rows, old, new, W32, np, build)
+    A_ref, U_ref = build(new)
+    scale = np.abs(A_ref).max()
+    np.testing.assert_allclose(A2, A_ref, rtol=0, atol=1e-5 * scale)
+    for u, v in zip(U2, U_ref):
+        np.testing.assert_allclose(u, v, rtol=0, atol=1e-5 * np.abs(v).max())
+    assert not np.array_equal(A2[:8], A_ref[:8])  # the few-flip rows took the update
+    # Row 3 updated alone: the same bits.
+    one = [m[3:4] for m in old], [m[3:4] for m in new]
+    A1, _ = updated_maps(A[3:4].copy(), [u[3:4].copy() for u in U], np.arange(1), *one, W32, np,
+                         build)
+    np.testing.assert_array_equal(A1[0], A2[3])

@@ -33,6 +33,7 @@ from .._linalg import (
     supported_affine_map,
 )
 from .._linalg import scatter_rows as _scatter_rows
+from ._map_updates import transposed, updated_maps
 from ._network import hidden_masks, masked_rmatvec, network_affine_map, network_forward
 
 __all__ = [
@@ -177,7 +178,7 @@ def _even_rows(f, arrays, xp):
     return out[:B, ...]
 
 
-def single_precision_map(weights32, masks, xp, *, n_samples):
+def single_precision_map(weights32, masks, xp, *, n_samples, pre_masks=False):
     """``A_S`` of :func:`affine_map` (dense layers) in single precision, row by row.
 
     ``weights32``: the generator's ``W_0..W_L`` in float32; ``masks`` the
@@ -187,13 +188,18 @@ def single_precision_map(weights32, masks, xp, *, n_samples):
     single-precision GEMM over the concatenated rows does: OpenBLAS's
     kernels split the columns by the batch size). Other namespaces take that
     one GEMM (:func:`~skinvert._linalg.shared_left_matmul`), which does not
-    copy the shared ``W_i`` per row. Returns (n_samples, n, n_0).
+    copy the shared ``W_i`` per row. Returns (n_samples, n, n_0); with
+    ``pre_masks``, also the list of the pre-mask maps ``U_i = W_{i-1} M_{i-1}
+    ... M_1 W_0`` of the hidden layers 2..L (for
+    :func:`~skinvert.algorithms._map_updates.updated_maps`).
     """
     f32 = xp.float32
     A = xp.broadcast_to(weights32[0][None, :, :], (n_samples,) + tuple(weights32[0].shape))
+    pre = []
     for W, M in zip(weights32[1:], masks, strict=True):
         A = _single_left_matmul(W, xp.astype(M, f32)[:, :, None] * A, xp)
-    return A
+        pre.append(A)
+    return (A, pre[:-1]) if pre_masks else A
 
 
 def _single_left_matmul(W, A, xp):
@@ -542,7 +548,10 @@ class _StepCache:
     """What :func:`polish_batch` keeps between steps for its live rows.
 
     The affine map ``A_S`` of each row (rebuilt only where an accepted step
-    changed the supports: it is most of a step's cost) and the factors of
+    changed the supports: it is most of a step's cost; dense
+    single-precision maps are updated instead by low-rank terms for the
+    flipped units, :func:`~skinvert.algorithms._map_updates.updated_maps`,
+    where that costs less than half a rebuild) and the factors of
     its step (:func:`step_factors`; rebuilt only where an accepted step
     moved z: a rejected Levenberg-Marquardt step changes only the damping).
 
@@ -557,9 +566,14 @@ class _StepCache:
     unknowns) is polished in double precision.
     """
 
-    def __init__(self, live, A_S, factors, scale, xp, low=None, exact=None):
+    def __init__(self, live, A_S, factors, scale, xp, low=None, exact=None, pre=None,
+                 masks=None):
         self.live, self.A_S, self.factors, self.scale = live, A_S, factors, scale
         self.low, self.exact = low, exact
+        # Dense single-precision maps: the pre-mask maps and the supports
+        # they were built on, for their low-rank updates (updated_maps).
+        self.pre, self.masks = pre, masks
+        self.low_t = None  # the float32 weights transposed (updated_maps)
         n = scale.shape[0]
         self.A_ok = xp.ones((n,), dtype=xp.bool, device=device(scale))
         self.f_ok = xp.ones_like(self.A_ok)
@@ -571,29 +585,36 @@ class _StepCache:
 
     @staticmethod
     def _build(weights, biases, masks, xp, low, n_samples, exact=None):
-        """The maps of ``n_samples`` rows with supports ``masks`` (single
-        precision with ``low``; zero on the rows ``exact``, which never use
-        theirs)."""
+        """``(maps, pre)``: the maps of ``n_samples`` rows with supports
+        ``masks`` (single precision with ``low``; zero on the rows ``exact``,
+        which never use theirs) and, for dense single-precision maps, the
+        pre-mask maps of :func:`single_precision_map` (None otherwise)."""
         if low is None:
-            return affine_map(weights, biases, masks, xp, n_samples=n_samples)[0]
+            return affine_map(weights, biases, masks, xp, n_samples=n_samples)[0], None
         if exact is not None and bool(xp.any(exact)):
             mixed = ~exact
             n_mixed = int(xp.sum(xp.astype(mixed, xp.int32)))
-            part = None
+            part, pre = None, None
             if n_mixed:
                 idx = _compress_rows(mixed, xp)
-                part = _StepCache._build(weights, biases,
-                                         [xp.take(m, idx, axis=0) for m in masks], xp, low,
-                                         n_mixed)
+                part, pre = _StepCache._build(weights, biases,
+                                              [xp.take(m, idx, axis=0) for m in masks], xp, low,
+                                              n_mixed)
             first = low[0][0]
             dev = first.device if biases is None else device(first)
-            shape = (n_samples, weights[-1].shape[0], weights[0].shape[1])
-            full = xp.zeros(shape, dtype=xp.float32, device=dev)
-            return full if n_mixed == 0 else _scatter_rows(full, part, mixed, xp)
+            n0 = weights[0].shape[1]
+            full = xp.zeros((n_samples, weights[-1].shape[0], n0), dtype=xp.float32, device=dev)
+            if biases is not None:
+                pre = [xp.zeros((n_samples, W.shape[1], n0), dtype=xp.float32, device=dev)
+                       if n_mixed == 0 else
+                       _scatter_rows(xp.zeros((n_samples, W.shape[1], n0), dtype=xp.float32,
+                                              device=dev), u, mixed, xp)
+                       for W, u in zip(weights[2:], pre or [None] * (len(weights) - 2))]
+            return (full if n_mixed == 0 else _scatter_rows(full, part, mixed, xp)), pre
         if biases is None:
             masks32 = [xp.astype(m, xp.float32) for m in masks]
-            return affine_map(low[0], None, masks32, xp, n_samples=n_samples)[0]
-        return single_precision_map(low[0], masks, xp, n_samples=n_samples)
+            return affine_map(low[0], None, masks32, xp, n_samples=n_samples)[0], None
+        return single_precision_map(low[0], masks, xp, n_samples=n_samples, pre_masks=True)
 
     @staticmethod
     def _factor(A_S, U, Y, obs, masks, net, measurement, low):
@@ -630,9 +651,10 @@ class _StepCache:
                 exact = n_eq < weights[0].shape[1]
                 if bool(xp.all(exact)):  # e.g. fewer measurements than unknowns
                     low, exact = None, None
-            A_S = cls._build(weights, biases, masks, xp, low, n, exact)
+            A_S, pre = cls._build(weights, biases, masks, xp, low, n, exact)
             factors, scale, bad = cls._factor(A_S, U, Y, obs, masks, net, measurement, low)
-            return cls(live, A_S, factors, scale, xp, low, None if bad is None else exact | bad)
+            return cls(live, A_S, factors, scale, xp, low, None if bad is None else exact | bad,
+                       pre, None if pre is None else masks)
         if n < cache.scale.shape[0]:  # rows finished: drop them from the cache
             keep = _compress_rows(xp.take(live, _compress_rows(cache.live, xp), axis=0), xp)
             cache.A_S = xp.take(cache.A_S, keep, axis=0)
@@ -642,6 +664,9 @@ class _StepCache:
             )
             if cache.exact is not None:
                 cache.exact = xp.take(cache.exact, keep, axis=0)
+            if cache.pre is not None:
+                cache.pre = [xp.take(u, keep, axis=0) for u in cache.pre]
+                cache.masks = [xp.take(m, keep, axis=0) for m in cache.masks]
         cache.live = live
         if bool(xp.all(cache.f_ok)):
             return cache
@@ -650,11 +675,26 @@ class _StepCache:
         new_A = ~cache.A_ok
         if bool(xp.any(new_A)):
             idx = _compress_rows(new_A, xp)
-            fresh = cls._build(
-                weights, biases, [xp.take(m, idx, axis=0) for m in masks], xp, cache.low,
-                idx.shape[0], None if cache.exact is None else xp.take(cache.exact, idx, axis=0),
-            )
-            cache.A_S = _scatter_rows(cache.A_S, fresh, new_A, xp)
+            on = [xp.take(m, idx, axis=0) for m in masks]
+            if cache.pre is not None:
+                # Dense single-precision maps: low-rank updates by the flips.
+                def rebuild(sub):
+                    return single_precision_map(cache.low[0], sub, xp,
+                                                n_samples=sub[0].shape[0], pre_masks=True)
+
+                if cache.low_t is None:
+                    cache.low_t = transposed(cache.low[0], xp)
+                cache.A_S, cache.pre = updated_maps(
+                    cache.A_S, cache.pre, idx, [xp.take(m, idx, axis=0) for m in cache.masks], on,
+                    cache.low[0], xp, rebuild, cache.low_t,
+                )
+                cache.masks = masks
+            else:
+                fresh, _ = cls._build(
+                    weights, biases, on, xp, cache.low, idx.shape[0],
+                    None if cache.exact is None else xp.take(cache.exact, idx, axis=0),
+                )
+                cache.A_S = _scatter_rows(cache.A_S, fresh, new_A, xp)
         sub = [xp.take(a, rows, axis=0) for a in (cache.A_S, U, Y, obs)]
         factors, scale, bad = cls._factor(*sub, [xp.take(m, rows, axis=0) for m in masks], net,
                                           measurement, cache.low)
