@@ -33,7 +33,7 @@ from .._linalg import (
     scatter_rows,
     supported_affine_maps,
 )
-from .polish import forward_loss, output_jacobian, polish_batch
+from .polish import _single_left_matmul, forward_loss, output_jacobian, polish_batch
 
 __all__ = ["boundary_starts", "search_neighbours"]
 
@@ -105,17 +105,26 @@ def _boundary_block(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
     B, n0 = Z.shape
     _, U, masks = forward_loss(Z, Y, obs, weights, biases, activation, xp,
                                measurement=measurement, gamma=gamma)
-    # One pass builds every layer's map on the current supports; the last
-    # (the output's) gives the Jacobian.
-    maps = supported_affine_maps(weights, biases, masks, xp, n_samples=B)
-    J = output_jacobian(maps[-1][0], U, activation, xp, measurement, obs)
+    # One pass builds every hidden layer's map on the current supports; the
+    # output's gives the Jacobian, only for the covariance: in double
+    # precision, from the single-precision map (most of the pass's cost)
+    # without a measurement.
+    if measurement is None and Z.dtype == xp.float64 and len(weights) > 1:
+        maps = supported_affine_maps(weights[:-1], biases[:-1], masks[:-1], xp, n_samples=B)
+        f32 = xp.float32
+        A_L = xp.astype(masks[-1], f32)[:, :, None] * xp.astype(maps[-1][0], f32)
+        A_out = xp.astype(_single_left_matmul(xp.astype(weights[-1], f32), A_L, xp), Z.dtype)
+    else:
+        maps = supported_affine_maps(weights, biases, masks, xp, n_samples=B)
+        A_out = maps.pop()[0]
+    J = output_jacobian(A_out, U, activation, xp, measurement, obs)
     gram = xp.matmul(xp.matrix_transpose(J), J)
     eye = xp.eye(n0, dtype=Z.dtype, device=device(Z))
     scale = xp.max(xp.linalg.diagonal(gram), axis=1)
     jitter = n0 * float(xp.finfo(Z.dtype).eps) * xp.where(scale > 0, scale, xp.ones_like(scale))
     cov = xp.linalg.inv(gram + (gamma + jitter)[:, None, None] * eye)  # (J^T J)^-1
     starts = []
-    for i, (A_i, c_i) in enumerate(maps[:-1]):  # the hidden layers i = 1..L
+    for i, (A_i, c_i) in enumerate(maps):  # the hidden layers i = 1..L
         u = matvec(A_i, Z, xp) + c_i  # (B, n_i): the pre-activations of layer i
         var = noise_std**2 * xp.sum(xp.matmul(A_i, cov) * A_i, axis=2)
         norm2 = xp.sum(A_i * A_i, axis=2)
