@@ -120,7 +120,9 @@ class HybridInverter(BaseInverter):
         signals of a saturating tanh generator at noise 1e-2, rows ended 12x
         and 6x the Oracle's error at 4.1 and 6.1 standard deviations when the
         bound was 10 (the pursuits' ``noise_retry_sd``). Rows legitimately
-        above 3 (about 0.2 %) only pay for more starts.
+        above 3 (about 0.13 %) only pay for more starts, until three more
+        polished starts have landed on their best loss (then they stop:
+        :data:`skinvert.algorithms.hybrid.CONFIRMATIONS`).
     boundary_sd : float, default=0.5
         With ``noise_std`` and dense layers, the last stage tries, for every
         row, the neighbouring support regions across the hidden units whose
@@ -161,7 +163,9 @@ class HybridInverter(BaseInverter):
         their directions are drawn in ``fit`` (``perturb_codes_``). 0: none.
         Rows that no code can fit (signals outside the generator's range,
         or noise without ``noise_std``) pay for all ``n_restarts +
-        n_perturbations`` starts; set it to 0 there.
+        n_perturbations`` starts; set it to 0 there. (With ``noise_std``,
+        a row whose best loss, within 10 chi-square standard deviations,
+        three more polished starts have landed on stops.)
     perturbation_scale : float, default=0.5
         The length scale of those starts around the row's best code, in z
         units (the prior N(0, I) has unit scale).
@@ -207,6 +211,11 @@ class HybridInverter(BaseInverter):
         Joblib workers the batches are split across (NumPy input only;
         ``None`` means 1 unless in a ``joblib.parallel_config`` context, -1
         all cores). Results equal those of ``n_jobs=1``: rows are independent.
+        The hybrid's per-row work (polish, starts) gains little from BLAS
+        threads, unlike the Oracle's: 512 noisy signals of a saturating tanh
+        generator on 2 cores, transform 2.2-3.1 s with ``n_jobs=None``,
+        1.4-1.9 s with ``n_jobs=2`` (the Oracle 0.5-0.8 s either way;
+        ``python -m benchmarks.noise_saturating --methods hybrid --n-jobs 2``).
     verbose : int, default=0
         Show a progress bar over rows (rows done, rate, time left) when positive.
     random_state : int, RandomState instance or None, default=None
