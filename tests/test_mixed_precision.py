@@ -243,18 +243,26 @@ def test_mixed_polish_is_namespace_generic(namespace, monkeypatch):
         xp = pytest.importorskip("array_api_strict")
         to_xp = xp.asarray
     from skinvert._array_api import namespace_of
+    from skinvert.algorithms import _map_updates
 
     calls = _spy_mixed(monkeypatch)
+    updates = []
+    real = _map_updates._group_deltas
+    monkeypatch.setattr(_map_updates, "_group_deltas",
+                        lambda *a: updates.append(1) or real(*a))
     _, W, b, act, Z, Y, obs = _setting(B=6)
-    Z0 = Z + 0.05 * np.random.default_rng(7).standard_normal(Z.shape)
+    # A start far enough that steps change supports: the maps' low-rank
+    # updates run in the namespace too.
+    Z0 = Z + 0.3 * np.random.default_rng(7).standard_normal(Z.shape)
     ref, ref_loss, _, _ = polish_batch(Z0, Y, obs, W, b, act, np)
-    n_numpy = len(calls)
+    n_numpy, n_updates = len(calls), len(updates)
     args = [to_xp(a) for a in (Z0, Y, obs)]
     with sklearn.config_context(array_api_dispatch=True):
         ns, _ = namespace_of(args[0])
         Zx, lx, _, _ = polish_batch(*args, [to_xp(w) for w in W], [to_xp(c) for c in b], act,
                                     ns)
     assert len(calls) > n_numpy  # the mixed steps ran in that namespace too
+    assert n_updates and len(updates) > n_updates
     assert Zx.dtype == args[0].dtype
     np.testing.assert_allclose(np.asarray(Zx), ref, rtol=0, atol=1e-6)
     np.testing.assert_allclose(np.asarray(lx), ref_loss, rtol=1e-8)
