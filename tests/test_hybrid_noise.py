@@ -177,10 +177,43 @@ def test_linear_decoder_inverts_a_linear_generator():
     np.testing.assert_allclose((Z @ W.T + b - mean) @ coef + offset, Z, atol=1e-6)
 
 
+@pytest.mark.parametrize("phi", ["tanh", "sigmoid"])
+def test_inverse_features_invert_a_bounded_generator_without_hidden_layers(phi):
+    """y = phi(W z + b): in the features [y, phi^-1(y)] (decoder_features)
+    the decoder is exact where no entry is clipped, while the regression on
+    y alone is not."""
+    from skinvert.activations import get_activation
+    from skinvert.algorithms.hybrid import decoder_features, linear_decoder
+
+    act = get_activation(phi)
+    rng = np.random.default_rng(0)
+    W, b = 0.3 * rng.standard_normal((40, 6)), 0.1 * rng.standard_normal(40)
+
+    def forward(Z):
+        return act(Z @ W.T + b, np)
+
+    f = decoder_features(act, np)
+    Y = forward(0.5 * rng.standard_normal((5, 6)))
+    F = f(Y)
+    assert F.shape == (5, 80)
+    np.testing.assert_allclose(F[:, 40:], act.inverse(Y, np))  # nothing clipped here
+    lo, hi = (-0.99, 0.99) if phi == "tanh" else (0.005, 0.995)
+    edge = f(np.array([[lo - 1e-3, hi + 1e-3]]))  # beyond: clipped first
+    np.testing.assert_allclose(edge[0, 2:], act.inverse(np.array([lo, hi]), np), rtol=1e-6)
+    Z = 0.5 * rng.standard_normal((5, 6))
+    fit = [linear_decoder(forward, 6, np.random.default_rng(1), n_samples=3000, ridge=1e-9,
+                          features=g) for g in (f, None)]
+    (m1, c1, o1), (m0, c0, o0) = fit
+    np.testing.assert_allclose((f(forward(Z)) - m1) @ c1 + o1, Z, atol=1e-6)
+    assert np.abs((forward(Z) - m0) @ c0 + o0 - Z).max() > 1e-3
+    assert decoder_features(get_activation("identity"), np) is None
+
+
 def test_linear_start_first_with_noise_only():
     G, Z, Y, _, _, _ = _noisy(0)
     est = HybridInverter(G, noise_std=1e-2, random_state=0).fit(Y)
-    assert est.start_coef_.shape == (120, 5) and est.start_mean_.shape == (120,)
+    # tanh output: the start regresses z on [y, atanh(y)] (decoder_features).
+    assert est.start_coef_.shape == (240, 5) and est.start_mean_.shape == (240,)
     Zh, info = est.transform(Y, return_info=True)
     assert "linear start" in set(info.stage)
     assert np.all(info.stage[info["start"] == -3] == "linear start")

@@ -10,7 +10,13 @@ from .._array_api import as_namespace, namespace_of
 from .._functional._latent_pursuit import _latent_pursuit
 from .._linalg import row_blocks
 from ..algorithms.gradient_descent import gradient_lipschitz
-from ..algorithms.hybrid import DECODER_START, HybridStarts, hybrid_batch, linear_decoder
+from ..algorithms.hybrid import (
+    DECODER_START,
+    HybridStarts,
+    decoder_features,
+    hybrid_batch,
+    linear_decoder,
+)
 from ._base import BaseInverter
 from ._batching import _to_host, _TransformState, check_layerwise, generator_arrays
 from ._pursuit import LatentPursuitInverter
@@ -188,8 +194,15 @@ class HybridInverter(BaseInverter):
         gradient-descent starts): the ridge regression of z on
         ``A G(z) + e`` over 8000 codes drawn from N(0, I) in ``fit``, with
         ``e`` of ``noise_std`` (:func:`skinvert.algorithms.hybrid.linear_decoder`;
-        missing entries take the outputs' mean). Not in the paper: a cheap
-        deterministic start. "auto": with ``noise_std`` (and at most 4096
+        missing entries take the outputs' mean). Without a measurement and
+        with a non-identity phi it regresses on ``[y, phi^-1(y)]``
+        (:func:`skinvert.algorithms.hybrid.decoder_features`; up to 2048
+        features): on the saturating generator below the polish of this
+        start fits 96 % of the rows instead of 89-90 %, and the transform
+        took 1.38-2.23 s against 1.80-2.56 s (8 paired runs, RMS 0.996-1.08x
+        the Oracle's against 0.989-1.07x; 0.2-0.35 s more in ``fit``).
+        Not in the paper: a cheap deterministic start. "auto": with
+        ``noise_std`` (and at most 4096
         features, the decoder's (m, m) covariance), where it fits most rows
         to the noise level by itself: 512 signals of a saturating tanh
         generator at noise 1e-3 / 1e-2 and of ``fashion-mnist-fc`` at 1e-2,
@@ -242,10 +255,14 @@ class HybridInverter(BaseInverter):
     start_learning_rate_ : float
     pursuit_ : LatentPursuitInverter or None
         The fitted pursuit of the first start (None where it is not used).
-    start_mean_ : array of shape (m,) or None
-        The linear start ``z0 = (x - start_mean_) @ start_coef_ +
-        start_offset_`` (None where ``linear_start`` is off; m the features).
-    start_coef_ : array of shape (m, n_components) or None
+    start_mean_ : array of shape (p,) or None
+        The linear start ``z0 = (f(x) - start_mean_) @ start_coef_ +
+        start_offset_`` (None where ``linear_start`` is off). Without a
+        measurement and with a non-identity phi, ``f(x) = [x, phi^-1(x)]``
+        (p = 2m, m the features; a bounded phi's x clipped first, see
+        :func:`skinvert.algorithms.hybrid.decoder_features`), otherwise
+        ``f(x) = x`` (p = m).
+    start_coef_ : array of shape (p, n_components) or None
     start_offset_ : array of shape (n_components,) or None
 
     Notes
@@ -418,8 +435,11 @@ class HybridInverter(BaseInverter):
             Y = G.forward(Z)
             return Y if meas is None else meas.forward(Y)
 
+        features = None
+        if meas is None and 2 * m <= LINEAR_START_MAX_FEATURES:
+            features = decoder_features(G.activation, np)
         mean, coef, offset = linear_decoder(
-            forward, self.n_components_, rng, noise_std=self.noise_std
+            forward, self.n_components_, rng, noise_std=self.noise_std, features=features
         )
         xp, dev = namespace_of(X)
         self.start_mean_, self.start_coef_, self.start_offset_ = (
@@ -434,9 +454,15 @@ class HybridInverter(BaseInverter):
             as_namespace(a, xp, dtype=dtype, device=dev)
             for a in (self.start_mean_, self.start_coef_, self.start_offset_)
         )
+        # Fitted on [y, phi^-1(y)] where start_mean_ has twice the features.
+        features = None
+        if mean.shape[0] == 2 * self.n_features_in_:
+            features = decoder_features(self.generator_.activation, xp)
 
         def decode(Y, obs):
-            return (obs * (Y - mean)) @ coef + offset
+            if features is None:
+                return (obs * (Y - mean)) @ coef + offset
+            return (xp.concat([obs, obs], axis=1) * (features(Y) - mean)) @ coef + offset
 
         return decode
 
