@@ -259,9 +259,10 @@ def test_rows_in_the_chi_square_tail_stop_once_their_minimum_is_confirmed(monkey
     descended = []
     real = hybrid_module._descend
 
-    def spy(Z0, *args):
-        descended.append(Z0.shape[0])
-        return real(Z0, *args)
+    def spy(Z0, *args, **kw):
+        if "max_iter" not in kw:  # the rounds' starts (not the linear start's descent)
+            descended.append(Z0.shape[0])
+        return real(Z0, *args, **kw)
 
     monkeypatch.setattr(hybrid_module, "_descend", spy)
     est = HybridInverter(G, noise_std=1e-2, random_state=0, boundary_sd=0.0).fit(Y)
@@ -275,3 +276,31 @@ def test_rows_in_the_chi_square_tail_stop_once_their_minimum_is_confirmed(monkey
     assert every_start == Y.shape[0] * (est.n_restarts + est.n_perturbations)
     assert with_rule < every_start / 2, (with_rule, every_start)
     np.testing.assert_allclose(info_c["loss"], info_a["loss"], rtol=1e-9)
+
+
+def test_linear_start_descent_only_for_rows_its_polish_leaves(monkeypatch):
+    # The ten descent iterations from the linear start run only on the rows
+    # its polish leaves above the bound (run on every row they led fitted
+    # rows to other noise-consistent minima).
+    from skinvert.algorithms import hybrid as hybrid_module
+    from skinvert.inverters._hybrid import LINEAR_START_DESCENT
+
+    calls = []
+    real = hybrid_module._descend
+
+    def spy(Z0, *args, **kw):
+        if "max_iter" in kw:
+            calls.append((Z0.shape[0], kw["max_iter"]))
+        return real(Z0, *args, **kw)
+
+    monkeypatch.setattr(hybrid_module, "_descend", spy)
+    # Every row fitted by the polish of the linear start itself: no descent.
+    G, Z, Y, obs, W, b = _noisy(3, sigma=1e-2, B=16)
+    _, info = HybridInverter(G, noise_std=1e-2, random_state=0).fit(Y).transform(
+        Y, return_info=True)
+    assert np.all(info["start"] == -3)
+    assert calls == []
+    # Noise 1.35x the stated level: no row fits, every row takes the descent.
+    G, Z, Y, obs, W, b = _noisy(3, sigma=1.35e-2, B=8)
+    HybridInverter(G, noise_std=1e-2, random_state=0, boundary_sd=0.0).fit(Y).transform(Y)
+    assert calls == [(Y.shape[0], LINEAR_START_DESCENT)]

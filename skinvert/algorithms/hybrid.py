@@ -96,12 +96,26 @@ class HybridStarts:
         ``decoder(Y, obs) -> Z``: a start for every row, polished before the
         gradient-descent rounds (after the pursuit when that comes first),
         e.g. :func:`linear_decoder`'s. None: none.
+    decoder_descent : int
+        For the rows the polish of the decoder's estimate leaves above the
+        bound: gradient-descent iterations (``solver``, ``learning_rate``,
+        in single precision with ``low_precision``) from that estimate, then
+        its polish, before the rounds of starts. A few move a linear start
+        out of the basin that trapped its polish: 10 Adam iterations before
+        the polish of every row of 512 noisy signals of a saturating tanh
+        generator raised the rows it fits from 95.5-95.9 % to 98.8-99.2 %.
+        Run on every row, though, they also led rows the plain polish fitted
+        to other noise-consistent minima (one row 1.4x -> 3.4x the Oracle's
+        error, RMS 1.08x -> 1.52x at noise 1e-2, draw 3): only the rows left
+        take them. 0: none.
     """
 
     def __init__(self, init_codes, *, solver="adam", learning_rate=0.05, max_iter=300,
                  pursuit=None, per_round=None, perturb_codes=None, perturb_scale=0.5,
-                 pursuit_first=True, boundary_sd=0.0, low_precision=None, decoder=None):
+                 pursuit_first=True, boundary_sd=0.0, low_precision=None, decoder=None,
+                 decoder_descent=0):
         self.decoder = decoder
+        self.decoder_descent = decoder_descent
         self.low_precision = low_precision
         self.boundary_sd = boundary_sd
         self.pursuit_first = pursuit_first
@@ -133,7 +147,8 @@ def consistent_loss_bound(Y, obs, xp, *, noise_std=None, n_sd=10.0):
     return 0.5 * eps * xp.sum(Yo * Yo, axis=1)
 
 
-def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measurement):
+def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measurement,
+             max_iter=None):
     """Gradient descent from the starts ``Z0``; returns ``(Z, loss)``.
 
     Double-precision input descends in single precision
@@ -143,9 +158,12 @@ def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measure
     twice as much in double (on 512 noisy signals of a saturating tanh
     generator the starts were 40 % of the hybrid's time; through m = 100
     Gaussian measurements of a tanh net, 80 %). The loss returned is
-    recomputed in the input's precision.
+    recomputed in the input's precision. ``max_iter``: the iterations
+    (default ``starts.max_iter``).
     """
     run = adam_descent if starts.solver == "adam" else momentum_descent
+    if max_iter is None:
+        max_iter = starts.max_iter
     low = starts.low_precision
     if low is not None and Z0.dtype == xp.float64:
         f32 = xp.float32
@@ -155,7 +173,7 @@ def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measure
         Z, _, _, _ = run(
             xp.astype(Z0, f32), xp.astype(Y, f32), xp.astype(obs, f32), low[0], low[1],
             activation, xp, learning_rate=starts.learning_rate, alpha=gamma,
-            max_iter=starts.max_iter, measurement=meas32,
+            max_iter=max_iter, measurement=meas32,
         )
         Z = xp.astype(Z, Z0.dtype)
         loss, _, _ = forward_loss(Z, Y, obs, weights, biases, activation, xp, gamma=gamma,
@@ -163,7 +181,7 @@ def _descend(Z0, Y, obs, weights, biases, activation, xp, starts, gamma, measure
         return Z, loss
     Z, loss, _, _ = run(
         Z0, Y, obs, weights, biases, activation, xp, learning_rate=starts.learning_rate,
-        alpha=gamma, max_iter=starts.max_iter, measurement=measurement,
+        alpha=gamma, max_iter=max_iter, measurement=measurement,
     )
     return Z, loss
 
@@ -268,9 +286,10 @@ def hybrid_batch(
     def fits(Zc, lc):
         return data_term(Zc, lc) <= bound
 
-    def polished_start(rows, estimate=None, code=-1):
-        # The estimate (default: the pursuit's) of the rows `rows` (a mask)
-        # and its polish, numbered `code` in info["start"].
+    def polished_start(rows, estimate=None, code=-1, descent=0):
+        # The estimate (default: the pursuit's) of the rows `rows` (a mask),
+        # `descent` gradient-descent iterations from it, and its polish,
+        # numbered `code` in info["start"].
         n_rows = int(xp.sum(xp.astype(rows, xp.int32)))
         if n_rows == 0:
             return
@@ -281,6 +300,10 @@ def hybrid_batch(
         mark = xp.full((n_rows,), code, dtype=xp.int32, device=dev)
         no = xp.zeros((n_rows,), dtype=xp.bool, device=dev)
         keep(rows, Zp, lp, mark, no, xp.zeros((n_rows,), dtype=xp.int32, device=dev), False)
+        if descent:
+            Zp, lp = _descend(Zp, Ys, Os, weights, biases, activation, xp, starts, gamma,
+                              measurement, max_iter=descent)
+            keep(rows, Zp, lp, mark, no, xp.zeros((n_rows,), dtype=xp.int32, device=dev), False)
         Zq, lq, iq, fq = polish_batch(Zp, Ys, Os, weights, biases, activation, xp, **kw,
                                       max_iter=polish_max_iter, tol=tol)
         keep(rows, Zq, lq, mark, fq, iq)
@@ -309,6 +332,9 @@ def hybrid_batch(
         polished_start(xp.ones((B,), dtype=xp.bool, device=dev))
     if starts.decoder is not None:
         polished_start(~fits(*keep.state()[:2]), starts.decoder, DECODER_START)
+        if starts.decoder_descent:  # the rows its polish left: a few descent steps first
+            polished_start(~fits(*keep.state()[:2]), starts.decoder, DECODER_START,
+                           starts.decoder_descent)
     R = 0 if starts.init_codes is None else starts.init_codes.shape[0]
     K = 0 if starts.perturb_codes is None else starts.perturb_codes.shape[0]
     for first, last in _rounds(R, K, starts.per_round):

@@ -27,6 +27,9 @@ _STAGES = {-1: "pursuit", DECODER_START: "linear start"}
 #: ``linear_start="auto"`` fits the decoder up to this many features (its
 #: (m, m) covariance: 128 MiB in float64).
 LINEAR_START_MAX_FEATURES = 4096
+#: Gradient-descent iterations from the linear start before its polish
+#: (:class:`~skinvert.algorithms.hybrid.HybridStarts`' ``decoder_descent``).
+LINEAR_START_DESCENT = 10
 
 
 def _pursuit_estimate(estimator, Y, obs, xp, state):
@@ -583,7 +586,8 @@ class HybridInverter(BaseInverter):
                               pursuit_first=self._pursuit_first(),
                               boundary_sd=self.boundary_sd,
                               low_precision=self._low_precision(Y, xp, state),
-                              decoder=self._decoder(xp, Y.dtype, dev))
+                              decoder=self._decoder(xp, Y.dtype, dev),
+                              decoder_descent=LINEAR_START_DESCENT)
         Z, info = hybrid_batch(
             Y, obs, state.weights, state.biases, act, xp, starts,
             measurement=state.measurement, gamma=self.gamma, noise_std=self.noise_std,
