@@ -428,3 +428,27 @@ def test_low_rank_map_updates_match_a_rebuild(sizes):
     A1, _ = updated_maps(A[3:4].copy(), [u[3:4].copy() for u in U], np.arange(1), *one, W32, np,
                          build)
     np.testing.assert_array_equal(A1[0], A2[3])
+
+
+def test_given_tol_stops_the_mixed_polish_there():
+    # tol=None: below sqrt(eps) a mixed-precision row steps on while its
+    # steps contract (noiseless codes exact); a given tol stops it at that
+    # step size (the hybrid with noise_std uses 1e-6): fewer steps, the same
+    # code to about tol.
+    _, W, b, act, Z, Y, obs = _setting(B=9, noise=1e-2)
+    Z0 = Z + 0.05 * np.random.default_rng(8).standard_normal(Z.shape)
+    Zr, lr, ir, fr = polish_batch(Z0, Y, obs, W, b, act, np)
+    Zt, lt, it, ft = polish_batch(Z0, Y, obs, W, b, act, np, tol=1e-6)
+    assert it.sum() < ir.sum() and np.all(it <= ir)
+    np.testing.assert_allclose(Zt, Zr, rtol=0, atol=1e-5 * np.abs(Zr).max())
+    np.testing.assert_allclose(lt, lr, rtol=1e-9)
+
+
+def test_noisy_hybrid_polishes_to_the_noisy_tol():
+    from skinvert import HybridInverter
+    from skinvert.inverters._hybrid import NOISY_POLISH_TOL
+
+    G, *_ = _setting(B=2)
+    assert HybridInverter(G, noise_std=1e-2)._polish_tol() == NOISY_POLISH_TOL
+    assert HybridInverter(G, noise_std=1e-2, tol=1e-9)._polish_tol() == 1e-9
+    assert HybridInverter(G)._polish_tol() is None

@@ -372,7 +372,11 @@ def polish_batch(
         Gauss-Newton steps (each with a support refresh) per row.
     tol : float or None
         A row stops when its step is below ``tol * (1 + ||z||)`` on a support
-        fixed point; default ``sqrt(eps)``.
+        fixed point. None: ``sqrt(eps)``, and a mixed-precision row (below)
+        steps on while its steps contract, down to rounding (noiseless codes
+        exact); a given ``tol`` stops it there (e.g. 1e-6 where noise
+        limits the accuracy far above rounding: the hybrid with
+        ``noise_std``).
 
     Returns
     -------
@@ -461,6 +465,9 @@ def _polish_block(
     dt = Z0.dtype
     dev = device(Z0)
     eps = float(xp.finfo(dt).eps)
+    # The default tol: below sqrt(eps), mixed-precision rows step on to
+    # rounding (noiseless codes exact); a given tol is where rows stop.
+    to_rounding = tol is None
     if tol is None:
         tol = eps**0.5
     kw = {"measurement": measurement, "gamma": gamma}
@@ -507,7 +514,7 @@ def _polish_block(
             same = same & xp.all(a == b, axis=1)
         dn, zn = row_norm(dZ, xp), 1.0 + row_norm(Z_, xp)
         small = dn <= tol * zn
-        if cache.low is not None:
+        if cache.low is not None and to_rounding:
             # A mixed-precision step leaves up to cond(J)^2 eps_32 of the
             # error, not the rounding of a Gauss-Newton step: below tol, a
             # row goes on while its accepted steps still contract (iterative

@@ -27,6 +27,10 @@ _STAGES = {-1: "pursuit", DECODER_START: "linear start"}
 #: ``linear_start="auto"`` fits the decoder up to this many features (its
 #: (m, m) covariance: 128 MiB in float64).
 LINEAR_START_MAX_FEATURES = 4096
+#: With ``noise_std`` (and ``tol=None``) the polish stops at steps below this
+#: relative size instead of refining to rounding: the noise puts the codes'
+#: error at 1e-3..1e-2 of ||z||.
+NOISY_POLISH_TOL = 1e-6
 #: Gradient-descent iterations from the linear start before its polish
 #: (:class:`~skinvert.algorithms.hybrid.HybridStarts`' ``decoder_descent``).
 LINEAR_START_DESCENT = 10
@@ -215,7 +219,10 @@ class HybridInverter(BaseInverter):
     polish_max_iter : int, default=50
         Gauss-Newton steps of each polish.
     tol : float or None, default=None
-        Relative step of the polish's stop (default ``sqrt(eps)``).
+        Relative step of the polish's stop. None: with ``noise_std`` 1e-6
+        (the noise limits the accuracy far above it), otherwise
+        ``sqrt(eps)`` and the steps go on to rounding (see
+        :func:`skinvert.polish`).
     batch_size : int or None, default=None
         Rows per batch (None: sized for about 512 MiB of working memory;
         within a batch, on NumPy, the polish and the boundary search work on
@@ -449,6 +456,14 @@ class HybridInverter(BaseInverter):
             as_namespace(a, xp, dtype=X.dtype, device=dev) for a in (mean, coef, offset)
         )
 
+    def _polish_tol(self):
+        """The polish's ``tol``: with ``noise_std`` and ``tol=None``,
+        :data:`NOISY_POLISH_TOL` (the noise limits the codes' accuracy far
+        above rounding); otherwise ``tol`` (None: to rounding)."""
+        if self.tol is None and self.noise_std:
+            return NOISY_POLISH_TOL
+        return self.tol
+
     def _decoder(self, xp, dtype, dev):
         """The linear start of a batch (None without one)."""
         if getattr(self, "start_coef_", None) is None:
@@ -591,7 +606,8 @@ class HybridInverter(BaseInverter):
         Z, info = hybrid_batch(
             Y, obs, state.weights, state.biases, act, xp, starts,
             measurement=state.measurement, gamma=self.gamma, noise_std=self.noise_std,
-            noise_sd=self.noise_retry_sd, polish_max_iter=self.polish_max_iter, tol=self.tol,
+            noise_sd=self.noise_retry_sd, polish_max_iter=self.polish_max_iter,
+            tol=self._polish_tol(),
         )
         B = Y.shape[0]
         fits = info["fits"]

@@ -57,8 +57,10 @@ def polish(Z0, X, generator, *, measurement=None, gamma=0.0, max_iter=50, tol=No
     max_iter : int, default=50
         Gauss-Newton steps per row.
     tol : float or None, default=None
-        Relative step below which a row on a support fixed point stops
-        (default ``sqrt(eps)`` of the dtype).
+        Relative step below which a row on a support fixed point stops.
+        None: ``sqrt(eps)`` of the dtype, and in double precision a row
+        steps on while its (mixed-precision) steps contract, down to
+        rounding; a given ``tol`` stops it there.
     batch_size : int or None, default=None
         Rows per batch (None: all at once).
     return_info : bool, default=False
