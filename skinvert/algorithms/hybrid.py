@@ -296,14 +296,14 @@ def hybrid_batch(
         sub = _compress_rows(rows, xp)
         Ys, Os = xp.take(Y, sub, axis=0), xp.take(obs, sub, axis=0)
         Zp = (estimate or starts.pursuit)(Ys, Os)
-        lp, _, _ = forward_loss(Zp, Ys, Os, weights, biases, activation, xp, **kw)
-        mark = xp.full((n_rows,), code, dtype=xp.int32, device=dev)
-        no = xp.zeros((n_rows,), dtype=xp.bool, device=dev)
-        keep(rows, Zp, lp, mark, no, xp.zeros((n_rows,), dtype=xp.int32, device=dev), False)
         if descent:
             Zp, lp = _descend(Zp, Ys, Os, weights, biases, activation, xp, starts, gamma,
                               measurement, max_iter=descent)
-            keep(rows, Zp, lp, mark, no, xp.zeros((n_rows,), dtype=xp.int32, device=dev), False)
+        else:
+            lp, _, _ = forward_loss(Zp, Ys, Os, weights, biases, activation, xp, **kw)
+        mark = xp.full((n_rows,), code, dtype=xp.int32, device=dev)
+        no = xp.zeros((n_rows,), dtype=xp.bool, device=dev)
+        keep(rows, Zp, lp, mark, no, xp.zeros((n_rows,), dtype=xp.int32, device=dev), False)
         Zq, lq, iq, fq = polish_batch(Zp, Ys, Os, weights, biases, activation, xp, **kw,
                                       max_iter=polish_max_iter, tol=tol)
         keep(rows, Zq, lq, mark, fq, iq)

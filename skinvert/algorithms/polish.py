@@ -610,14 +610,15 @@ class _StepCache:
             first = low[0][0]
             dev = first.device if biases is None else device(first)
             n0 = weights[0].shape[1]
-            full = xp.zeros((n_samples, weights[-1].shape[0], n0), dtype=xp.float32, device=dev)
-            if biases is not None:
-                pre = [xp.zeros((n_samples, W.shape[1], n0), dtype=xp.float32, device=dev)
-                       if n_mixed == 0 else
-                       _scatter_rows(xp.zeros((n_samples, W.shape[1], n0), dtype=xp.float32,
-                                              device=dev), u, mixed, xp)
+
+            def on_mixed_rows(a, n):  # (n_samples, n, n_0), zero on the rows exact
+                full = xp.zeros((n_samples, n, n0), dtype=xp.float32, device=dev)
+                return full if a is None else _scatter_rows(full, a, mixed, xp)
+
+            if biases is not None:  # dense: the pre-mask maps of layers 2..L too
+                pre = [on_mixed_rows(u, W.shape[1])
                        for W, u in zip(weights[2:], pre or [None] * (len(weights) - 2))]
-            return (full if n_mixed == 0 else _scatter_rows(full, part, mixed, xp)), pre
+            return on_mixed_rows(part, weights[-1].shape[0]), pre
         if biases is None:
             masks32 = [xp.astype(m, xp.float32) for m in masks]
             return affine_map(low[0], None, masks32, xp, n_samples=n_samples)[0], None
@@ -686,8 +687,7 @@ class _StepCache:
             if cache.pre is not None:
                 # Dense single-precision maps: low-rank updates by the flips.
                 def rebuild(sub):
-                    return single_precision_map(cache.low[0], sub, xp,
-                                                n_samples=sub[0].shape[0], pre_masks=True)
+                    return cls._build(weights, biases, sub, xp, cache.low, sub[0].shape[0])
 
                 if cache.low_t is None:
                     cache.low_t = transposed(cache.low[0], xp)
