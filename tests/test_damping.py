@@ -47,6 +47,22 @@ def test_damping_shortens_the_step_towards_zero():
                                lstsq_solve(f, np, damping=np.ones(A.shape[0])), rtol=1e-14)
 
 
+def _normal_equations(factors):
+    """``(J^T J, J^T r)`` of the factors lstsq_solve takes: the SVD's four
+    arrays, or the mixed-precision polish's seven (normal equations on the
+    rows ``by_gram``, the SVD's on the others)."""
+    gram = Jtr = by_gram = None
+    if len(factors) == 7:
+        gram, Jtr, *factors, by_gram = factors
+    S, Vt, Utb, _ = factors
+    svd_gram = np.einsum("bki,bk,bkj->bij", Vt, S * S, Vt)
+    svd_Jtr = np.einsum("bki,bk->bi", Vt, S * Utb)
+    if by_gram is None:
+        return svd_gram, svd_Jtr
+    return (np.where(by_gram[:, None, None], gram, svd_gram),
+            np.where(by_gram[:, None], Jtr, svd_Jtr))
+
+
 def test_polish_steps_follow_the_ridge_path_of_its_notes(monkeypatch):
     # Record every step the polish solves and check it against the system in
     # its notes: (J^T J + (gamma + mu) I) dz = J^T r - (gamma + mu) z.
@@ -68,12 +84,11 @@ def test_polish_steps_follow_the_ridge_path_of_its_notes(monkeypatch):
     gamma = 0.05
     polish_batch(Z0, Y, np.ones_like(Y), W, bias, G.activation, np, gamma=gamma, max_iter=30)
     after_rejection = 0
-    for (S, Vt, Utb, _), kw, dz in calls:
+    for factors, kw, dz in calls:
         lam = np.broadcast_to(kw["ridge"], (dz.shape[0],))
         assert np.all(lam >= gamma)
         after_rejection += int(np.sum(lam > gamma))
-        JtJ = np.einsum("bki,bk,bkj->bij", Vt, S * S, Vt)
-        Jtr = np.einsum("bki,bk->bi", Vt, S * Utb)
+        JtJ, Jtr = _normal_equations(factors)
         lhs = JtJ + lam[:, None, None] * np.eye(dz.shape[1])
         rhs = Jtr - lam[:, None] * kw["z"]
         np.testing.assert_allclose(np.einsum("bij,bj->bi", lhs, dz), rhs, rtol=1e-8,

@@ -129,8 +129,13 @@ def test_ill_conditioned_rows_take_the_double_precision_step():
     )
     A64, _ = affine_map(W, b, masks, np, n_samples=Z.shape[0])
     exact, _ = step_factors(A64, U, Y, obs, act, np)
-    for f, e in zip(cache.factors, exact):
+    # (J^T J, J^T r, the SVD factors, by_gram): every row takes its SVD factors.
+    gram, _, *svd, by_gram = cache.factors
+    assert not by_gram.any()
+    for f, e in zip(svd, exact):
         np.testing.assert_array_equal(f, e)
+    np.testing.assert_array_equal(lstsq_solve(cache.factors, np, ridge=0.5, z=Z),
+                                  lstsq_solve(exact, np, ridge=0.5, z=Z))
 
 
 @pytest.mark.parametrize("phi", ["tanh", "sigmoid"])

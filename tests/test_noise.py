@@ -187,6 +187,7 @@ def test_rows_inconsistent_with_the_noise_retry_other_thresholds():
     err = lambda Zh: float(np.linalg.norm(Zh - Z[rows]))  # noqa: E731
     # Measured here: plain 1.35, retried 0.0016, Oracle 0.0016. Whether the
     # default threshold fails on this row depends on rounding, so only the
-    # retried result is held to the Oracle's accuracy.
-    assert err(retried) <= err(plain) * (1 + 1e-12)
+    # retried result is held to the Oracle's accuracy. Where both reach the
+    # same code they differ by rounding of z (not of the error).
+    assert err(retried) <= err(plain) + 1e-12 * float(np.linalg.norm(Z[rows]))
     assert err(retried) < 2 * err(Zo)

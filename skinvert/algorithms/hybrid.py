@@ -254,11 +254,17 @@ def hybrid_batch(
     # Polished starts that landed on the row's best loss again (to 1e-9,
     # relative) since it was last lowered: see CONFIRMATIONS.
     seen = xp.zeros((B,), dtype=xp.int32, device=dev)
+    # The boundary search's covariance: J^T J of each row's polished code
+    # (polish_batch's return_gram; NaN where the code is not a polish's
+    # fixed point, and the search builds it).
+    search = starts.boundary_sd > 0 and bool(noise_std) and biases is not None
+    gram = xp.full((B, n0, n0), float("nan"), dtype=Y.dtype, device=dev) if search else None
 
-    def keep(rows, Zc, lc, sc, fc, ic, polished=True):
+    def keep(rows, Zc, lc, sc, fc, ic, polished=True, gc=None):
         # Rows `rows` (a mask) take the candidate where it lowers their loss
-        # (a polished candidate also where it ties: it carries the diagnostics).
-        nonlocal Z, loss, start, fixed, n_iter, seen
+        # (a polished candidate also where it ties: it carries the diagnostics
+        # and its J^T J `gc`).
+        nonlocal Z, loss, start, fixed, n_iter, seen, gram
         sub = _compress_rows(rows, xp)
 
         def take(a):
@@ -276,8 +282,13 @@ def hybrid_batch(
         start = _scatter_rows(start, xp.where(better, sc, take(start)), rows, xp)
         fixed = _scatter_rows(fixed, xp.where(better, fc, take(fixed)), rows, xp)
         n_iter = _scatter_rows(n_iter, xp.where(better, ic, take(n_iter)), rows, xp)
+        if gram is not None:
+            if gc is None:
+                gc = xp.full((sub.shape[0], n0, n0), float("nan"), dtype=Y.dtype, device=dev)
+            gram = _scatter_rows(gram, xp.where(better[:, None, None], gc, take(gram)), rows, xp)
 
     keep.state = lambda: (Z, loss, start, fixed, n_iter)
+    keep.want_gram = gram is not None
 
     def data_term(Zc, lc):
         # The loss without the ridge: what the bounds are on.
@@ -304,9 +315,10 @@ def hybrid_batch(
         mark = xp.full((n_rows,), code, dtype=xp.int32, device=dev)
         no = xp.zeros((n_rows,), dtype=xp.bool, device=dev)
         keep(rows, Zp, lp, mark, no, xp.zeros((n_rows,), dtype=xp.int32, device=dev), False)
-        Zq, lq, iq, fq = polish_batch(Zp, Ys, Os, weights, biases, activation, xp, **kw,
-                                      max_iter=polish_max_iter, tol=tol)
-        keep(rows, Zq, lq, mark, fq, iq)
+        Zq, lq, iq, fq, *gq = polish_batch(Zp, Ys, Os, weights, biases, activation, xp, **kw,
+                                           max_iter=polish_max_iter, tol=tol,
+                                           return_gram=keep.want_gram)
+        keep(rows, Zq, lq, mark, fq, iq, gc=gq[0] if gq else None)
 
     late = starts.pursuit is not None and not starts.pursuit_first
     # The pursuit as a fallback takes the rows every start leaves far from
@@ -353,11 +365,11 @@ def hybrid_batch(
                weights, biases, activation, xp, starts, kw, polish_max_iter, tol)
     if late:
         polished_start(far_off())
-    if starts.boundary_sd > 0 and noise_std and biases is not None:
+    if search:
         Z, loss, start, fixed, n_iter = keep.state()
         Zn, ln, _ = search_neighbours(Z, loss, Y, obs, weights, biases, activation, xp,
                                       noise_std=noise_std, c=starts.boundary_sd, **kw,
-                                      polish_max_iter=polish_max_iter, tol=tol)
+                                      polish_max_iter=polish_max_iter, tol=tol, gram=gram)
         keep(xp.ones((B,), dtype=xp.bool, device=dev), Zn, ln, start, fixed, n_iter, False)
     Z, loss, start, fixed, n_iter = keep.state()
     info = _info(loss, start, fixed, n_iter)
@@ -516,11 +528,13 @@ def _round(todo, n_todo, Z0, restarts, keep, fits, Y, obs, weights, biases, acti
         idx = _compress_rows(sub_todo, xp)
         rk = xp.take(order[k, ...], idx, axis=0)
         Zk = xp.take(xp.reshape(Zg, (R * n_todo, n0)), rk * n_todo + idx, axis=0)
-        Zq, lq, iq, fq = polish_batch(
+        Zq, lq, iq, fq, *gq = polish_batch(
             Zk, xp.take(Yt, idx, axis=0), xp.take(Ot, idx, axis=0), weights, biases,
             activation, xp, **kw, max_iter=polish_max_iter, tol=tol,
+            return_gram=keep.want_gram,
         )
-        keep(pending, Zq, lq, xp.astype(rk, xp.int32) + restarts[0], fq, iq)
+        keep(pending, Zq, lq, xp.astype(rk, xp.int32) + restarts[0], fq, iq,
+             gc=gq[0] if gq else None)
 
 
 def _info(loss, start, fixed, n_iter):
