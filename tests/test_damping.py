@@ -196,3 +196,35 @@ def test_refined_lstsq_gives_the_svd_answer(ridge):
     got32 = refined_lstsq(A32, b32, np, ridge=ridge)
     assert got32.dtype == np.float32
     np.testing.assert_array_equal(got32, batched_lstsq(A32, b32, np, ridge=ridge))
+
+
+def test_a_row_whose_ridge_trials_are_all_rejected_stops_at_max_ridge(monkeypatch):
+    # Row 0's every trial point is made infinitely bad: its steps are all
+    # rejected, and the ridge trials mu = 0, 1e-6, ..., 1 (times the scale of
+    # J^T J, MAX_RIDGE) take 8 iterations before it stops, stuck (not a
+    # fixed point), at its start. (Until the eleventh session the trials ran
+    # to mu = 1e10 times the scale: 18 iterations.)
+    G = make_random_generator([5, 30, 60, 120], output_activation="tanh", random_state=3)
+    rng = np.random.default_rng(3)
+    Z = rng.standard_normal((6, 5))
+    Y = G.forward(Z) + 1e-2 * rng.standard_normal((6, 120))
+    W, bias = G.as_arrays(np, dtype=np.float64)
+    Z0 = Z + 0.3 * rng.standard_normal(Z.shape)
+    real = polish_module.forward_loss
+    calls = []
+
+    def spoil_row_0(Zc, *args, **kw):
+        loss, U, masks = real(Zc, *args, **kw)
+        calls.append(Zc.shape[0])
+        if len(calls) > 1:  # a trial (the first call is the start's loss)
+            loss = np.where(np.arange(loss.shape[0]) == 0, np.inf, loss)
+        return loss, U, masks
+
+    monkeypatch.setattr(polish_module, "forward_loss", spoil_row_0)
+    assert polish_module.MAX_RIDGE == 1.0
+    Zp, loss, n_iter, fixed = polish_batch(Z0, Y, np.ones_like(Y), W, bias, G.activation, np,
+                                           max_iter=50)
+    assert n_iter[0] == 8
+    assert not fixed[0]
+    np.testing.assert_array_equal(Zp[0], Z0[0])
+    assert np.all(n_iter[1:] < 50)
