@@ -52,7 +52,7 @@ def _no_mixed(monkeypatch):
     """Force the double-precision polish (the factors of step_factors)."""
     real = polish_module._StepCache.update.__func__
 
-    def update(cls, cache, live, masks, U, Y, obs, net, measurement, low=None):
+    def update(cls, cache, live, masks, U, Y, obs, net, measurement, low=None, coarse=None):
         return real(cls, cache, live, masks, U, Y, obs, net, measurement, None)
 
     monkeypatch.setattr(polish_module._StepCache, "update", classmethod(update))
@@ -170,6 +170,39 @@ def test_noisy_polish_reaches_the_double_precision_minimum(monkeypatch):
     d = act.derivative(U, np) * obs
     g = output_gradient(d * (Y - act(U, np)), W, masks, np)[fm]
     assert np.abs(g).max() <= 1e-8 * np.abs(output_gradient(d * Y, W, masks, np)).max()
+
+
+def test_long_steps_take_the_single_precision_gradient_and_rows_stop_on_double(monkeypatch):
+    # From a far start the first steps are long (COARSE_STEP): their
+    # gradient comes from the single-precision map, so fewer rows go through
+    # the double-precision back-propagation than take factors; no row stops
+    # on such a step, and the fixed points are the double-precision
+    # polish's (to its tolerance).
+    _, W, b, act, Z, Y, obs = _setting(B=16)
+    Z0 = Z + 0.5 * np.random.default_rng(5).standard_normal(Z.shape)
+    factored, back = [], []
+    real_factors, real_gradient = polish_module.mixed_step_factors, polish_module.output_gradient
+
+    def spy_factors(A32, *args):
+        factored.append(A32.shape[0])
+        return real_factors(A32, *args)
+
+    def spy_gradient(delta, *args):
+        back.append(delta.shape[0])
+        return real_gradient(delta, *args)
+
+    monkeypatch.setattr(polish_module, "mixed_step_factors", spy_factors)
+    monkeypatch.setattr(polish_module, "output_gradient", spy_gradient)
+    Zm, lm, _, fm = polish_batch(Z0, Y, obs, W, b, act, np, tol=1e-10)
+    assert sum(factored) > 0 and sum(back) < sum(factored)
+    assert back  # the rows near their fixed point took the double-precision one
+    _no_mixed(monkeypatch)
+    Zd, ld, _, fd = polish_batch(Z0, Y, obs, W, b, act, np, tol=1e-10)
+    both = fm & fd
+    assert both.sum() >= 8
+    scale = 1.0 + np.abs(Zd[both]).max(axis=1, keepdims=True)
+    assert np.all(np.abs(Zm[both] - Zd[both]) <= 1e-8 * scale)
+    np.testing.assert_allclose(lm[both], ld[both], rtol=1e-12)
 
 
 def _forward(W, b, act, Z):

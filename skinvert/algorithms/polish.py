@@ -239,7 +239,7 @@ MIXED_MIN_EIG = 1e-5
 
 
 def mixed_step_factors(A32, U, Y, obs, masks, weights, activation, xp, measurement=None,
-                       measurement32=None, biases=()):
+                       measurement32=None, biases=(), coarse=None):
     """:func:`step_factors` with ``J^T J`` from a single-precision map.
 
     The Gauss-Newton system ``J^T J dz = J^T r`` takes its matrix from
@@ -253,6 +253,12 @@ def mixed_step_factors(A32, U, Y, obs, masks, weights, activation, xp, measureme
     that factor per step, as in mixed-precision iterative refinement.
     A ``measurement`` must be dense, ``measurement32`` its matrix in
     float32 (applied row by row, like the map).
+
+    ``coarse`` (bool, (B,), or None): rows whose gradient may come from the
+    single-precision map too, ``A_S^T delta`` in float32 (``n n_0``
+    multiply-adds a row against the back-propagation's ``sum_i n_{i+1}
+    n_i`` in double precision): for steps far from the fixed point, whose
+    error the next steps correct (:data:`COARSE_STEP`).
 
     Returns
     -------
@@ -282,7 +288,16 @@ def mixed_step_factors(A32, U, Y, obs, masks, weights, activation, xp, measureme
         )
         delta = d * measurement.adjoint(obs * (Y - measurement.forward(out)))
     gram = xp.astype(xp.matmul(xp.matrix_transpose(J), J), dt)
-    g = output_gradient(delta, weights, masks, xp, biases)
+    if coarse is None or not bool(xp.any(coarse)):
+        g = output_gradient(delta, weights, masks, xp, biases)
+    else:
+        g = xp.astype(rmatvec(A32, xp.astype(delta, f32), xp), dt)
+        if not bool(xp.all(coarse)):
+            fine = ~coarse
+            idx = _compress_rows(fine, xp)
+            g = _scatter_rows(g, output_gradient(xp.take(delta, idx, axis=0), weights,
+                                                 [xp.take(m, idx, axis=0) for m in masks], xp,
+                                                 biases), fine, xp)
     factors, ok = normal_equation_factors(gram, g, xp, max_cond=1.0 / MIXED_MIN_EIG)
     return factors, xp.max(xp.linalg.diagonal(gram), axis=1), ok
 
@@ -496,6 +511,9 @@ def _polish_block(
     loss, U, masks = forward_loss(Z, Y, obs, *net, **kw)
     mu = xp.zeros((B,), dtype=dt, device=dev)
     prev = xp.full((B,), float("inf"), dtype=dt, device=dev)  # last step's norm
+    # The last accepted step was long (COARSE_STEP): the next gradient may be
+    # single precision. True at the start (the step from Z0).
+    far = xp.ones((B,), dtype=xp.bool, device=dev)
     done = ~xp.isfinite(loss)
     fixed = xp.zeros((B,), dtype=xp.bool, device=dev)
     n_iter = xp.zeros((B,), dtype=xp.int32, device=dev)
@@ -522,13 +540,13 @@ def _polish_block(
             break
         if n_live < B:
             sub = _compress_rows(live, xp)
-            Z_, Y_, o_, U_, l_, mu_, prev_ = (
-                xp.take(a, sub, axis=0) for a in (Z, Y, obs, U, loss, mu, prev)
+            Z_, Y_, o_, U_, l_, mu_, prev_, far_ = (
+                xp.take(a, sub, axis=0) for a in (Z, Y, obs, U, loss, mu, prev, far)
             )
             m_ = [xp.take(m, sub, axis=0) for m in masks]
         else:
-            Z_, Y_, o_, U_, l_, mu_, prev_, m_ = Z, Y, obs, U, loss, mu, prev, masks
-        cache = _StepCache.update(cache, live, m_, U_, Y_, o_, net, measurement, low)
+            Z_, Y_, o_, U_, l_, mu_, prev_, far_, m_ = Z, Y, obs, U, loss, mu, prev, far, masks
+        cache = _StepCache.update(cache, live, m_, U_, Y_, o_, net, measurement, low, far_)
         dZ = lstsq_solve(cache.factors, xp, ridge=gamma + mu_, z=Z_)
         Zn = Z_ + dZ
         ln, Un, mn = forward_loss(Zn, Y_, o_, *net, **kw)
@@ -538,6 +556,7 @@ def _polish_block(
             same = same & xp.all(a == b, axis=1)
         dn, zn = row_norm(dZ, xp), 1.0 + row_norm(Z_, xp)
         small = dn <= tol * zn
+        small = small & ~cache.coarse  # never stop on a single-precision gradient
         if cache.low is not None and to_rounding:
             # A mixed-precision step leaves up to cond(J)^2 eps_32 of the
             # error, not the rounding of a Gauss-Newton step: below tol, a
@@ -553,23 +572,29 @@ def _polish_block(
         # stuck in a local minimum of the real loss: it stops too (not a
         # fixed point).
         scale = cache.scale
-        stuck = ~ok & (mu_ > 0.5 * MAX_RIDGE * scale)  # (0.5: rounding of the trial's mu)
+        # A rejected step on a single-precision gradient is retried at the
+        # same point (same map, same ridge) with the double-precision one.
+        again = ~ok & cache.coarse
+        stuck = ~ok & ~again & (mu_ > 0.5 * MAX_RIDGE * scale)  # (0.5: the trial's rounding)
         stop = (small & same) | stalled | ((ln == 0) & ok) | stuck
         okc = ok[:, None]
         Z_ = xp.where(okc, Zn, Z_)
         U_ = xp.where(okc, Un, U_)
         # An accepted step moves z (new Jacobian); one that also keeps the
         # supports keeps A_S. A rejected one only raises the damping.
-        cache.moved(ok, ok & same)
+        cache.moved(ok | again, (ok & same) | again)
         m_ = [xp.where(okc, b, a) for a, b in zip(m_, mn)]
         l_ = xp.where(ok, ln, l_)
-        mu_ = xp.where(ok, 0.1 * mu_, xp.maximum(10.0 * mu_, 1e-6 * scale + eps))
+        far_ = ok & (dn > COARSE_STEP * zn)
+        mu_ = xp.where(ok, 0.1 * mu_,
+                       xp.where(again, mu_, xp.maximum(10.0 * mu_, 1e-6 * scale + eps)))
         Z = _scatter_rows(Z, Z_, live, xp)
         U = _scatter_rows(U, U_, live, xp)
         masks = [_scatter_rows(a, b, live, xp) for a, b in zip(masks, m_)]
         loss = _scatter_rows(loss, l_, live, xp)
         mu = _scatter_rows(mu, mu_, live, xp)
         prev = _scatter_rows(prev, prev_, live, xp)
+        far = _scatter_rows(far, far_, live, xp)
         n_iter = n_iter + xp.astype(live, xp.int32)
         at_fixed = _scatter_rows(fixed, stop & same & ~stuck, live, xp)  # (B,)
         if gram is not None and bool(xp.any(stop & same & ~stuck)):
@@ -594,6 +619,17 @@ def factors_gram(factors, xp):
     svd = xp.matmul(xp.matrix_transpose(Vt), (S * S)[:, :, None] * Vt)
     return svd if gram is None else xp.where(by_gram[:, None, None], gram, svd)
 
+
+#: A row whose last accepted step was longer than this, relative to ``1 +
+#: ||z||``, takes its next gradient in single precision
+#: (:func:`mixed_step_factors`' ``coarse``): the step is then far from the
+#: fixed point, and its error (the single-precision gradient's, about that
+#: of the single-precision ``J^T J`` the step already has) is corrected by
+#: the next steps, which take the double-precision gradient as they get
+#: short; a row never stops on a coarse step. Measured on the hybrid (512
+#: noisy signals of a saturating tanh generator at 1e-2): the first 3-4 of
+#: the 7-8 steps of a polish from the linear start are coarse.
+COARSE_STEP = 1e-3
 
 #: A row whose step on the ridge path with ``mu`` at this multiple of the
 #: scale of ``J^T J`` (its largest diagonal entry) is rejected stops (stuck).
@@ -636,6 +672,7 @@ class _StepCache:
         # they were built on, for their low-rank updates (updated_maps).
         self.pre, self.masks = pre, masks
         self.low_t = None  # the float32 weights transposed (updated_maps)
+        self.coarse = None  # rows whose factors have a single-precision gradient
         n = scale.shape[0]
         self.A_ok = xp.ones((n,), dtype=xp.bool, device=device(scale))
         self.f_ok = xp.ones_like(self.A_ok)
@@ -680,15 +717,16 @@ class _StepCache:
         return single_precision_map(low[0], masks, xp, n_samples=n_samples, pre_masks=True)
 
     @staticmethod
-    def _factor(A_S, U, Y, obs, masks, net, measurement, low):
+    def _factor(A_S, U, Y, obs, masks, net, measurement, low, coarse=None):
         """``(factors, scale, exact)`` of rows with maps ``A_S`` (see
         :meth:`_build`); ``exact`` marks the rows that took double precision
-        (None without ``low``)."""
+        (None without ``low``). ``coarse``: rows whose mixed-precision
+        gradient may be single precision (:func:`mixed_step_factors`)."""
         weights, biases, activation, xp = net
         if low is None:
             return (*step_factors(A_S, U, Y, obs, activation, xp, measurement), None)
         (gram, g), scale, ok = mixed_step_factors(A_S, U, Y, obs, masks, weights, activation,
-                                                  xp, measurement, low[1], biases)
+                                                  xp, measurement, low[1], biases, coarse)
         # The seven arrays of lstsq_solve: the normal equations of the rows
         # `ok`, the SVD factors (step_factors) of the others.
         B, n0 = g.shape
@@ -710,9 +748,12 @@ class _StepCache:
         return (gram, g, *svd, ok), _scatter_rows(scale, exact_scale, bad, xp), bad
 
     @classmethod
-    def update(cls, cache, live, masks, U, Y, obs, net, measurement, low=None):
+    def update(cls, cache, live, masks, U, Y, obs, net, measurement, low=None, coarse=None):
         """The cache for the rows ``live`` (a mask over the batch; ``masks``,
-        ``U``, ``Y``, ``obs`` are theirs), rebuilt where stale."""
+        ``U``, ``Y``, ``obs`` are theirs), rebuilt where stale; ``coarse``
+        (theirs too): rows that may take a single-precision gradient
+        (kept as ``cache.coarse`` for the rows refactored, with their
+        factors)."""
         weights, biases, activation, xp = net
         n = U.shape[0]
         if cache is None:
@@ -723,15 +764,22 @@ class _StepCache:
                 if bool(xp.all(exact)):  # e.g. fewer measurements than unknowns
                     low, exact = None, None
             A_S, pre = cls._build(weights, biases, masks, xp, low, n, exact)
-            factors, scale, bad = cls._factor(A_S, U, Y, obs, masks, net, measurement, low)
-            return cls(live, A_S, factors, scale, xp, low, None if bad is None else exact | bad,
-                       pre, None if pre is None else masks)
+            if low is None:
+                coarse = None
+            factors, scale, bad = cls._factor(A_S, U, Y, obs, masks, net, measurement, low,
+                                              coarse)
+            new = cls(live, A_S, factors, scale, xp, low, None if bad is None else exact | bad,
+                      pre, None if pre is None else masks)
+            new.coarse = (xp.zeros((n,), dtype=xp.bool, device=device(U)) if coarse is None
+                          else coarse & ~bad)
+            return new
         if n < cache.scale.shape[0]:  # rows finished: drop them from the cache
             keep = _compress_rows(xp.take(live, _compress_rows(cache.live, xp), axis=0), xp)
             cache.A_S = xp.take(cache.A_S, keep, axis=0)
             cache.factors = tuple(xp.take(f, keep, axis=0) for f in cache.factors)
-            cache.scale, cache.A_ok, cache.f_ok = (
-                xp.take(a, keep, axis=0) for a in (cache.scale, cache.A_ok, cache.f_ok)
+            cache.scale, cache.A_ok, cache.f_ok, cache.coarse = (
+                xp.take(a, keep, axis=0)
+                for a in (cache.scale, cache.A_ok, cache.f_ok, cache.coarse)
             )
             if cache.exact is not None:
                 cache.exact = xp.take(cache.exact, keep, axis=0)
@@ -766,8 +814,12 @@ class _StepCache:
                 )
                 cache.A_S = _scatter_rows(cache.A_S, fresh, new_A, xp)
         sub = [xp.take(a, rows, axis=0) for a in (cache.A_S, U, Y, obs)]
+        co = None if coarse is None or cache.low is None else xp.take(coarse, rows, axis=0)
         factors, scale, bad = cls._factor(*sub, [xp.take(m, rows, axis=0) for m in masks], net,
-                                          measurement, cache.low)
+                                          measurement, cache.low, co)
+        cache.coarse = _scatter_rows(
+            cache.coarse, xp.zeros_like(stale) if co is None else co & ~bad, stale, xp
+        )
         cache.factors = tuple(
             _scatter_rows(old, f, stale, xp) for old, f in zip(cache.factors, factors)
         )
