@@ -304,3 +304,43 @@ def test_linear_start_descent_only_for_rows_its_polish_leaves(monkeypatch):
     G, Z, Y, obs, W, b = _noisy(3, sigma=1.35e-2, B=8)
     HybridInverter(G, noise_std=1e-2, random_state=0, boundary_sd=0.0).fit(Y).transform(Y)
     assert calls == [(Y.shape[0], LINEAR_START_DESCENT)]
+
+
+def test_shared_starts_run_ahead_for_few_rows_give_the_rounds_codes(monkeypatch):
+    # Few rows left for the shared starts (SHARED_AHEAD_ROWS): their descents
+    # run in one batch ahead of the rounds, which still polish them in turn
+    # and stop a row as before: the same codes and starts as round by round,
+    # in fewer descent calls.
+    from skinvert.algorithms import hybrid as hybrid_module
+
+    G = make_random_generator([6, 40, 80, 160], output_activation="tanh", random_state=7)
+    rng = np.random.default_rng(7)
+    # noise_std below the real noise: no row reaches the bound, every start runs.
+    Y = G.forward(rng.standard_normal((5, 6))) + 3e-2 * rng.standard_normal((5, 160))
+    real = hybrid_module._descend
+    calls = []
+
+    def count(Z0, *args, **kw):
+        calls.append(Z0.shape[0])
+        return real(Z0, *args, **kw)
+
+    monkeypatch.setattr(hybrid_module, "_descend", count)
+
+    def run():
+        calls.clear()
+        est = HybridInverter(G, noise_std=1e-3, random_state=0, linear_start=False,
+                             n_restarts=8, restarts_per_round=2)
+        Z, info = est.fit(Y).transform(Y, return_info=True)
+        return Z, info, list(calls)
+
+    assert 5 * 8 <= hybrid_module.SHARED_AHEAD_ROWS
+    Z_ahead, info_ahead, ahead = run()
+    monkeypatch.setattr(hybrid_module, "SHARED_AHEAD_ROWS", 0)
+    Z_rounds, info_rounds, rounds = run()
+    # (Several starts land on the same minimum here: which of them a row
+    # credits, info["start"], turns on the last bits of their losses.)
+    np.testing.assert_allclose(Z_ahead, Z_rounds, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(info_ahead["loss"], info_rounds["loss"], rtol=1e-9)
+    assert len(rounds) > 1  # the rows took more than one round of shared starts
+    assert ahead[0] > rounds[0]  # one batch of the remaining shared starts
+    assert len(ahead) < len(rounds)

@@ -69,16 +69,19 @@ def test_hybrid_estimate_within_1_5x_of_measured_slope(kwargs, small_host_blocks
     G_paper = make_random_generator([20, 128, 392, 784], output_activation="tanh",
                                     random_state=0)
     rng = np.random.default_rng(0)
-    Z = rng.standard_normal((96, G_paper.n_latent))
+    # Batches of 96 and 192 rows: below about 96 the peak is a stage of
+    # fixed cost (the weights' copies in both precisions, about 12 MB here),
+    # not the descent, and a slope between such peaks measures nothing.
+    Z = rng.standard_normal((192, G_paper.n_latent))
     X = G_paper.forward(Z)
     if "noise_std" in kwargs:
         X = X + 1e-2 * rng.standard_normal(X.shape)
     peaks = []
-    for B in (32, 96):
+    for B in (96, 192):
         est = HybridInverter(G_paper, batch_size=B, n_restarts=8, n_perturbations=0,
                              use_pursuit=False, random_state=0, **kwargs).fit(X[:B])
         peaks.append(_peak(est, X[:B], {}))
-    slope = (peaks[1] - peaks[0]) / 64
+    slope = (peaks[1] - peaks[0]) / 96
     estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize, host=True)
     assert 1 / 1.5 <= estimate / slope <= 1.5, (estimate, slope)
     # Elsewhere (no blocks) the per-row maps count too.
