@@ -63,15 +63,21 @@ def _normal_equations(factors):
             np.where(by_gram[:, None], Jtr, svd_Jtr))
 
 
+def _noisy_tanh_rows(B, offset):
+    """``(G, W, bias, Y, Z0)``: B noisy signals (1e-2) of a small tanh net and
+    starts ``offset`` (N(0, I) scaled) away from their codes."""
+    G = make_random_generator([5, 30, 60, 120], output_activation="tanh", random_state=3)
+    rng = np.random.default_rng(3)
+    Z = rng.standard_normal((B, 5))
+    Y = G.forward(Z) + 1e-2 * rng.standard_normal((B, 120))
+    W, bias = G.as_arrays(np, dtype=np.float64)
+    return G, W, bias, Y, Z + offset * rng.standard_normal(Z.shape)
+
+
 def test_polish_steps_follow_the_ridge_path_of_its_notes(monkeypatch):
     # Record every step the polish solves and check it against the system in
     # its notes: (J^T J + (gamma + mu) I) dz = J^T r - (gamma + mu) z.
-    G = make_random_generator([5, 30, 60, 120], output_activation="tanh", random_state=3)
-    rng = np.random.default_rng(3)
-    Z = rng.standard_normal((12, 5))
-    Y = G.forward(Z) + 1e-2 * rng.standard_normal((12, 120))
-    W, bias = G.as_arrays(np, dtype=np.float64)
-    Z0 = Z + 1.5 * rng.standard_normal(Z.shape)
+    G, W, bias, Y, Z0 = _noisy_tanh_rows(12, 1.5)
     calls = []
     solve = polish_module.lstsq_solve
 
@@ -205,12 +211,7 @@ def test_a_row_whose_ridge_trials_are_all_rejected_stops_at_max_ridge(monkeypatc
     # 1e-6, ..., 1 (times the scale of J^T J, MAX_RIDGE): 9 iterations
     # before it stops, stuck (not a fixed point), at its start. (Until the
     # eleventh session the trials ran to mu = 1e10 times the scale: 18.)
-    G = make_random_generator([5, 30, 60, 120], output_activation="tanh", random_state=3)
-    rng = np.random.default_rng(3)
-    Z = rng.standard_normal((6, 5))
-    Y = G.forward(Z) + 1e-2 * rng.standard_normal((6, 120))
-    W, bias = G.as_arrays(np, dtype=np.float64)
-    Z0 = Z + 0.3 * rng.standard_normal(Z.shape)
+    G, W, bias, Y, Z0 = _noisy_tanh_rows(6, 0.3)
     real = polish_module.forward_loss
     calls = []
 

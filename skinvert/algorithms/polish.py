@@ -627,8 +627,9 @@ def factors_gram(factors, xp):
 #: of the single-precision ``J^T J`` the step already has) is corrected by
 #: the next steps, which take the double-precision gradient as they get
 #: short; a row never stops on a coarse step. Measured on the hybrid (512
-#: noisy signals of a saturating tanh generator at 1e-2): the first 3-4 of
-#: the 7-8 steps of a polish from the linear start are coarse.
+#: noisy signals of a saturating tanh generator at 1e-2): 799 of its 4266
+#: row factorizations took the double-precision gradient, the transform
+#: 0.90x its time (paired), the same errors.
 COARSE_STEP = 1e-3
 
 #: A row whose step on the ridge path with ``mu`` at this multiple of the
@@ -733,8 +734,12 @@ class _StepCache:
         dt, dev = g.dtype, device(g)
         bad = ~ok
         eye = xp.eye(n0, dtype=dt, device=dev)
-        svd = (xp.zeros((B, n0), dtype=dt, device=dev), xp.zeros((B, n0, n0), dtype=dt, device=dev),
-               xp.zeros((B, n0), dtype=dt, device=dev), xp.zeros((B, n0), dtype=xp.bool, device=dev))
+        svd = (
+            xp.zeros((B, n0), dtype=dt, device=dev),
+            xp.zeros((B, n0, n0), dtype=dt, device=dev),
+            xp.zeros((B, n0), dtype=dt, device=dev),
+            xp.zeros((B, n0), dtype=xp.bool, device=dev),
+        )
         if not bool(xp.any(bad)):
             return (gram, g, *svd, ok), scale, bad
         idx = _compress_rows(bad, xp)
