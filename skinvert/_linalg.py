@@ -19,6 +19,7 @@ __all__ = [
     "compress_rows",
     "concat_blocks",
     "downdated_solve",
+    "factors_gram",
     "forward_preactivations",
     "gram_eigen_factors",
     "gram_eigh",
@@ -26,6 +27,7 @@ __all__ = [
     "lstsq_factors",
     "lstsq_solve",
     "matvec",
+    "mixed_factors",
     "normal_equation_factors",
     "refined_lstsq",
     "rmatvec",
@@ -235,15 +237,49 @@ def _normal_equation_solve(gram, Atb, xp, lam, z, damping):
         return xp.linalg.solve(M, rhs[:, :, None])[:, :, 0]
 
 
+def mixed_factors(gram, Atb, by_gram, xp, svd=None):
+    """The seven arrays of :func:`lstsq_solve` for rows factored either way.
+
+    ``(gram, Atb)``: :func:`normal_equation_factors` of every row, used on
+    the rows ``by_gram``; ``svd``: :func:`lstsq_factors`' four arrays of the
+    other rows, in order (None when every row is ``by_gram``). The unused
+    slots get the identity (``A^T A``, so that the batched solve stays
+    non-singular) and zeros (the SVD's).
+    """
+    B, k = Atb.shape
+    dt, dev = Atb.dtype, _dev(Atb)
+    parts = (
+        xp.zeros((B, k), dtype=dt, device=dev),
+        xp.zeros((B, k, k), dtype=dt, device=dev),
+        xp.zeros((B, k), dtype=dt, device=dev),
+        xp.zeros((B, k), dtype=xp.bool, device=dev),
+    )
+    if svd is not None:
+        other = ~by_gram
+        gram = xp.where(other[:, None, None], xp.eye(k, dtype=dt, device=dev), gram)
+        parts = tuple(scatter_rows(f, e, other, xp) for f, e in zip(parts, svd))
+    return (gram, Atb, *parts, by_gram)
+
+
+def factors_gram(factors, xp):
+    """``A^T A`` of every row from the factors :func:`lstsq_solve` takes
+    (:func:`lstsq_factors`' four arrays or :func:`mixed_factors`' seven)."""
+    gram = by_gram = None
+    if len(factors) == 7:
+        gram, _, *factors, by_gram = factors
+    S, Vt, _, _ = factors
+    svd = xp.matmul(xp.matrix_transpose(Vt), (S * S)[:, :, None] * Vt)
+    return svd if gram is None else xp.where(by_gram[:, None, None], gram, svd)
+
+
 def lstsq_solve(factors, xp, *, ridge=0.0, z=None, damping=0.0):
     """The solve half of :func:`batched_lstsq` from :func:`lstsq_factors`.
 
     ``factors`` may also be :func:`normal_equation_factors`' ``(A^T A,
-    A^T b)``, or the seven arrays ``(A^T A, A^T b, S, Vt, U^T b, keep,
-    by_gram)`` of rows factored either way: ``by_gram`` (B,) marks the
-    rows solved from the normal equations (their SVD slots are unused), the
-    others take the SVD factors (their ``A^T A`` slot must be
-    non-singular, e.g. the identity).
+    A^T b)``, or :func:`mixed_factors`' seven arrays ``(A^T A, A^T b, S,
+    Vt, U^T b, keep, by_gram)`` of rows factored either way: ``by_gram``
+    (B,) marks the rows solved from the normal equations, the others take
+    the SVD factors.
     """
     if len(factors) == 2:
         return _normal_equation_solve(*factors, xp, ridge, z, damping)

@@ -317,7 +317,7 @@ def hybrid_batch(
         keep(rows, Zp, lp, mark, no, xp.zeros((n_rows,), dtype=xp.int32, device=dev), False)
         Zq, lq, iq, fq, *gq = polish_batch(Zp, Ys, Os, weights, biases, activation, xp, **kw,
                                            max_iter=polish_max_iter, tol=tol,
-                                           return_gram=keep.want_gram)
+                                           return_gram=search)
         keep(rows, Zq, lq, mark, fq, iq, gc=gq[0] if gq else None)
 
     late = starts.pursuit is not None and not starts.pursuit_first
@@ -369,13 +369,12 @@ def hybrid_batch(
                 pos = _compress_rows(xp.take(todo, _compress_rows(a_todo, xp), axis=0), xp)
                 descended = tuple(xp.take(a[first - a_first : last - a_first, ...], pos, axis=1)
                                   for a in (a_Z, a_l))
-            Z0 = [xp.broadcast_to(starts.init_codes[r : r + 1, :], (n_todo, n0))
-                  for r in range(first, last)]
+            Z0 = _shared_codes(starts, range(first, last), n_todo, xp)
         else:  # basin hopping around each row's best code
             Zb = xp.take(keep.state()[0], _compress_rows(todo, xp), axis=0)
-            Z0 = [Zb + starts.perturb_scale * starts.perturb_codes[r - R : r - R + 1, :]
-                  for r in range(first, last)]
-        _round(todo, n_todo, xp.concat(Z0), range(first, last), keep, fits, Y, obs,
+            Z0 = xp.concat([Zb + starts.perturb_scale * starts.perturb_codes[r - R : r - R + 1, :]
+                            for r in range(first, last)])
+        _round(todo, n_todo, Z0, range(first, last), keep, fits, Y, obs,
                weights, biases, activation, xp, starts, kw, polish_max_iter, tol, descended)
     if late:
         polished_start(far_off())
@@ -521,15 +520,20 @@ def _rounds(R, K, per_round):
 SHARED_AHEAD_ROWS = 64
 
 
+def _shared_codes(starts, restarts, n_todo, xp):
+    """The shared starts ``init_codes[restarts]`` for ``n_todo`` rows,
+    restart-major: (len(restarts) * n_todo, n_0)."""
+    n0 = starts.init_codes.shape[1]
+    return xp.concat([xp.broadcast_to(starts.init_codes[r : r + 1, :], (n_todo, n0))
+                      for r in restarts])
+
+
 def _descend_starts(todo, n_todo, restarts, Y, obs, weights, biases, activation, xp, starts,
                     kw):
     """Gradient descent from the shared starts ``init_codes[restarts]`` for
     the rows ``todo``: ``(Z, loss)`` of shapes (R, n_todo, n_0), (R, n_todo)."""
-    n0 = starts.init_codes.shape[1]
-    Z0 = xp.concat([xp.broadcast_to(starts.init_codes[r : r + 1, :], (n_todo, n0))
-                    for r in restarts])
-    return _descend_rows(todo, n_todo, Z0, len(restarts), Y, obs, weights, biases, activation,
-                         xp, starts, kw)
+    return _descend_rows(todo, n_todo, _shared_codes(starts, restarts, n_todo, xp),
+                         len(restarts), Y, obs, weights, biases, activation, xp, starts, kw)
 
 
 def _descend_rows(todo, n_todo, Z0, R, Y, obs, weights, biases, activation, xp, starts, kw):

@@ -130,9 +130,8 @@ def _boundary_block(Z, Y, obs, weights, biases, activation, xp, *, noise_std, c,
             J = output_jacobian(A_out, xp.take(U, idx, axis=0), activation, xp, measurement,
                                 xp.take(obs, idx, axis=0))
             part = xp.matmul(xp.matrix_transpose(J), J)
-            gram = part if gram is None and idx.shape[0] == B else scatter_rows(
-                xp.zeros((B, n0, n0), dtype=Z.dtype, device=device(Z)) if gram is None
-                else gram, part, need, xp)
+            # (Without a given gram every row is built.)
+            gram = part if gram is None else scatter_rows(gram, part, need, xp)
     else:
         maps = supported_affine_maps(weights, biases, masks, xp, n_samples=B)
         A_out = maps.pop()[0]

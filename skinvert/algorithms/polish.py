@@ -20,11 +20,13 @@ from .._array_api import _is_numpy, device
 from .._linalg import compress_rows as _compress_rows
 from .._linalg import (
     concat_blocks,
+    factors_gram,
     gram_eigh,
     host_block_rows,
     lstsq_factors,
     lstsq_solve,
     matvec,
+    mixed_factors,
     normal_equation_factors,
     rmatvec,
     row_blocks,
@@ -608,18 +610,6 @@ def _polish_block(
     return Z, loss, n_iter, fixed & done
 
 
-def factors_gram(factors, xp):
-    """``J^T J`` of every row from the factors :func:`~skinvert._linalg.lstsq_solve`
-    takes (the SVD's ``(S, Vt, U^T b, keep)``, or the mixed-precision steps'
-    seven arrays)."""
-    gram = by_gram = None
-    if len(factors) == 7:
-        gram, _, *factors, by_gram = factors
-    S, Vt, _, _ = factors
-    svd = xp.matmul(xp.matrix_transpose(Vt), (S * S)[:, :, None] * Vt)
-    return svd if gram is None else xp.where(by_gram[:, None, None], gram, svd)
-
-
 #: A row whose last accepted step was longer than this, relative to ``1 +
 #: ||z||``, takes its next gradient in single precision
 #: (:func:`mixed_step_factors`' ``coarse``): the step is then far from the
@@ -728,29 +718,19 @@ class _StepCache:
             return (*step_factors(A_S, U, Y, obs, activation, xp, measurement), None)
         (gram, g), scale, ok = mixed_step_factors(A_S, U, Y, obs, masks, weights, activation,
                                                   xp, measurement, low[1], biases, coarse)
-        # The seven arrays of lstsq_solve: the normal equations of the rows
-        # `ok`, the SVD factors (step_factors) of the others.
-        B, n0 = g.shape
-        dt, dev = g.dtype, device(g)
+        # The normal equations of the rows `ok`, the SVD factors
+        # (step_factors) of the others: mixed_factors.
         bad = ~ok
-        eye = xp.eye(n0, dtype=dt, device=dev)
-        svd = (
-            xp.zeros((B, n0), dtype=dt, device=dev),
-            xp.zeros((B, n0, n0), dtype=dt, device=dev),
-            xp.zeros((B, n0), dtype=dt, device=dev),
-            xp.zeros((B, n0), dtype=xp.bool, device=dev),
-        )
         if not bool(xp.any(bad)):
-            return (gram, g, *svd, ok), scale, bad
+            return mixed_factors(gram, g, ok, xp), scale, bad
         idx = _compress_rows(bad, xp)
         sub = [xp.take(m, idx, axis=0) for m in masks]
         A64, _ = affine_map(weights, biases, sub, xp, n_samples=idx.shape[0])
         exact, exact_scale = step_factors(
             A64, *(xp.take(a, idx, axis=0) for a in (U, Y, obs)), activation, xp, measurement
         )
-        gram = xp.where(bad[:, None, None], eye, gram)  # the solve's unused slot: non-singular
-        svd = tuple(_scatter_rows(f, e, bad, xp) for f, e in zip(svd, exact))
-        return (gram, g, *svd, ok), _scatter_rows(scale, exact_scale, bad, xp), bad
+        return (mixed_factors(gram, g, ok, xp, exact),
+                _scatter_rows(scale, exact_scale, bad, xp), bad)
 
     @classmethod
     def update(cls, cache, live, masks, U, Y, obs, net, measurement, low=None, coarse=None):
