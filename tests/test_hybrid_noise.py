@@ -6,6 +6,7 @@ import pytest
 
 from skinvert import HybridInverter, make_random_generator
 from skinvert._linalg import batched_lstsq, lstsq_factors, lstsq_solve
+from skinvert.algorithms import neighbours as neighbours_module
 from skinvert.algorithms import polish as polish_module
 from skinvert.algorithms.hybrid import HybridStarts, _descend
 from skinvert.algorithms.neighbours import boundary_starts, search_neighbours
@@ -86,6 +87,79 @@ def test_search_neighbours_only_lowers_the_loss():
     assert np.all(ln[moved] < lp[moved]) and np.array_equal(Zn[~moved], Zp[~moved])
     np.testing.assert_allclose(ln, forward_loss(Zn, Y, obs, W, b, G.activation, np)[0],
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["tanh", "identity"])
+def test_the_gram_of_a_start_one_unit_away_is_its_rows_updated(act):
+    """``J'^T J'`` of a start that flips one hidden unit (of either layer)
+    from its row's ``J^T J`` by the rank-one change of the map equals the
+    one built from the start's own map (with the row's ``phi'``); starts
+    that flip no unit or two are flagged."""
+    G, Z, Y, obs, W, b = _noisy(7, B=16, act=act)
+    net = (W, b, G.activation, np)
+    _, U, masks = forward_loss(Z, Y, obs, W, b, G.activation, np)
+    A, _ = polish_module.affine_map(W, b, masks, np, n_samples=Z.shape[0])
+    d = G.activation.derivative(U, np) * obs
+    gram = np.einsum("bij,bik->bjk", d[:, :, None] * A, d[:, :, None] * A)
+    # Starts: each row's z with one unit flipped, by reflection across its
+    # boundary (layer 0 for even rows, layer 1 for odd), plus z itself.
+    pre = [Z @ W[0].T + b[0]]
+    pre.append((masks[0] * pre[0]) @ W[1].T + b[1])
+    Z0 = Z.copy()
+    for r in range(Z.shape[0]):
+        j = r % 2
+        k = int(np.argmin(np.abs(pre[j][r])))
+        if j == 0:
+            a = W[0][k]
+        else:
+            a = (W[1][k] * masks[0][r]) @ W[0]
+        Z0[r] = Z[r] - 2.0 * pre[j][r, k] / (a @ a) * a
+    Z0 = np.concatenate([Z0, Z[:2]])
+    Zr = np.concatenate([Z, Z[:2]])
+    gr = np.concatenate([gram, gram[:2]])
+    _, _, masks0 = forward_loss(Z0, np.concatenate([Y, Y[:2]]), np.ones((18, Y.shape[1])),
+                                W, b, G.activation, np)
+    M, ok = neighbours_module._flipped_unit_gram(Zr, Z0, masks0, np.ones((18, Y.shape[1])),
+                                                 gr, net)
+    n_flips = sum(np.sum(m0 != m, axis=1) for m0, m in
+                  zip(masks0, [np.concatenate([m, m[:2]]) for m in masks]))
+    np.testing.assert_array_equal(ok, n_flips == 1)
+    assert ok[0:16:2].any() and ok[1:16:2].any() and not ok[16:].any()  # both layers
+    A0, _ = polish_module.affine_map(W, b, masks0, np, n_samples=18)
+    D = np.concatenate([d, d[:2]])
+    ref = np.einsum("bij,bik->bjk", D[:, :, None] * A0, D[:, :, None] * A0)
+    scale = np.abs(ref).max(axis=(1, 2))[:, None, None]
+    np.testing.assert_allclose(M[ok] / scale[ok], ref[ok] / scale[ok], rtol=0, atol=1e-12)
+    # Not the row's own Gram matrix: the flipped unit's term is in it.
+    assert np.all(np.abs(gr[ok] - ref[ok]).max(axis=(1, 2)) > 1e-6 * scale[ok, 0, 0])
+
+
+def test_the_search_screens_one_unit_starts_without_their_maps(monkeypatch):
+    """The boundary search screens the starts one unit away by their updated
+    Gram matrices (no map built for them) and moves the rows that screening
+    every start by a polish step moves, to the same losses."""
+    G, Z, Y, obs, W, b = _noisy(5, sigma=3e-2, B=24)
+    Zp, lp, _, _, gram = polish_batch(Z, Y, obs, W, b, G.activation, np, return_gram=True)
+    kw = dict(noise_std=3e-2, c=2.0, gram=gram)
+    screened = []
+    real_screen = neighbours_module._updated_screen
+    monkeypatch.setattr(neighbours_module, "_updated_screen",
+                        lambda *a: screened.append(real_screen(*a)) or screened[-1])
+    fast = search_neighbours(Zp, lp, Y, obs, W, b, G.activation, np, **kw)
+    assert screened and screened[0][2].sum() >= 10  # starts screened without a map
+    # Every start screened by a polish step (no start taken by the update).
+    monkeypatch.setattr(neighbours_module, "_updated_screen",
+                        lambda Z, rows, Z0, *a: (Z0, np.zeros(len(Z0)),
+                                                 np.zeros(len(Z0), dtype=bool)))
+    slow = search_neighbours(Zp, lp, Y, obs, W, b, G.activation, np, **kw)
+    assert fast[2].any()
+    np.testing.assert_array_equal(fast[2], slow[2])
+    # A screened point differs (its step's J^T J keeps the row's phi'), and
+    # its polish may end in a neighbouring region of nearly the same loss
+    # (row 13 here: 2.5e-6 relative); every other row ends where it did.
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-5)
+    assert np.sum(np.abs(fast[1] - slow[1]) > 1e-12 * slow[1]) <= 1
+    assert np.all(fast[1] <= lp)
 
 
 def test_starts_descend_in_single_precision_returning_double():
