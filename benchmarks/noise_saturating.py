@@ -21,7 +21,9 @@ session the times were of ``fit`` + ``transform``). On a shared machine the
 CPU-time ratio is the steadier one, best with ``OPENBLAS_NUM_THREADS=1``;
 ``--n-jobs`` gives every estimator joblib workers; ``--repeat`` (default
 3; until the eleventh session 1) runs every transform that many times,
-interleaved, and reports the minima. ``--shipped`` adds the same
+interleaved, and reports the minima and (from the twelfth session) the
+median of each repeat's time over the Oracle's of the same repeat (run
+just before it, so less moved by the machine's drift; "paired"). ``--shipped`` adds the same
 figures on the shipped generator itself (PLU output), which must not change.
 
 Acceptance (issue 19, 512 signals, sigma in {1e-3, 1e-2}): RMS <= 1.1x the
@@ -138,6 +140,10 @@ def compare(G, Z, X, S, sigma, methods=("lp", "hybrid"), seeds=(0,), n_jobs=None
                 "cpu_s": cpu,
                 "rms_ratio": float(np.sqrt(np.mean(el**2)) / out["oracle"]["rms"]),
                 "time_ratio": wall / out["oracle"]["time_s"],
+                # Each repeat's time over the Oracle's of the same repeat (run
+                # just before it): the median, less moved by the machine's drift.
+                "time_ratio_paired_median": float(np.median(
+                    np.asarray(walls[name]) / np.asarray(walls["oracle"]))),
                 "cpu_ratio": cpu / out["oracle"]["cpu_s"],
                 "frac_rows_worse_than_3x_oracle": float(len(bad) / len(el)),
                 "rows_worse_than_3x_oracle": bad.tolist(),
@@ -200,7 +206,8 @@ def main(argv=None):
                     f"    {key}: rms {e['rms']:.4g} max {e['max']:.3g} ({e['time_s']:.2f} s, "
                     f"fit {e['fit_s']:.2f} s) | "
                     f"rms x{e['rms_ratio']:.3f}, time x{e['time_ratio']:.2f} "
-                    f"(CPU x{e['cpu_ratio']:.2f}), "
+                    f"(paired x{e['time_ratio_paired_median']:.2f}, "
+                    f"CPU x{e['cpu_ratio']:.2f}), "
                     f"{e['frac_rows_worse_than_3x_oracle'] * 100:.2f} % rows > 3x Oracle",
                     flush=True,
                 )
