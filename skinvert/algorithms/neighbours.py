@@ -276,27 +276,19 @@ def search_neighbours(Z, loss, Y, obs, weights, biases, activation, xp, *, noise
 
 
 def _updated_screen(Z, rows, Z0, Y, obs, gram, net, gamma, chunk):
-    """One Gauss-Newton step from each start ``Z0`` (of the rows ``rows`` of
-    ``Z``), its ``J^T J`` from its row's ``gram`` by a rank-one update.
-
-    A start that flips exactly one hidden unit ``k`` of layer ``j`` (sign
-    ``s``: +1 on, -1 off) has the map ``A' = A + s v a_k^T``, with ``a_k``
-    the unit's row of the map of its layer's pre-activation and ``v = W_L
-    M_{L-1} W_{L-1} ... M_{j+1} W_{j+1}[:, k]`` (the output's change per unit
-    of its output), on the supports of ``z``. With ``D`` the output's
-    derivative times ``obs`` at ``z`` (kept: the start is within the noise
-    of ``z``), ``J'^T J' = G + s (p a^T + a p^T) + (v^T D^2 v) a a^T`` where
-    ``G`` is the row's ``J^T J`` and ``p = A^T D^2 v`` (back-propagation of
-    ``D^2 v``): ``O(sum_i n_i n_{i+1})`` a start instead of its map's
-    ``O(n_0 sum_i n_i n_{i+1})``. The gradient is exact (back-propagation
-    at the start, on its supports). The step is taken where it lowers the
-    loss, as :func:`~skinvert.algorithms.polish.polish_batch`'s first.
+    """One Gauss-Newton step (Algorithm 1's, on the start's supports) from
+    each start ``Z0`` of the rows ``rows`` of ``Z``, with its ``J^T J`` from
+    its row's ``gram`` (:func:`_flipped_unit_gram`: a start one hidden unit
+    away) and its gradient exact (back-propagation at the start, on its
+    supports); taken where it lowers the loss, as
+    :func:`~skinvert.algorithms.polish.polish_batch`'s first step is
+    (ridge ``gamma``, no damping). In chunks of ``chunk`` starts.
 
     Returns ``(Zs, loss, fast)``; ``fast`` (S,) marks the starts done so
     (one flipped unit, a finite ``G``); the others' entries are those of
     their start, for the caller to screen otherwise.
     """
-    weights, biases, activation, xp = net
+    xp = net[3]
     parts = [
         _updated_screen_chunk(Z, rows[a : a + chunk], Z0[a : a + chunk, :],
                               Y[a : a + chunk, :], obs[a : a + chunk, :], gram, net, gamma)
