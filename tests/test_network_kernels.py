@@ -76,6 +76,11 @@ def test_loss_and_gradient_equal_torch_autograd(measured):
     (g,) = torch.autograd.grad(ref.sum(), z)
     np.testing.assert_allclose(loss, ref.detach().numpy(), rtol=TOL, atol=TOL)
     np.testing.assert_allclose(grad, g.numpy(), rtol=0, atol=TOL)
+    # The loss alone (no back-propagation): the same loss, no gradient.
+    alone, none = network_loss_and_gradient(Z, Y, obs, layers, G.activation, np, gamma=gamma,
+                                            measurement=meas, gradient=False)
+    assert none is None
+    np.testing.assert_array_equal(alone, loss)
 
 
 def test_affine_map_equals_torch_jacobian():

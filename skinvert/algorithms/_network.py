@@ -78,7 +78,7 @@ def hidden_masks(pre, xp):
 
 
 def network_loss_and_gradient(Z, Y, obs, layers, activation, xp, *, gamma=0.0,
-                              measurement=None):
+                              measurement=None, gradient=True):
     """Per-row loss of eq. 1 with a ridge, and its gradient by back-propagation.
 
     ``loss = 1/2 ||obs * (M phi(u_{L+1}(z)) - y)||^2 + gamma/2 ||z||^2`` (``M``
@@ -102,11 +102,13 @@ def network_loss_and_gradient(Z, Y, obs, layers, activation, xp, *, gamma=0.0,
         Ridge weight on z (the inverters' ``gamma``).
     measurement : bound Measurement or None, default=None
         ``M`` with ``forward`` and ``adjoint``.
+    gradient : bool, default=True
+        False: the loss alone (the forward pass; ``grad`` is None).
 
     Returns
     -------
     loss : array of shape (B,)
-    grad : array of shape (B, n_0)
+    grad : array of shape (B, n_0) or None
     """
     pre, U = network_forward(Z, layers, xp)
     out = activation(U, xp)
@@ -114,6 +116,8 @@ def network_loss_and_gradient(Z, Y, obs, layers, activation, xp, *, gamma=0.0,
         out = measurement.forward(out)
     R = obs * (out - Y)
     loss = 0.5 * xp.sum(R * R, axis=1)
+    if not gradient:
+        return (loss + 0.5 * gamma * xp.sum(Z * Z, axis=1) if gamma else loss), None
     if measurement is not None:
         R = measurement.adjoint(obs * R)
     else:

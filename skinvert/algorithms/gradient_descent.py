@@ -35,7 +35,7 @@ def loss_and_gradient(
     """
     if biases is None:
         return network_loss_and_gradient(Z, Y, obs, weights, activation, xp, gamma=alpha,
-                                         measurement=measurement)
+                                         measurement=measurement, gradient=gradient)
     pre = []
     x = Z
     for W, b in zip(weights[:-1], biases[:-1]):

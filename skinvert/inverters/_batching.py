@@ -113,7 +113,8 @@ def _run_batch(estimator, X, kwargs):
         Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)
         # (A subclass may append columns after the codes: HybridInverter's info.)
         loss, _ = loss_and_gradient(
-            Z[:, : gen.n_latent], Y, obs, weights, biases, gen.activation, xp, measurement=meas
+            Z[:, : gen.n_latent], Y, obs, weights, biases, gen.activation, xp, measurement=meas,
+            gradient=False,
         )
     recovered = fits_to_rounding(loss, Y, obs, xp)
     record = state.record
