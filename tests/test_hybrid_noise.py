@@ -418,3 +418,23 @@ def test_shared_starts_run_ahead_for_few_rows_give_the_rounds_codes(monkeypatch)
     assert len(rounds) > 1  # the rows took more than one round of shared starts
     assert ahead[0] > rounds[0]  # one batch of the remaining shared starts
     assert len(ahead) < len(rounds)
+
+
+def test_noisy_hybrid_with_its_boundary_search_is_namespace_generic():
+    """With ``noise_std`` (linear start, boundary search and its screen) the
+    hybrid runs in a strict array API namespace, near NumPy's codes. Its
+    chunks of starts used to slice past the end of the array (not defined
+    by the standard: IndexError in array_api_strict)."""
+    array_api_strict = pytest.importorskip("array_api_strict")
+    from sklearn import config_context
+
+    G = make_random_generator([5, 30, 60, 120], output_activation="tanh", random_state=0)
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((24, 5))
+    X = G.forward(Z) + 3e-2 * rng.standard_normal((24, 120))
+    ref = HybridInverter(G, noise_std=3e-2, random_state=0).fit(X).transform(X)
+    with config_context(array_api_dispatch=True):
+        Xa = array_api_strict.asarray(X)
+        Zh = HybridInverter(G, noise_std=3e-2, random_state=0).fit(Xa).transform(Xa)
+    assert type(Zh) is type(Xa)
+    np.testing.assert_allclose(np.asarray(Zh), ref, rtol=0, atol=1e-8)

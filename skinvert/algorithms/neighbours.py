@@ -269,11 +269,13 @@ def search_neighbours(Z, loss, Y, obs, weights, biases, activation, xp, *, noise
     net = (weights, biases, activation, xp)
     Ys, Os = xp.take(Y, rows, axis=0), xp.take(obs, rows, axis=0)
     def chunked(Z_, Y_, O_, max_iter):
-        # polish_batch over at most B rows at a time.
+        # polish_batch over at most B rows at a time (slices within bounds:
+        # the array API does not define a stop past the end).
+        n = Z_.shape[0]
         parts = [
-            polish_batch(Z_[a : a + B, :], Y_[a : a + B, :], O_[a : a + B, :], *net, **kw,
-                         max_iter=max_iter, tol=tol)[:2]
-            for a in range(0, Z_.shape[0], B)
+            polish_batch(Z_[a : min(a + B, n), :], Y_[a : min(a + B, n), :],
+                         O_[a : min(a + B, n), :], *net, **kw, max_iter=max_iter, tol=tol)[:2]
+            for a in range(0, n, B)
         ]
         return xp.concat([p[0] for p in parts], axis=0), xp.concat([p[1] for p in parts])
 
@@ -326,11 +328,12 @@ def _updated_screen(Z, rows, Z0, Y, obs, gram, net, gamma, chunk):
     their start, for the caller to screen otherwise.
     """
     xp = net[3]
-    parts = [
-        _updated_screen_chunk(Z, rows[a : a + chunk], Z0[a : a + chunk, :],
-                              Y[a : a + chunk, :], obs[a : a + chunk, :], gram, net, gamma)
-        for a in range(0, Z0.shape[0], chunk)
-    ]
+    n = Z0.shape[0]
+    parts = []
+    for a in range(0, n, chunk):
+        sl = slice(a, min(a + chunk, n))
+        parts.append(_updated_screen_chunk(Z, rows[sl], Z0[sl, :], Y[sl, :], obs[sl, :], gram,
+                                           net, gamma))
     return tuple(xp.concat([p[i] for p in parts], axis=0) for i in range(3))
 
 
