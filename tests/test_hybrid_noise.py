@@ -437,4 +437,7 @@ def test_noisy_hybrid_with_its_boundary_search_is_namespace_generic():
         Xa = array_api_strict.asarray(X)
         Zh = HybridInverter(G, noise_std=3e-2, random_state=0).fit(Xa).transform(Xa)
     assert type(Zh) is type(Xa)
-    np.testing.assert_allclose(np.asarray(Zh), ref, rtol=0, atol=1e-8)
+    # The generic path rounds otherwise (one GEMM where NumPy takes per-row
+    # products) and the noisy polish stops at steps below 1e-6 (1 + ||z||):
+    # the codes agree to that (measured 2.9e-11 on one thread, 2e-8 on two).
+    np.testing.assert_allclose(np.asarray(Zh), ref, rtol=0, atol=1e-5)
