@@ -210,7 +210,7 @@ def normal_equation_factors(gram, Atb, xp, *, max_cond):
     ``cond_2 <= cond_1`` for a symmetric matrix, these rows meet
     ``lambda_min > lambda_max / max_cond``; the others need another method.
     """
-    B, k = Atb.shape
+    k = Atb.shape[1]
     dt = gram.dtype
     scale = xp.max(xp.linalg.diagonal(gram), axis=1)
     safe = xp.where(scale > 0, scale, xp.ones_like(scale))

@@ -39,6 +39,7 @@ from .polish import (
     _hidden,
     _single_left_matmul,
     forward_loss,
+    output_delta,
     output_gradient,
     output_jacobian,
     polish_batch,
@@ -269,13 +270,12 @@ def search_neighbours(Z, loss, Y, obs, weights, biases, activation, xp, *, noise
     net = (weights, biases, activation, xp)
     Ys, Os = xp.take(Y, rows, axis=0), xp.take(obs, rows, axis=0)
     def chunked(Z_, Y_, O_, max_iter):
-        # polish_batch over at most B rows at a time (slices within bounds:
-        # the array API does not define a stop past the end).
-        n = Z_.shape[0]
+        # polish_batch over at most B rows at a time (row_blocks: slices
+        # within bounds, which the array API requires).
         parts = [
-            polish_batch(Z_[a : min(a + B, n), :], Y_[a : min(a + B, n), :],
-                         O_[a : min(a + B, n), :], *net, **kw, max_iter=max_iter, tol=tol)[:2]
-            for a in range(0, n, B)
+            polish_batch(Z_[sl, :], Y_[sl, :], O_[sl, :], *net, **kw, max_iter=max_iter,
+                         tol=tol)[:2]
+            for sl in row_blocks(Z_.shape[0], B)
         ]
         return xp.concat([p[0] for p in parts], axis=0), xp.concat([p[1] for p in parts])
 
@@ -328,12 +328,8 @@ def _updated_screen(Z, rows, Z0, Y, obs, gram, net, gamma, chunk):
     their start, for the caller to screen otherwise.
     """
     xp = net[3]
-    n = Z0.shape[0]
-    parts = []
-    for a in range(0, n, chunk):
-        sl = slice(a, min(a + chunk, n))
-        parts.append(_updated_screen_chunk(Z, rows[sl], Z0[sl, :], Y[sl, :], obs[sl, :], gram,
-                                           net, gamma))
+    parts = [_updated_screen_chunk(Z, rows[sl], Z0[sl, :], Y[sl, :], obs[sl, :], gram, net, gamma)
+             for sl in row_blocks(Z0.shape[0], chunk)]
     return tuple(xp.concat([p[i] for p in parts], axis=0) for i in range(3))
 
 
@@ -346,8 +342,7 @@ def _updated_screen_chunk(Z, rows, Z0, Y, obs, gram, net, gamma):
                                 xp.take(gram, rows, axis=0), net)
     fast = fast & xp.isfinite(l0)
     # The exact gradient at the start, on its own supports.
-    delta = activation.derivative(U0, xp) * obs * (obs * (Y - activation(U0, xp)))
-    g = output_gradient(delta, weights, masks0, xp, biases)
+    g = output_gradient(output_delta(U0, Y, obs, activation, xp), weights, masks0, xp, biases)
     if gamma:
         g = g - gamma * Z0
     k = M.shape[1]

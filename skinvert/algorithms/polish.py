@@ -279,16 +279,13 @@ def mixed_step_factors(A32, U, Y, obs, masks, weights, activation, xp, measureme
     """
     dt, f32 = U.dtype, xp.float32
     d = activation.derivative(U, xp)
-    out = activation(U, xp)
     if measurement is None:
-        d = d * obs
-        J = xp.astype(d, f32)[:, :, None] * A32
-        delta = d * (obs * (Y - out))
+        J = xp.astype(d * obs, f32)[:, :, None] * A32
     else:
         J = xp.astype(obs, f32)[:, :, None] * _single_left_matmul(
             measurement32, xp.astype(d, f32)[:, :, None] * A32, xp
         )
-        delta = d * measurement.adjoint(obs * (Y - measurement.forward(out)))
+    delta = output_delta(U, Y, obs, activation, xp, measurement, d)
     gram = xp.astype(xp.matmul(xp.matrix_transpose(J), J), dt)
     if coarse is None or not bool(xp.any(coarse)):
         g = output_gradient(delta, weights, masks, xp, biases)
@@ -302,6 +299,19 @@ def mixed_step_factors(A32, U, Y, obs, masks, weights, activation, xp, measureme
                                                  biases), fine, xp)
     factors, ok = normal_equation_factors(gram, g, xp, max_cond=1.0 / MIXED_MIN_EIG)
     return factors, xp.max(xp.linalg.diagonal(gram), axis=1), ok
+
+
+def output_delta(U, Y, obs, activation, xp, measurement=None, d=None):
+    """The residual pulled back to the output pre-activation, ``J^T r`` before
+    the map: ``phi'(u) * obs * (obs * (y - phi(u)))``, or through a
+    ``measurement`` ``phi'(u) * A^T (obs * (y - A phi(u)))`` (``d``:
+    ``phi'(u)`` when already computed). :func:`output_gradient` maps it to z."""
+    if d is None:
+        d = activation.derivative(U, xp)
+    out = activation(U, xp)
+    if measurement is None:
+        return d * obs * (obs * (Y - out))
+    return d * measurement.adjoint(obs * (Y - measurement.forward(out)))
 
 
 def fixed_support_output(Z, weights, biases, masks, xp):
@@ -598,9 +608,10 @@ def _polish_block(
         prev = _scatter_rows(prev, prev_, live, xp)
         far = _scatter_rows(far, far_, live, xp)
         n_iter = n_iter + xp.astype(live, xp.int32)
-        at_fixed = _scatter_rows(fixed, stop & same & ~stuck, live, xp)  # (B,)
-        if gram is not None and bool(xp.any(stop & same & ~stuck)):
-            sel = _compress_rows(stop & same & ~stuck, xp)
+        settled = stop & same & ~stuck  # (the live rows at a fixed point)
+        at_fixed = _scatter_rows(fixed, settled, live, xp)  # (B,)
+        if gram is not None and bool(xp.any(settled)):
+            sel = _compress_rows(settled, xp)
             part = factors_gram(tuple(xp.take(f, sel, axis=0) for f in cache.factors), xp)
             gram = _scatter_rows(gram, part, at_fixed & ~fixed, xp)
         fixed = fixed | at_fixed
