@@ -3,6 +3,8 @@
     python -m benchmarks.memory [--sizes 10000 100000] [--batch-size 1000]
                                 [--inverters gd,lp] [--gd-iter 20]
     python -m benchmarks.memory --estimates [--estimate-batches 8 32]
+    python -m benchmarks.memory --estimates --host --estimate-batches 128 512 \
+        --estimate-nets fashion-mnist-fc
     python -m benchmarks.memory --hybrid-estimates
 
 ``--estimates`` checks instead the per-sample working-memory estimates that
@@ -128,8 +130,14 @@ def traced_peak(est, X, kwargs):
         tracemalloc.stop()
 
 
-def estimates(batches, path):
-    """Per-sample memory estimates against tracemalloc (see the module notes)."""
+def estimates(batches, path, host=False, only=None):
+    """Per-sample memory estimates against tracemalloc (see the module notes).
+
+    ``host``: the estimates that size NumPy batches (``host=True``), where the
+    per-row stacks built on blocks of rows are a fixed cost; measure them
+    between batches beyond those blocks (``--estimate-batches 128 512``).
+    ``only``: the generators to run (names as in the table).
+    """
     import warnings
 
     import numpy as np
@@ -158,6 +166,8 @@ def estimates(batches, path):
             G, method="layerwise", batch_size=B
         ),
     }
+    if only:
+        nets = [n for n in nets if n[0] in only]
     rows = []
     MiB, KiB = 2**20, 2**10
     for net, G, modes in nets:
@@ -180,12 +190,13 @@ def estimates(batches, path):
                     peaks.append(traced_peak(est, X[:B], kw))
                 per = (peaks[-1] - peaks[0]) / (batches[-1] - batches[0])
                 fixed = peaks[0] - per * batches[0]
-                estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize)
+                estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize, host=host)
                 r = {
                     "generator": net,
                     "signals": mode,
                     "inverter": name,
                     "batches": list(batches),
+                    "host": host,
                     "peaks_bytes": peaks,
                     "measured_bytes_per_sample": per,
                     "fixed_bytes": fixed,
@@ -260,11 +271,17 @@ def main():
     p.add_argument("--json", default=result_path("memory.json"))
     p.add_argument("--estimates", action="store_true", help="check _bytes_per_sample instead")
     p.add_argument("--estimate-batches", type=int, nargs=2, default=[8, 32])
+    p.add_argument("--host", action="store_true",
+                   help="with --estimates: the NumPy estimates (host=True)")
+    p.add_argument("--estimate-nets", default=None,
+                   help="with --estimates: comma list of generators (default: all)")
     p.add_argument("--hybrid-estimates", action="store_true",
                    help="check HybridInverter's _bytes_per_sample (NumPy) instead")
     a = p.parse_args()
     if a.estimates:
-        estimates(a.estimate_batches, result_path("memory_estimates.json"))
+        name = "memory_estimates_host.json" if a.host else "memory_estimates.json"
+        only = None if a.estimate_nets is None else a.estimate_nets.split(",")
+        estimates(a.estimate_batches, result_path(name), host=a.host, only=only)
         return
     if a.hybrid_estimates:
         hybrid_estimates(result_path("memory_estimates_hybrid.json"))

@@ -15,6 +15,7 @@ from ._array_api import _is_numpy, device, single_threaded_blas
 
 __all__ = [
     "HOST_BLOCK_BYTES",
+    "ROW_PRODUCT_TABLE_MAX",
     "batched_lstsq",
     "compress_rows",
     "concat_blocks",
@@ -479,13 +480,20 @@ def shared_left_matmul(W, A, xp):
     return out
 
 
+#: Largest ``m k^2`` (entries of the full table of row outer products of an
+#: (m, k) matrix) for which :func:`row_weighted_gram` builds the table and
+#: forms every row's Gram matrix by one GEMM over the whole batch.
+ROW_PRODUCT_TABLE_MAX = 2**24
+
+
 def row_weighted_gram(W, w, xp, shared=None):
     """Per-row Gram matrices ``W^T diag(w_b) W``: W (m, k), w (B, m) -> (B, k, k).
 
     ``shared``: ``W^T W`` when the caller has it (blocks of rows of one
     batch), for the rows that drop fewer entries than they keep.
 
-    When the table of row outer products is small enough (``m k^2 <= 2^24``),
+    When the table of row outer products is small enough (``m k^2 <=
+    ROW_PRODUCT_TABLE_MAX``),
     all the Gram matrices come from one GEMM, ``w @ P``, with ``P`` the
     table of the ``k (k + 1) / 2`` upper-triangular products
     ``W[r, i] W[r, j]`` (i <= j) of every row ``r``, then mirrored: half the
@@ -498,7 +506,7 @@ def row_weighted_gram(W, w, xp, shared=None):
     """
     m, k = W.shape
     B = w.shape[0]
-    if m * k * k <= 2**24:
+    if m * k * k <= ROW_PRODUCT_TABLE_MAX:
         Wt = xp.matrix_transpose(W)
         P = xp.concat([Wt[i : i + 1, :] * Wt[i:, :] for i in range(k)], axis=0)  # (T, m)
         upper = w @ xp.matrix_transpose(P)  # (B, T)

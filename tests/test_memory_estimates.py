@@ -122,3 +122,49 @@ def test_hybrid_pursuit_runs_on_blocks_its_own_estimate_sizes(monkeypatch):
     np.testing.assert_allclose(Z_blocks, Z, rtol=0, atol=1e-12)
     # The hybrid's own estimate, not the pursuit's, sizes its batches.
     assert est._bytes_per_sample(G, 8, host=True) < per
+
+
+# -- Latent-Pursuit on NumPy: the per-row Gram matrices on host blocks --------
+# A net of the paper's sizes: the image layer's per-row 392 x 392 Gram
+# matrices (missing or saturated pixels) are built on blocks of rows, a fixed
+# cost; what grows with the batch is the hidden layer's stack of 128 x 128
+# Gram matrices from one GEMM over the whole batch. The batches are large
+# enough (128 and 384 rows) for that stack to be the peak, beyond the blocks.
+G_PAPER = make_random_generator([20, 128, 392, 784], output_activation="tanh", random_state=0)
+
+
+@pytest.mark.parametrize("signals", ["clean", "missing"])
+def test_latent_pursuit_host_estimate_within_1_5x_of_measured_slope(signals):
+    rng = np.random.default_rng(0)
+    X = G_PAPER.forward(rng.standard_normal((384, G_PAPER.n_latent)))
+    if signals == "missing":
+        X[rng.random(X.shape) < 0.45] = np.nan
+    peaks = []
+    for B in (128, 384):
+        est = LatentPursuitInverter(G_PAPER, batch_size=B).fit(np.nan_to_num(X[:B]))
+        peaks.append(_peak(est, X[:B], {}))
+    slope = (peaks[1] - peaks[0]) / 256
+    estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize, host=True)
+    assert 1 / 1.5 <= estimate / slope <= 1.5, (estimate, slope)
+    # 512 signals are one automatic batch on NumPy (each batch rebuilds its
+    # tables and shared factorizations); elsewhere every row's own Gram
+    # matrices count (no blocks), and so they do with a noise model.
+    assert len(LatentPursuitInverter(G_PAPER).fit(X)._batches(512, 8, host=True)) == 1
+    assert est._bytes_per_sample(est.generator_, 8) > 5 * estimate
+    noisy = LatentPursuitInverter(G_PAPER, noise_std=1e-2).fit(np.nan_to_num(X))
+    assert noisy._bytes_per_sample(G_PAPER, 8, host=True) == noisy._bytes_per_sample(G_PAPER, 8)
+
+
+def test_oracle_host_estimate_within_1_5x_of_measured_slope():
+    # Its per-row (n, n_0) maps are built on blocks of 67 rows here: beyond
+    # them only each row's vectors grow with the batch.
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((640, G_PAPER.n_latent))
+    X, S = G_PAPER.forward(Z), G_PAPER.supports(Z)
+    peaks = []
+    for B in (128, 640):
+        est = OracleInverter(G_PAPER, batch_size=B).fit(X[:B])
+        peaks.append(_peak(est, X[:B], {"supports": [s[:B] for s in S]}))
+    slope = (peaks[1] - peaks[0]) / 512
+    estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize, host=True)
+    assert 1 / 1.5 <= estimate / slope <= 1.5, (estimate, slope)

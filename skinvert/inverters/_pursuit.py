@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._functional import _latent_pursuit, per_layer
+from .._linalg import ROW_PRODUCT_TABLE_MAX
 from ..algorithms._batch import Batch
 from ..solvers import BaseLayerSolver, resolve_solver
 from ._base import BaseInverter
@@ -45,21 +46,37 @@ class _PursuitInverter(BaseInverter):
         )
 
     def _bytes_per_sample(self, generator, itemsize, host=False):
-        # The worst case of a row (measured with tracemalloc, see
-        # benchmarks/memory.py --estimates): its own Gram matrix of the
-        # largest layer and the masked system solved on it (k x k each:
-        # missing or saturated entries, noise), or, on a layer wider than
-        # its equations (k > m), the Lawson-Hanson inverse (G_PP)^-1 on at
-        # most c = min(k, 5 m / 4) slots (rank m plus a block) and the
-        # blocks of its update (about 5 c^2 / 2 in all); the (n, n_0) map of the
-        # debiasing, and vectors.
+        # Measured with tracemalloc (tests/test_memory_estimates.py,
+        # benchmarks/memory.py --estimates). In the worst case a row builds
+        # its own Gram matrix of the largest layer and the masked system
+        # solved on it (k x k each: missing or saturated entries, noise), or,
+        # on a layer wider than its equations (k > m), the Lawson-Hanson
+        # inverse (G_PP)^-1 on at most c = min(k, 5 m / 4) slots (rank m plus
+        # a block) and the blocks of its update (about 5 c^2 / 2 in all); the
+        # (n, n_0) map of the debiasing, and vectors.
         sizes = generator.layer_sizes
-        square = 2 * max(s * s for s in sizes[:-1])
+        wide = []
         if self._nonneg:
             wide = [
-                min(k, -(-5 * m // 4)) ** 2 for k, m in zip(sizes[1:-1], sizes[2:]) if k > m
+                5 * min(k, -(-5 * m // 4)) ** 2 // 2
+                for k, m in zip(sizes[1:-1], sizes[2:])
+                if k > m
             ]
-            square = max([square] + [5 * c // 2 for c in wide])
+        if host and self._shares_host_blocks():
+            # On NumPy the exact solvers build the per-row Gram matrices of a
+            # tall layer, and the debiasing its maps, on blocks of rows of a
+            # fixed size (host_block_rows): a fixed cost, not a per-row one.
+            # What grows with the batch is the stack of a layer whose table of
+            # row products is small enough for one GEMM over the whole batch
+            # (row_weighted_gram: its k (k + 1) / 2 products and the mirrored
+            # k x k matrix), or a wide layer's inverses.
+            tables = [
+                k * k + k * (k + 1) // 2
+                for k, m in zip(sizes[:-1], sizes[1:])
+                if m * k * k <= ROW_PRODUCT_TABLE_MAX
+            ]
+            return itemsize * (max(tables + wide + [0]) + 8 * sum(sizes))
+        square = max([2 * max(s * s for s in sizes[:-1])] + wide)
         per = itemsize * (square + 4 * sizes[-1] * sizes[0] + 8 * sum(sizes))
         A = getattr(self, "measurement_", None)
         if A is not None and generator.activation.name != "identity":
@@ -67,6 +84,18 @@ class _PursuitInverter(BaseInverter):
             m, n, k = A.shape[0], sizes[-1], sizes[-2]
             per += itemsize * (n * k + 3 * m * k + 2 * k * k + 4 * n * sizes[0])
         return per
+
+    def _shares_host_blocks(self):
+        """Whether every per-row matrix stack of this configuration is built on
+        host blocks of rows (the exact solvers without a noise model, an
+        epsilon schedule or a measurement); see :meth:`_bytes_per_sample`."""
+        return (
+            isinstance(self.solver, str)
+            and self.solver == "active_set"
+            and self.noise_std is None
+            and getattr(self, "epsilon", None) is None
+            and getattr(self, "measurement_", None) is None
+        )
 
     @property
     def _needs_inverse(self):

@@ -27,6 +27,7 @@ debiasing of Algorithm 5 then minimises the loss through phi itself.
 from .._array_api import device, single_threaded_blas
 from .._linalg import (
     HOST_BLOCK_BYTES,
+    ROW_PRODUCT_TABLE_MAX,
     compress_rows,
     concat_blocks,
     downdated_solve,
@@ -175,7 +176,7 @@ class ActiveSet(BaseLayerSolver):
             return self._solve_gram_block(W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
         # A Gram table small enough for one GEMM (row_weighted_gram) is built
         # once; otherwise each block downdates (or gathers) from W^T W.
-        small = W.shape[0] * k * k <= 2**24
+        small = W.shape[0] * k * k <= ROW_PRODUCT_TABLE_MAX
         G = row_weighted_gram(W, w, xp) if small else None
         K = None if small else W.T @ W
         xs, grams, n_bad = [], [], 0
