@@ -280,7 +280,8 @@ def test_shared_factor_rows_match_own_gram(lam):
     w = np.ones((B, m))
     for i in range(2, B):
         w[i, rng.choice(m, 1 + i % 4, replace=False)] = 0.0
-    w[1, : k // 4 + 3] = 0.0  # too many dropped rows: own Gram matrix
+    w[1, : k // 2 + 1] = 0.0  # too many dropped rows: own Gram matrix
+    w[0, -(k // 2 - 1) :] = 0.0  # more than k / 4, with 3 k / 2 rows left: Woodbury
     H = np.linalg.solve(W.T @ W, W.T).T
     x0 = (w * T) @ H
     xw, _ = downdated_solve(W, H, x0, w == 0, np)
@@ -331,7 +332,9 @@ def test_shared_factor_rows_in_blocks_match_one_block(monkeypatch):
 
     monkeypatch.setattr(_active_set, "host_block_rows", small)
     done4, x4 = _active_set._shared_factor_rows(W, T, w, 0.0, np)
-    assert sizes == [2 * 4 * k * 8]  # (q, k) rows of W and of H, q = 4 dropped
+    # (q, k) rows of W and of H per row, q = 1..4 dropped rows: the rows
+    # sorted by q, each block padded to its own largest q.
+    assert sorted(set(sizes)) == [2 * q * k * 8 for q in range(1, 5)]
     assert done1.any() and not done1.all()
     np.testing.assert_array_equal(done4, done1)
     np.testing.assert_allclose(x4, x1, rtol=1e-13, atol=1e-13)

@@ -299,8 +299,10 @@ def _shared_factor_rows(W, t, w, lam, xp):
     """Rows of a non-negative layer problem solved from the shared ``W^T W``.
 
     For a tall ``W`` (``m >= k``) and 0/1 row weights that drop at most
-    ``k // 4`` rows of a row (the few saturated or missing pixels of the
-    image layer of eq. 8), the unconstrained minimiser of the row's problem
+    ``k / 4`` rows of a row, or ``k / 2`` where ``3 k / 2`` rows remain (the
+    saturated or missing pixels of the image layer of eq. 8: the kept rows
+    then condition the row's system about as well as all of them), the
+    unconstrained minimiser of the row's problem
     comes from one shared factorization and a Woodbury correction per row
     (:func:`~skinvert._linalg.downdated_solve`). Where it is non-negative and
     satisfies the KKT conditions of the problem up to the tolerance of
@@ -320,12 +322,17 @@ def _shared_factor_rows(W, t, w, lam, xp):
         return None, None
     drop = w == 0
     n_drop = xp.sum(xp.astype(drop, xp.int32), axis=1)
-    ok = n_drop <= max(k // 4, 1)
+    # Woodbury's q x q system beats the row's own Gram matrix (m k^2 + k^3 /
+    # 3) up to q = k / 2; beyond k / 4 only where 3 k / 2 rows remain.
+    ok = n_drop <= max(min(k // 2, m - (3 * k) // 2), k // 4, 1)
     if not bool(xp.any(ok)):
         return None, None
-    sub = None if bool(xp.all(ok)) else compress_rows(ok, xp)
-    ts, ws, ds = (a if sub is None else xp.take(a, sub, axis=0) for a in (t, w, drop))
-    lam_s = lam if sub is None else take_lam(lam, sub, xp)
+    # The rows by their number of dropped rows: each block pads its systems
+    # to its own largest (host_block_rows), not the batch's.
+    sub = compress_rows(ok, xp)
+    sub = xp.take(sub, xp.argsort(xp.take(n_drop, sub, axis=0), stable=True), axis=0)
+    ts, ws, ds = (xp.take(a, sub, axis=0) for a in (t, w, drop))
+    lam_s = take_lam(lam, sub, xp)
     dt = t.dtype
     G = W.T @ W
     diag = xp.linalg.diagonal(G)
@@ -349,22 +356,54 @@ def _shared_factor_rows(W, t, w, lam, xp):
     # pixels, so a noiseless target is consistent only to about that level.
     eps = float(xp.finfo(dt).eps)
     tau = (eps**0.5 * (xp.max(xp.abs(r), axis=1) + eps))[:, None]
-    n = x0.shape[0]
-    # Per row (q, k) dropped rows of W and of H: blocks of rows (host_block_rows).
-    q = int(xp.max(xp.sum(xp.astype(ds, xp.int32), axis=1))) if n else 0
+    # Blocks of rows with as many dropped rows (sorted above), each padded to
+    # its own largest count: (q, k) dropped rows of W and of H per row
+    # within HOST_BLOCK_BYTES; rows dropping none are their x0.
+    counts = [int(c) for c in xp.take(n_drop, sub, axis=0)]
     parts = []
-    for sl in row_blocks(n, host_block_rows(xp, dt, 2 * max(q, 1) * k, minimum=4)):
-        x, WD = downdated_solve(W, H, x0[sl, ...], ds[sl, ...], xp)
-        x = xp.clip(x, min=0.0)
-        g = x @ G - rp[sl, ...] - rmatvec(WD, matvec(WD, x, xp), xp)
+    for sl in _count_blocks(counts, lambda q: 2 * q * k, xp, dt):
+        x = x0[sl, ...]
+        if counts[sl.stop - 1] > 0:
+            x, WD = downdated_solve(W, H, x, ds[sl, ...], xp)
+            x = xp.clip(x, min=0.0)
+            g = x @ G - rp[sl, ...] - rmatvec(WD, matvec(WD, x, xp), xp)
+        else:
+            x = xp.clip(x, min=0.0)
+            g = x @ G - rp[sl, ...]
         t_ = tau[sl, ...]
         parts.append((x, xp.all(xp.where(x > 0, xp.abs(g) <= t_, g >= -t_), axis=1)))
     x, good = concat_blocks(parts, xp)
-    if sub is None:
-        return good, x
-    done = scatter_rows(xp.zeros((B,), dtype=xp.bool, device=device(t)), good, ok, xp)
-    xf = scatter_rows(xp.zeros((B, k), dtype=dt, device=device(t)), x, ok, xp)
-    return done, xf
+    # Back to the batch's order: the solved rows by increasing index.
+    inv = xp.argsort(sub)
+    done = xp.zeros((B,), dtype=xp.bool, device=device(t))
+    xf = xp.zeros((B, k), dtype=dt, device=device(t))
+    return (
+        scatter_rows(done, xp.take(good, inv, axis=0), ok, xp),
+        scatter_rows(xf, xp.take(x, inv, axis=0), ok, xp),
+    )
+
+
+def _count_blocks(counts, row_elements, xp, dtype):
+    """Slices of consecutive rows (``counts`` non-decreasing) whose stacks of
+    ``row_elements(count)`` entries, at the block's largest count, stay
+    within one host block (:func:`~skinvert._linalg.host_block_rows`, at
+    least 4 rows; no limit off NumPy); a new block starts where the count
+    grows from 0."""
+    n = len(counts)
+    rows_at = {}
+    out, start = [], 0
+    for i in range(1, n + 1):
+        if i < n and (counts[start] == 0) == (counts[i] == 0):
+            if counts[i] not in rows_at:
+                rows_at[counts[i]] = host_block_rows(
+                    xp, dtype, max(row_elements(counts[i]), 1), minimum=4
+                )
+            rows = rows_at[counts[i]]
+            if rows is None or i - start < rows:
+                continue
+        out.append(slice(start, i))
+        start = i
+    return out
 
 
 def _violations(W, b, x, rows, xp):
