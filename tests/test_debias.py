@@ -169,3 +169,60 @@ def test_shared_gram_refinement_equals_per_row_maps(monkeypatch):
     np.testing.assert_allclose(shared, Z, rtol=0, atol=1e-14)  # ... both refine it
     np.testing.assert_allclose(maps, Z, rtol=0, atol=1e-14)
     np.testing.assert_allclose(shared, maps, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "case", ["plu_clean", "tanh_clean", "tanh_noisy", "plu_missing", "wide_fallback"]
+)
+def test_reported_loss_is_that_of_the_returned_codes(case):
+    """The loss ``transform`` reports comes from the stage that last computed
+    it (the debiasing's refined rows, the refresh) when it is that of the
+    returned codes, and is computed afresh otherwise: either way it is the
+    loss of eq. 1 at the returned codes."""
+    from skinvert._array_api import namespace_of as ns
+    from skinvert.algorithms.gradient_descent import loss_and_gradient
+
+    sizes = [6, 40, 30] if case == "wide_fallback" else [8, 60, 150, 300]
+    act = "tanh" if case.startswith("tanh") or case == "wide_fallback" else PLU
+    G = make_random_generator(sizes, output_activation=act, random_state=1)
+    rng = np.random.default_rng(2)
+    X = G.forward(rng.standard_normal((30, sizes[0])))
+    kw = {}
+    if case == "tanh_noisy":
+        X = np.clip(X + 1e-2 * rng.standard_normal(X.shape), -0.999, 0.999)
+        kw["noise_std"] = 1e-2
+    if case == "plu_missing":
+        X[rng.random(X.shape) < 0.2] = np.nan
+    Z, info = LatentPursuitInverter(G, **kw).fit(np.nan_to_num(X)).transform(X, return_info=True)
+    obs = (~np.isnan(X)).astype(float)
+    xp, _ = ns(X)
+    W, b = G.weights, G.biases
+    expect, _ = loss_and_gradient(Z, np.nan_to_num(X), obs, W, b, G.activation, xp,
+                                  gradient=False)
+    # Exact fits have losses at rounding level (residuals of eps ||y||),
+    # whose bits depend on the BLAS path: those agree to that level only.
+    rounding = 0.5 * (100 * np.finfo(float).eps * np.linalg.norm(np.nan_to_num(X), axis=1)) ** 2
+    assert np.all(np.abs(info["loss"] - expect) <= 1e-9 * expect + rounding)
+
+
+def test_refresh_keeps_the_recorded_loss_that_of_its_codes():
+    """A loss recorded for the current z (the debiasing's) is carried through
+    the support refresh, which moves some rows: it stays the loss of the new
+    codes; a z replaced without one has no recorded loss."""
+    from skinvert.algorithms._refine import refresh
+
+    G, rng, Z, X, W, b, xp, obs, batch = _noiseless(PLU, 3, np.float64)
+    res = PursuitResult()
+    # Codes on the wrong linear region for half of the rows (their supports
+    # those of other codes): the refresh moves those to their own region.
+    Z0 = Z.copy()
+    Z0[::2] = Z[::2] + 0.3 * rng.standard_normal(Z[::2].shape)
+    res.z, res.supports = Z0, G.supports(Z)
+    res.set_loss(batch.loss(res.z))
+    refresh(res, batch, gamma=0.0, max_iter=3, debias_max_iter=20)
+    assert np.any(res.n_refresh > 0)
+    known = res.known_loss()
+    assert known is not None and res.z is not Z0
+    np.testing.assert_allclose(known, batch.loss(res.z), rtol=1e-9, atol=1e-28)
+    res.z = res.z + 0.0  # a new array: the recorded loss no longer applies
+    assert res.known_loss() is None

@@ -156,6 +156,18 @@ class PursuitResult:
         self.rows = {}
         self.decided = {}
         self.n_refresh = None
+        self._loss = None  # (z, loss of eq. 1 per row) where a stage computed it
+
+    def set_loss(self, loss):
+        """Record the loss of eq. 1 (``gamma = 0``) of every row at the current ``z``."""
+        self._loss = (self.z, loss)
+
+    def known_loss(self):
+        """The recorded loss if it is that of the current ``z`` (the same
+        array: every stage that moves z assigns a new one), else None."""
+        if self._loss is None or self._loss[0] is not self.z:
+            return None
+        return self._loss[1]
 
     def count(self, stage, n_bad):
         """Add ``n_bad`` rows that hit ``stage``'s iteration limit."""

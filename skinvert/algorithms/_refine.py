@@ -252,7 +252,9 @@ def _refine_near_exact(res, batch, near, loss, xp):
         except np.linalg.LinAlgError:
             return res.z, xp.zeros_like(near)
     z1 = z0 + (dz[0] if len(dz) == 1 else xp.concat(dz))
-    return _keep_refined(res, near, sub, part, loss, z0, z1, None, xp)
+    res.z, kept, loss = _keep_refined(res, near, sub, part, loss, z0, z1, None, xp)
+    res.set_loss(loss)
+    return res.z, kept
 
 
 def _mixed_near_exact(res, batch, near, loss, xp):
@@ -271,7 +273,8 @@ def _mixed_near_exact(res, batch, near, loss, xp):
         for sl in row_blocks(z0.shape[0], host_block_rows(xp, xp.float32, W[-1].shape[0] * n0))
     ]
     z1, ok = concat_blocks(parts, xp)
-    res.z, kept = _keep_refined(res, near, sub, part, loss, z0, z1, ok, xp)
+    res.z, kept, loss = _keep_refined(res, near, sub, part, loss, z0, z1, ok, xp)
+    res.set_loss(loss)
     return kept
 
 
@@ -284,14 +287,20 @@ def _near_rows(res, batch, near, xp):
 
 
 def _keep_refined(res, near, sub, part, loss, z0, z1, ok, xp):
-    """``(Z, kept)``: the codes with the refined ``z1`` of the rows ``near``
-    where it is finite, its loss not above ``loss`` (and ``ok``, when
-    given); ``kept`` marks those rows, the others keep ``z0``."""
-    keep = xp.all(xp.isfinite(z1), axis=1) & (part.loss(z1) <= xp.take(loss, sub, axis=0))
+    """``(Z, kept, loss)``: the codes with the refined ``z1`` of the rows
+    ``near`` where it is finite, its loss not above ``loss`` (and ``ok``,
+    when given); ``kept`` marks those rows, the others keep ``z0``; the loss
+    of every row at ``Z``."""
+    l0, l1 = xp.take(loss, sub, axis=0), part.loss(z1)
+    keep = xp.all(xp.isfinite(z1), axis=1) & (l1 <= l0)
     if ok is not None:
         keep = ok & keep
     z1 = xp.where(keep[:, None], z1, z0)
-    return scatter_rows(res.z, z1, near, xp), scatter_rows(xp.zeros_like(near), keep, near, xp)
+    return (
+        scatter_rows(res.z, z1, near, xp),
+        scatter_rows(xp.zeros_like(near), keep, near, xp),
+        scatter_rows(loss, xp.where(keep, l1, l0), near, xp),
+    )
 
 
 def _shared_image_gram(batch, w, xp):
@@ -342,8 +351,8 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
     meas = batch.measurement
     warm = warm or meas is not None
     masks = [xp.astype(S, batch.dtype) for S in res.supports]
-    loss = batch.loss(res.z, gamma)
     z = res.z
+    loss = res.known_loss() if gamma == 0 else None
     active = xp.ones((z.shape[0],), dtype=xp.bool, device=device(z))
     rounds = xp.zeros((z.shape[0],), dtype=xp.int64, device=device(z))
     for _ in range(max_iter):
@@ -372,16 +381,24 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
             z0=xp.take(z, sub, axis=0) if warm else None,
         )
         ls = part.loss(zs, gamma)
-        old = xp.take(loss, sub, axis=0)
+        # The loss of the rows' current codes: known from the debiasing, or
+        # computed where a support changed (most noiseless rows are fixed
+        # points: no forward pass for them).
+        z_sub = xp.take(z, sub, axis=0)
+        old = part.loss(z_sub, gamma) if loss is None else xp.take(loss, sub, axis=0)
         better = xp.isfinite(ls) & (ls < old)
-        z = scatter_rows(z, xp.where(better[:, None], zs, xp.take(z, sub, axis=0)), changed, xp)
-        loss = scatter_rows(loss, xp.where(better, ls, old), changed, xp)
+        z = scatter_rows(z, xp.where(better[:, None], zs, z_sub), changed, xp)
+        if loss is not None:
+            loss = scatter_rows(loss, xp.where(better, ls, old), changed, xp)
         masks = [xp.where(changed[:, None], m_new, m) for m, m_new in zip(masks, new, strict=True)]
         # Rows already at a fixed point, or that did not improve, stop.
         active = scatter_rows(xp.zeros_like(active), better, changed, xp)
         rounds = rounds + xp.astype(active, xp.int64)
         res.mark("refresh", active)
-    res.z = z
+    if z is not res.z:
+        res.z = z
+        if loss is not None:
+            res.set_loss(loss)
     res.n_refresh = rounds
 
 
@@ -439,7 +456,9 @@ def fallback(res, batch, *, max_iter, tol):
     """
     xp = batch.xp
     Y, obs, meas = batch.Y, batch.obs, batch.measurement
-    loss = batch.loss(res.z)
+    loss = res.known_loss()
+    if loss is None:
+        loss = batch.loss(res.z)
     energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
     floor = tol**2 * xp.where(energy > 0, energy, xp.ones_like(energy))
     if res.hidden:

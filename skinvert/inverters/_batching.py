@@ -26,6 +26,8 @@ class _TransformState:
         self.biases = biases
         self.measurement = measurement
         self.record = BatchRecord(n_rows)
+        # The loss of the returned codes per row, where the inverter knows it.
+        self.loss = None
 
     def count(self, stage, n_bad):
         """Record ``n_bad`` rows of the batch that hit ``stage``'s limit (rows unknown)."""
@@ -111,11 +113,13 @@ def _run_batch(estimator, X, kwargs):
     state = _TransformState(weights, biases, meas, Y.shape[0])
     with single_threaded_blas(xp):
         Z = estimator._transform_batch(Y, obs, xp, state, **kwargs)
-        # (A subclass may append columns after the codes: HybridInverter's info.)
-        loss, _ = loss_and_gradient(
-            Z[:, : gen.n_latent], Y, obs, weights, biases, gen.activation, xp, measurement=meas,
-            gradient=False,
-        )
+        loss = state.loss
+        if loss is None:
+            # (A subclass may append columns after the codes: HybridInverter's info.)
+            loss, _ = loss_and_gradient(
+                Z[:, : gen.n_latent], Y, obs, weights, biases, gen.activation, xp,
+                measurement=meas, gradient=False,
+            )
     recovered = fits_to_rounding(loss, Y, obs, xp)
     record = state.record
     record.loss = np.asarray(_to_host(loss, xp), dtype=np.float64)

@@ -109,6 +109,8 @@ class _PursuitInverter(BaseInverter):
         )
         res = self._run(batch)
         record_pursuit(res, state, xp)
+        if state.measurement is None:  # (a measurement's pursuit runs on a folded batch)
+            state.loss = res.known_loss()
         return res.z
 
     def _stage_param(self, stage):
