@@ -24,6 +24,7 @@ __all__ = [
     "forward_preactivations",
     "gram_eigen_factors",
     "gram_eigh",
+    "gram_inverse",
     "host_block_rows",
     "lstsq_factors",
     "lstsq_solve",
@@ -211,7 +212,18 @@ def normal_equation_factors(gram, Atb, xp, *, max_cond):
     ``cond_2 <= cond_1`` for a symmetric matrix, these rows meet
     ``lambda_min > lambda_max / max_cond``; the others need another method.
     """
-    k = Atb.shape[1]
+    _, ok = gram_inverse(gram, xp, max_cond=max_cond)
+    return (gram, Atb), ok
+
+
+def gram_inverse(gram, xp, *, max_cond):
+    """``(inv, ok)``: the inverse of every row's ``A^T A`` (plus a jitter of
+    ``k eps`` times its largest diagonal entry, so that singular rows are
+    flagged, not raised) and ``ok`` (B,), the rows whose 1-norm condition
+    number ``||A^T A||_1 ||(A^T A)^-1||_1`` is below ``max_cond``: as
+    ``cond_2 <= cond_1`` for a symmetric matrix, these rows meet
+    ``lambda_min > lambda_max / max_cond``."""
+    k = gram.shape[-1]
     dt = gram.dtype
     scale = xp.max(xp.linalg.diagonal(gram), axis=1)
     safe = xp.where(scale > 0, scale, xp.ones_like(scale))
@@ -221,7 +233,7 @@ def normal_equation_factors(gram, Atb, xp, *, max_cond):
     norm1 = xp.max(xp.sum(xp.abs(gram), axis=1), axis=1)
     inv_norm1 = xp.max(xp.sum(xp.abs(inv), axis=1), axis=1)
     ok = (scale > 0) & (norm1 * inv_norm1 < max_cond) & xp.all(xp.isfinite(inv), axis=(1, 2))
-    return (gram, Atb), ok
+    return inv, ok
 
 
 def _normal_equation_solve(gram, Atb, xp, lam, z, damping):

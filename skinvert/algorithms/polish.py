@@ -21,7 +21,7 @@ from .._linalg import compress_rows as _compress_rows
 from .._linalg import (
     concat_blocks,
     factors_gram,
-    gram_eigh,
+    gram_inverse,
     host_block_rows,
     lstsq_factors,
     lstsq_solve,
@@ -234,9 +234,9 @@ def output_gradient(delta, weights, masks, xp, biases=()):
 #: its largest (``cond(J) < 316``): a step then solves the Gauss-Newton
 #: system to about ``cond(J)^2 eps_32 < 1e-2`` relative, and the exact
 #: gradient corrects that at the next step. Other rows take double precision.
-#: (:func:`mixed_step_factors` tests the 1-norm condition number of
-#: ``J^T J`` against its inverse, which bounds the 2-norm one from above;
-#: :func:`mixed_refinement` the eigenvalues themselves.)
+#: (:func:`mixed_step_factors` and :func:`mixed_refinement` test the 1-norm
+#: condition number of ``J^T J`` against its inverse, which bounds the
+#: 2-norm one from above: :func:`~skinvert._linalg.gram_inverse`.)
 MIXED_MIN_EIG = 1e-5
 
 
@@ -338,8 +338,11 @@ def mixed_refinement(Z0, Y, obs, weights, biases, activation, masks, xp, *, max_
     from the single-precision map (:func:`single_precision_map`; the
     double-precision map is most of Algorithm 1's cost), the residual ``r``
     from one double-precision forward pass. Each step solves ``J^T J dz =
-    J^T r`` (``J^T J`` factored once), adds ``dz`` to z and ``-J dz`` to ``r``
-    in double precision: mixed-precision iterative refinement, whose error
+    J^T r`` (``J^T J`` inverted once: its 1-norm condition number is the
+    test of the rows taken, :func:`~skinvert._linalg.gram_inverse`, where an
+    eigendecomposition of every row's ``J^T J`` took 6x as long), adds ``dz``
+    to z and ``-J dz`` to ``r`` in double precision: mixed-precision
+    iterative refinement, whose error
     shrinks by about ``cond(J)^2 eps_32`` per step (below 6e-3 on the rows
     taken, :data:`MIXED_MIN_EIG`). After the first step (the size of the
     pursuit's error) the residual is recomputed by a forward pass; the later
@@ -363,9 +366,8 @@ def mixed_refinement(Z0, Y, obs, weights, biases, activation, masks, xp, *, max_
     r = obs * (Y - activation(U, xp))
     J = xp.astype(activation.derivative(U, xp) * obs, f32)[:, :, None] * A32
     gram = xp.astype(xp.matmul(xp.matrix_transpose(J), J), dt)
-    lam, V, ok = gram_eigh(gram, xp, min_eig=MIXED_MIN_EIG)
-    inv = xp.where(ok[:, None], 1.0 / xp.where(lam > 0, lam, xp.ones_like(lam)),
-                   xp.zeros_like(lam))
+    inv, ok = gram_inverse(gram, xp, max_cond=1.0 / MIXED_MIN_EIG)
+    inv = xp.where(ok[:, None, None], inv, xp.zeros_like(inv))
     Z, live = Z0, ok
     for step in range(max_steps):
         if step == 1:
@@ -374,7 +376,7 @@ def mixed_refinement(Z0, Y, obs, weights, biases, activation, masks, xp, *, max_
             # in r: the residual of its result is recomputed exactly.
             r = obs * (Y - activation(fixed_support_output(Z, weights, biases, masks, xp), xp))
         g = xp.astype(rmatvec(J, xp.astype(r, f32), xp), dt)
-        dz = matvec(V, inv * rmatvec(V, g, xp), xp) * xp.astype(live, dt)[:, None]
+        dz = matvec(inv, g, xp) * xp.astype(live, dt)[:, None]
         Z = Z + dz
         r = r - xp.astype(matvec(J, xp.astype(dz, f32), xp), dt)
         live = live & (row_norm(dz, xp) > eps * row_norm(Z, xp))
