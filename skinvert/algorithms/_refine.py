@@ -461,6 +461,8 @@ def fallback(res, batch, *, max_iter, tol):
         loss = batch.loss(res.z)
     energy = 0.5 * xp.sum((obs * Y) ** 2, axis=1)
     floor = tol**2 * xp.where(energy > 0, energy, xp.ones_like(energy))
+    if not bool(xp.any(loss > floor)):
+        return  # every row fits to tol (the image layer's term only raises the floor)
     if res.hidden:
         # The image layer alone fits the signal this well; a final estimate
         # far worse than that means the layers below were not determined
