@@ -1,0 +1,86 @@
+"""Latent-Pursuit against the Oracle on clean signals, and the noisy hybrid."""
+
+import time
+import warnings
+
+import numpy as np
+
+from skinvert import HybridInverter, LatentPursuitInverter, OracleInverter, ReLUGenerator
+from skinvert.datasets import load_pretrained_generator
+
+N_SIGNALS = 256
+
+
+def generator(name):
+    """``fashion-mnist-fc``, or its saturating tanh variant (the last layer x3:
+    about 32 % of the pixels beyond 0.999), as in ``benchmarks.noise_saturating``."""
+    G = load_pretrained_generator("fashion-mnist-fc")
+    if name == "saturating":
+        W, b = list(G.weights), list(G.biases)
+        W[-1], b[-1] = 3.0 * W[-1], 3.0 * b[-1]
+        G = ReLUGenerator(W, b, output_activation="tanh")
+    return G
+
+
+def signals(G, sigma=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((N_SIGNALS, G.n_latent))
+    X = G.forward(Z)
+    if sigma:
+        X = X + sigma * rng.standard_normal(X.shape)
+    return X, G.supports(Z)
+
+
+class CleanSignals:
+    """Clean signals: Latent-Pursuit exact, the Oracle on the true supports."""
+
+    params = ["fashion-mnist-fc", "saturating"]
+    param_names = ["generator"]
+    timeout = 300
+
+    def setup(self, name):
+        warnings.simplefilter("ignore")
+        G = generator(name)
+        self.X, self.S = signals(G)
+        self.lp = LatentPursuitInverter(G).fit(self.X)
+        self.oracle = OracleInverter(G).fit(self.X)
+
+    def time_latent_pursuit(self, name):
+        self.lp.transform(self.X)
+
+    def time_oracle(self, name):
+        self.oracle.transform(self.X, supports=self.S)
+
+    def peakmem_latent_pursuit(self, name):
+        self.lp.transform(self.X)
+
+    def track_latent_pursuit_over_oracle(self, name):
+        """The issue's ratio (target <= 1.5), best of three alternated runs each."""
+        lp = oracle = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            self.lp.transform(self.X)
+            lp = min(lp, time.perf_counter() - t)
+            t = time.perf_counter()
+            self.oracle.transform(self.X, supports=self.S)
+            oracle = min(oracle, time.perf_counter() - t)
+        return lp / oracle
+
+    track_latent_pursuit_over_oracle.unit = "ratio"
+
+
+class NoisyHybrid:
+    """Noise sigma = 1e-2 on the saturating generator: the hybrid with
+    ``noise_std`` (the noisy pursuit is tracked by ``benchmarks.performance``:
+    tens of seconds)."""
+
+    timeout = 300
+
+    def setup(self):
+        warnings.simplefilter("ignore")
+        G = generator("saturating")
+        self.X, _ = signals(G, sigma=1e-2)
+        self.hybrid = HybridInverter(G, noise_std=1e-2, random_state=0).fit(self.X)
+
+    def time_hybrid(self):
+        self.hybrid.transform(self.X)
