@@ -24,7 +24,7 @@ phi's range without noise it has the same minimiser as eq. 8, and the
 debiasing of Algorithm 5 then minimises the loss through phi itself.
 """
 
-from .._array_api import device, single_threaded_blas
+from .._array_api import device, single_threaded_blas, to_numpy
 from .._linalg import (
     HOST_BLOCK_BYTES,
     ROW_PRODUCT_TABLE_MAX,
@@ -359,7 +359,7 @@ def _shared_factor_rows(W, t, w, lam, xp):
     # Blocks of rows with as many dropped rows (sorted above), each padded to
     # its own largest count: (q, k) dropped rows of W and of H per row
     # within HOST_BLOCK_BYTES; rows dropping none are their x0.
-    counts = [int(c) for c in xp.take(n_drop, sub, axis=0)]
+    counts = to_numpy(xp.take(n_drop, sub, axis=0), xp).tolist()  # one transfer
     parts = []
     for sl in _count_blocks(counts, lambda q: 2 * q * k, xp, dt):
         x = x0[sl, ...]
