@@ -223,7 +223,9 @@ def test_layerwise_oracle_refuses_a_measurement():
 
 def test_refresh_rounds_through_a_measurement_are_short(monkeypatch):
     """Fewer measurements than units (m = 120 < n_L = 150): the pursuit's
-    supports need the refresh, whose rounds run refresh_step_iter (6)
+    supports need the refresh. Rows with every measurement observed take the
+    fixed-support polish (no Algorithm 1 run beyond the debiasing); rows with
+    a missing measurement take rounds of refresh_step_iter (6)
     Levenberg-Marquardt iterations, then the moved rows run to convergence."""
     from skinvert.algorithms import _refine
 
@@ -239,7 +241,17 @@ def test_refresh_rounds_through_a_measurement_are_short(monkeypatch):
     est = LatentPursuitInverter(G, measurement=A).fit(Y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        Zhat = est.transform(Y)
+        Zhat, info = est.transform(Y, return_info=True)
+    assert calls == [30]  # the debiasing only
+    assert np.any(info["stage"] == "refresh") and np.all(info["n_iter"] >= 0)
+    assert np.median(snr_db(Z, Zhat)) >= 60
+
+    calls.clear()
+    Y_missing = Y.copy()
+    Y_missing[:, 0] = np.nan  # every row misses one measurement
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Zhat = est.transform(Y_missing)
     assert calls[0] == 30 and calls[-1] == 30  # the debiasing, the finish
     assert calls[1:-1] and set(calls[1:-1]) == {6}  # the refresh rounds
     assert np.median(snr_db(Z, Zhat)) >= 60

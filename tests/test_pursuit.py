@@ -246,3 +246,38 @@ def test_image_layer_keeps_its_gram_matrices_only_for_the_noise_rule(monkeypatch
         assert seen["gram"].shape == (12, 40, 40)
     else:
         assert seen["gram"] is None
+
+
+def test_noiseless_refresh_is_the_fixed_support_polish(monkeypatch):
+    """Past the layer-wise conditions (a 300-unit layer above 200 pixels:
+    the image layer's non-negative solution is not unique), rows leave the
+    pass on wrong supports and the refresh recovers them. For signals
+    declared clean that refresh is the fixed-support polish: no Algorithm 1
+    run beyond the debiasing, the same exact codes as its rounds."""
+    import sys
+
+    from skinvert.algorithms import _refine
+
+    functional = sys.modules["skinvert._functional._latent_pursuit"]
+    G = make_random_generator([20, 300, 200], output_activation="tanh", random_state=0)
+    Z = np.random.default_rng(0).standard_normal((24, 20))
+    X = G.forward(Z)
+    calls = []
+    real = _refine.oracle_end_to_end
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["max_iter"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_refine, "oracle_end_to_end", spy)
+    Zp, info = LatentPursuitInverter(G).fit(X).transform(X, return_info=True)
+    assert len(calls) == 1  # the debiasing
+    refreshed = info["stage"] == "refresh"
+    assert np.sum(refreshed) >= 10 and np.all(info["n_iter"][refreshed] > 0)
+    np.testing.assert_allclose(Zp, Z, atol=1e-12)
+    # The rounds of Algorithm 1 (what noisy signals keep) reach the same codes.
+    calls.clear()
+    monkeypatch.setattr(functional, "_declared_noiseless", lambda *a, **k: False)
+    Zc = LatentPursuitInverter(G).fit(X).transform(X)
+    assert len(calls) > 1
+    np.testing.assert_allclose(Zp, Zc, atol=1e-12)

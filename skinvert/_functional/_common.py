@@ -114,14 +114,25 @@ def _output(res, return_supports):
     return (res.z, list(res.supports)) if return_supports else res.z
 
 
-def _refinement(debias, debias_max_iter, refresh_max_iter, fallback_max_iter, fallback_tol):
+def _refinement(
+    debias, debias_max_iter, refresh_max_iter, fallback_max_iter, fallback_tol, *, noiseless=False
+):
+    """The :class:`Refinement` of a pursuit; ``noiseless``: signals declared
+    clean (no noise level or epsilon, ``lam = 0``, ``gamma = 0``), whose
+    refresh is the fixed-support polish (``Refinement.refresh_by_polish``)."""
     return Refinement(
         debias=bool(debias),
         debias_max_iter=debias_max_iter,
         refresh_max_iter=refresh_max_iter,
         fallback_max_iter=fallback_max_iter,
         fallback_tol=float(fallback_tol),
+        refresh_by_polish=bool(noiseless),
     )
+
+
+def _declared_noiseless(lam, noise_std, *, gamma=0.0, epsilon=None):
+    """Whether a pursuit's parameters declare clean signals."""
+    return noise_std is None and epsilon is None and not gamma and not np.any(np.asarray(lam))
 
 
 def _rule(

@@ -12,6 +12,7 @@ from ._common import (
     _POS,
     _RETRIES,
     _batch_of,
+    _declared_noiseless,
     _output,
     _refinement,
     _rule,
@@ -70,7 +71,8 @@ def _latent_pursuit(
         noise_retry_sd,
     )
     refinement = _refinement(
-        debias, debias_max_iter, refresh_max_iter, fallback_max_iter, fallback_tol
+        debias, debias_max_iter, refresh_max_iter, fallback_max_iter, fallback_tol,
+        noiseless=_declared_noiseless(lam, noise_std, gamma=gamma),
     )
     if model is not None and noise_model_changes:
         model = replace(model, **noise_model_changes)
@@ -157,7 +159,9 @@ def latent_pursuit(
     debias_max_iter : int, default=30
         Gauss-Newton iterations of each Algorithm 1 solve.
     refresh_max_iter : int, default=10
-        Support refreshes after the debiasing (0: none).
+        Support refreshes after the debiasing (0: none); on signals declared
+        clean, the fixed-support polish first (see
+        :class:`~skinvert.LatentPursuitInverter`).
     fallback_max_iter : int, default=0
         Gradient-descent steps on eq. 1 for rows the layers did not
         determine (0: none).

@@ -21,6 +21,7 @@ from .._linalg import (
     compress_rows,
     concat_blocks,
     forward_preactivations,
+    gram_inverse,
     host_block_rows,
     matvec,
     rmatvec,
@@ -76,6 +77,16 @@ class Refinement:
         codes exact (>= 60 dB) against 92.0 %. None (and a piecewise-linear
         phi without a measurement, where Algorithm 1 is one least squares):
         every round runs ``debias_max_iter``.
+    refresh_by_polish : bool, default=False
+        Noiseless signals (no noise model, ``lam = 0``, ``gamma = 0``): the
+        refresh is the fixed-support Gauss-Newton polish with support refresh
+        (:func:`polish_refresh`) instead of rounds of Algorithm 1. Measured
+        where the refresh has work (rows the pass left on wrong supports):
+        Figure 4's ``[100, 1000, 625]``, 64 signals, 2.8 -> 0.39 s, every
+        code exact; ``m = 300`` measurements of ``fashion-mnist-fc``, 256
+        signals, 3.7 -> 1.2 s, 95.3 -> 96.5 % of the codes exact. Under noise
+        the rounds stay (the polish was slower there: 21.2 against 19.0 s on
+        256 noisy saturating signals).
     polish : "descent", callable or None, default="descent"
         The stage that continues the rows whose loss stays inconsistent with
         the noise level (:func:`~skinvert.algorithms.noise.settle_noisy_rows`):
@@ -94,6 +105,7 @@ class Refinement:
     fallback_tol: float = 1e-6
     refresh_step_iter: object = 6
     polish: object = "descent"
+    refresh_by_polish: bool = False
 
     def refresh_round_iter(self, activation, measured=False):
         """LM iterations per refresh round for ``activation`` (``measured``:
@@ -109,9 +121,17 @@ def refine(res, batch, *, gamma, refinement):
         return res
     debias(res, batch, gamma=gamma, max_iter=refinement.debias_max_iter)
     if refinement.refresh_max_iter > 0:
+        polished = None
+        if refinement.refresh_by_polish:
+            polished = polish_refresh(
+                res, batch, max_iter=POLISH_STEPS_PER_REFRESH * refinement.refresh_max_iter
+            )
         step_iter = refinement.refresh_round_iter(
             batch.activation, measured=batch.measurement is not None
         )
+        # Rounds of Algorithm 1 for the rows the polish does not take (rows
+        # with missing entries, noisy signals); a polished row at its fixed
+        # point is not moved again.
         refresh(
             res,
             batch,
@@ -121,6 +141,8 @@ def refine(res, batch, *, gamma, refinement):
         )
         if step_iter < refinement.debias_max_iter:
             finish_refresh(res, batch, gamma=gamma, max_iter=refinement.debias_max_iter)
+        if polished is not None:
+            res.n_refresh = res.n_refresh + polished
     if refinement.fallback_max_iter > 0:
         fallback(res, batch, max_iter=refinement.fallback_max_iter, tol=refinement.fallback_tol)
     return res
@@ -400,6 +422,82 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
         if loss is not None:
             res.set_loss(loss)
     res.n_refresh = rounds
+
+
+#: Gauss-Newton steps of :func:`polish_refresh` per ``refresh_max_iter``
+#: (10 refreshes: the polish's 50 steps).
+POLISH_STEPS_PER_REFRESH = 5
+#: Largest 1-norm condition number of ``J^T J`` at the polish's fixed point
+#: for :func:`polish_refresh` to keep its code (``cond(J)`` up to 1e5).
+POLISH_MAX_COND = 1e10
+
+
+def polish_refresh(res, batch, *, max_iter):
+    """The support refresh of noiseless rows: the fixed-support polish.
+
+    The rows whose forward supports (those of ``G(z_hat)``) differ from the
+    ones the debiasing used continue with
+    :func:`~skinvert.algorithms.polish.polish_batch` from ``z_hat``:
+    Gauss-Newton / Levenberg-Marquardt steps on the current supports, each
+    followed by the supports of the new code, in mixed precision where the
+    rows are well conditioned, until a support fixed point or ``max_iter``
+    steps; a row keeps the result where it lowers the loss of eq. 1. The
+    fixed point is :func:`refresh`'s (a code whose own supports give it
+    back, the Oracle's estimate there), without an Algorithm 1 run per
+    support change. Only rows with every entry observed, and only the codes
+    at a support fixed point whose least squares is well posed (below); the
+    other rows are left to the rounds of Algorithm 1 that follow
+    (:func:`refresh`). Returns the polish's steps of the rows it moved (B,),
+    0 elsewhere: the caller adds them to ``res.n_refresh``.
+    """
+    xp = batch.xp
+    z = res.z
+    B = z.shape[0]
+    steps_all = xp.zeros((B,), dtype=xp.int64, device=device(z))
+    pre, _ = forward_preactivations(z, batch.weights, batch.biases, xp)
+    changed = xp.zeros((B,), dtype=xp.bool, device=device(z))
+    for S, u in zip(res.supports, pre, strict=True):
+        changed = changed | xp.any(xp.astype(S, xp.bool) != (u > 0), axis=1)
+    # Rows with missing entries keep the rounds of Algorithm 1: where they
+    # leave the code under-determined, its least squares takes the
+    # minimum-norm code, whereas the polish's steps could drift along the
+    # flat directions (a fuzzed row with 90 % of its entries missing reached
+    # |z| = 5e7).
+    changed = changed & xp.all(batch.obs > 0, axis=1)
+    if not bool(xp.any(changed)):
+        return steps_all
+    sub = compress_rows(changed, xp)
+    part = batch.take(sub)
+    z0 = xp.take(z, sub, axis=0)
+    known = res.known_loss()
+    old = part.loss(z0) if known is None else xp.take(known, sub, axis=0)
+    zs, ls, n_iter, fixed, gram = polish_batch(
+        z0, part.Y, part.obs, batch.weights, batch.biases, batch.activation, xp,
+        measurement=batch.measurement, max_iter=max_iter, return_gram=True,
+    )
+    # Its code is kept where the polish stopped at a support fixed point with
+    # a well-posed least squares there (J of full column rank, cond(J) below
+    # 1e5): on a rank-deficient row its steps could grow along the nearly
+    # flat directions (a [20, 40, 15] tanh net: |z| = 1.8e14), where the
+    # rounds of Algorithm 1 that follow take the minimum-norm code.
+    finite = xp.all(xp.isfinite(gram), axis=(1, 2))
+    _, posed = gram_inverse(xp.where(finite[:, None, None], gram, xp.zeros_like(gram)), xp,
+                            max_cond=POLISH_MAX_COND)
+    better = fixed & finite & posed & xp.isfinite(ls) & (ls < old)
+    res.z = scatter_rows(z, xp.where(better[:, None], zs, z0), changed, xp)
+    if known is not None:
+        res.set_loss(scatter_rows(known, xp.where(better, ls, old), changed, xp))
+    moved = scatter_rows(xp.zeros_like(changed), better, changed, xp)
+    steps = xp.astype(n_iter, xp.int64)
+    # The moved rows' supports become their codes' own, so that the rounds
+    # that follow (:func:`refresh`) see the rows at a fixed point as such.
+    pre_new, _ = forward_preactivations(res.z, batch.weights, batch.biases, xp)
+    res.supports = [
+        xp.where(moved[:, None], xp.astype(u > 0, S.dtype), S)
+        for S, u in zip(res.supports, pre_new, strict=True)
+    ]
+    res.mark("refresh", moved)
+    return scatter_rows(steps_all, xp.where(better, steps, xp.zeros_like(steps)), changed, xp)
 
 
 def finish_refresh(res, batch, *, gamma, max_iter):

@@ -308,7 +308,12 @@ class LatentPursuitInverter(_PursuitInverter):
         new estimate only when it lowers the loss of eq. 1, until the
         supports stop changing. A row the pursuit recovered exactly is a
         fixed point already (one forward pass); on noisy signals this is
-        what brings the estimate to the Oracle's error (Theorem 3). Needs
+        what brings the estimate to the Oracle's error (Theorem 3). On
+        signals declared clean (no ``noise_std`` or ``epsilon``, ``lam =
+        0``) a row with every entry observed first takes the fixed-support
+        Gauss-Newton polish with support refresh (:func:`skinvert.polish`'s
+        steps, up to ``5 * refresh_max_iter``), kept where it stops at a
+        well-posed fixed point; ``info.n_iter`` then counts its steps. Needs
         ``debias=True``; 0 disables it.
     batch_size : int or None, default=None
         Rows per batch (None: about 512 MiB of working memory; with
@@ -356,7 +361,8 @@ class LatentPursuitInverter(_PursuitInverter):
     their final fit is exact. ``transform(X, return_info=True)`` returns
     per-row diagnostics (``stage``: ``"pursuit"``, ``"refresh"``,
     ``"fallback"`` or ``"noise retry"``; ``n_iter``: accepted support
-    refreshes). Without a measurement the layer-wise steps work on
+    refreshes, plus the polish's steps on clean signals, see
+    ``refresh_max_iter``). Without a measurement the layer-wise steps work on
     ``phi^-1(X)``: a row whose every entry is saturated is a ValueError.
 
     References
