@@ -76,6 +76,7 @@ def instrument():
     ActiveSet.solve = _timed(lambda self, p: f"{p.kind} layer", ActiveSet.solve)
     _refine.debias = _timed(lambda *a: "debias", _refine.debias)
     _refine.refresh = _timed(lambda *a: "refresh", _refine.refresh)
+    _refine.polish_refresh = _timed(lambda *a, **k: "refresh (polish)", _refine.polish_refresh)
     _lp.settle_noisy_rows = _timed(lambda *a: "noise retries+polish", _lp.settle_noisy_rows)
 
 
