@@ -36,3 +36,19 @@ def record_rows(monkeypatch, owner, name, arg=0):
     monkeypatch.setattr(owner, name, counted)
     return calls
 
+
+
+def record_oracle_runs(monkeypatch):
+    """Record the ``max_iter`` of every Algorithm 1 run of the pursuits'
+    refinement (``_refine.oracle_end_to_end``); returns the list."""
+    from skinvert.algorithms import _refine
+
+    calls = []
+    real = _refine.oracle_end_to_end
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["max_iter"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_refine, "oracle_end_to_end", spy)
+    return calls

@@ -17,7 +17,7 @@ from skinvert import (
 from skinvert.algorithms.gradient_descent import loss_and_gradient
 from skinvert.operators import Measurement
 
-from ._helpers import snr_db
+from ._helpers import record_oracle_runs, snr_db
 
 PLU = ("plu", {"slope": 0.1, "c": 1.0})
 
@@ -227,17 +227,8 @@ def test_refresh_rounds_through_a_measurement_are_short(monkeypatch):
     fixed-support polish (no Algorithm 1 run beyond the debiasing); rows with
     a missing measurement take rounds of refresh_step_iter (6)
     Levenberg-Marquardt iterations, then the moved rows run to convergence."""
-    from skinvert.algorithms import _refine
-
     G, A, Z, Y = _problem(PLU, m=120, n_rows=16)
-    calls = []
-    real = _refine.oracle_end_to_end
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs["max_iter"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_refine, "oracle_end_to_end", spy)
+    calls = record_oracle_runs(monkeypatch)
     est = LatentPursuitInverter(G, measurement=A).fit(Y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -18,7 +18,7 @@ from skinvert import (
 )
 from skinvert.solvers._quadratic import active_set_refine, fista, objective
 
-from ._helpers import snr_db
+from ._helpers import record_oracle_runs, snr_db
 
 
 def _corollary1(G, Z):
@@ -256,20 +256,11 @@ def test_noiseless_refresh_is_the_fixed_support_polish(monkeypatch):
     run beyond the debiasing, the same exact codes as its rounds."""
     import sys
 
-    from skinvert.algorithms import _refine
-
     functional = sys.modules["skinvert._functional._latent_pursuit"]
     G = make_random_generator([20, 300, 200], output_activation="tanh", random_state=0)
     Z = np.random.default_rng(0).standard_normal((24, 20))
     X = G.forward(Z)
-    calls = []
-    real = _refine.oracle_end_to_end
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs["max_iter"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_refine, "oracle_end_to_end", spy)
+    calls = record_oracle_runs(monkeypatch)
     Zp, info = LatentPursuitInverter(G).fit(X).transform(X, return_info=True)
     assert len(calls) == 1  # the debiasing
     refreshed = info["stage"] == "refresh"

@@ -94,13 +94,9 @@ class LayeredBPInverter(_PursuitInverter):
         new estimate only when it lowers the loss of eq. 1, until the
         supports stop changing. A row the pursuit recovered exactly is a
         fixed point already (one forward pass); on noisy signals this is
-        what brings the estimate to the Oracle's error (Theorem 3). On
-        signals declared clean (no ``noise_std`` or ``epsilon``, ``lam =
-        0``) a row with every entry observed first takes the fixed-support
-        Gauss-Newton polish with support refresh (:func:`skinvert.polish`'s
-        steps, up to ``5 * refresh_max_iter``), kept where it stops at a
-        well-posed fixed point; ``info.n_iter`` then counts its steps. Needs
-        ``debias=True``; 0 disables it.
+        what brings the estimate to the Oracle's error (Theorem 3); on
+        signals declared clean, the fixed-support polish first, as in
+        :class:`LatentPursuitInverter`. Needs ``debias=True``; 0 disables it.
     batch_size : int or None, default=None
         Rows per batch (None: about 512 MiB of working memory; with
         ``verbose`` about 20 batches). A row's code does not depend on its
