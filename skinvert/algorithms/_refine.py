@@ -122,9 +122,9 @@ def refine(res, batch, *, gamma, refinement):
         return res
     debias(res, batch, gamma=gamma, max_iter=refinement.debias_max_iter)
     if refinement.refresh_max_iter > 0:
-        polished = None
+        polished = pre = None
         if refinement.refresh_by_polish:
-            polished = polish_refresh(
+            polished, pre = polish_refresh(
                 res, batch, max_iter=POLISH_STEPS_PER_REFRESH * refinement.refresh_max_iter
             )
         step_iter = refinement.refresh_round_iter(
@@ -139,6 +139,7 @@ def refine(res, batch, *, gamma, refinement):
             gamma=gamma,
             max_iter=refinement.refresh_max_iter,
             debias_max_iter=step_iter,
+            pre=pre,
         )
         if step_iter < refinement.debias_max_iter:
             finish_refresh(res, batch, gamma=gamma, max_iter=refinement.debias_max_iter)
@@ -355,7 +356,7 @@ def _image_normal_equations(batch, K, masks, Z, T, xp):
     return gram, rmatvec(P, r @ W[-1], xp)
 
 
-def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
+def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False, pre=None):
     """Support refresh after the debiasing.
 
     Re-run Algorithm 1 on the supports of ``G(z_hat)`` itself, up to
@@ -368,7 +369,8 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
     measurement, where phi^-1 does not apply) each Oracle step may start
     from the current estimate instead of the least squares on ``phi^-1(y)``
     (whichever fits better): the polish of noisy rows of a saturating phi,
-    whose least-squares start is poor.
+    whose least-squares start is poor. ``pre``: the hidden pre-activations
+    at ``res.z`` when the caller has them.
     """
     xp = batch.xp
     meas = batch.measurement
@@ -379,7 +381,8 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
     active = xp.ones((z.shape[0],), dtype=xp.bool, device=device(z))
     rounds = xp.zeros((z.shape[0],), dtype=xp.int64, device=device(z))
     for _ in range(max_iter):
-        pre, _ = forward_preactivations(z, batch.weights, batch.biases, xp)
+        if pre is None:  # (the caller's, for the first round: those of res.z)
+            pre, _ = forward_preactivations(z, batch.weights, batch.biases, xp)
         new = [xp.astype(u > 0, z.dtype) for u in pre]
         changed = xp.zeros_like(active)
         for m, m_new in zip(masks, new, strict=True):
@@ -418,6 +421,7 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False):
         active = scatter_rows(xp.zeros_like(active), better, changed, xp)
         rounds = rounds + xp.astype(active, xp.int64)
         res.mark("refresh", active)
+        pre = None
     if z is not res.z:
         res.z = z
         if loss is not None:
@@ -449,7 +453,8 @@ def polish_refresh(res, batch, *, max_iter):
     at a support fixed point whose least squares is well posed (below); the
     other rows are left to the rounds of Algorithm 1 that follow
     (:func:`refresh`). Returns the polish's steps of the rows it moved (B,),
-    0 elsewhere: the caller adds them to ``res.n_refresh``.
+    0 elsewhere (the caller adds them to ``res.n_refresh``), and the hidden
+    pre-activations at the new ``res.z`` (for the rounds' first one).
     """
     xp = batch.xp
     z = res.z
@@ -466,7 +471,7 @@ def polish_refresh(res, batch, *, max_iter):
     # |z| = 5e7).
     changed = changed & xp.all(batch.obs > 0, axis=1)
     if not bool(xp.any(changed)):
-        return steps_all
+        return steps_all, pre
     sub = compress_rows(changed, xp)
     part = batch.take(sub)
     z0 = xp.take(z, sub, axis=0)
@@ -498,7 +503,8 @@ def polish_refresh(res, batch, *, max_iter):
         for S, u in zip(res.supports, pre_new, strict=True)
     ]
     res.mark("refresh", moved)
-    return scatter_rows(steps_all, xp.where(better, steps, xp.zeros_like(steps)), changed, xp)
+    steps = scatter_rows(steps_all, xp.where(better, steps, xp.zeros_like(steps)), changed, xp)
+    return steps, pre_new
 
 
 def finish_refresh(res, batch, *, gamma, max_iter):
