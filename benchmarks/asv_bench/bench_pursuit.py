@@ -1,11 +1,18 @@
-"""Latent-Pursuit against the Oracle on clean signals, and the noisy hybrid."""
+"""Latent-Pursuit against the Oracle on clean signals, wide layers, a measurement,
+and the noisy hybrid."""
 
 import time
 import warnings
 
 import numpy as np
 
-from skinvert import HybridInverter, LatentPursuitInverter, OracleInverter, ReLUGenerator
+from skinvert import (
+    HybridInverter,
+    LatentPursuitInverter,
+    OracleInverter,
+    ReLUGenerator,
+    make_random_generator,
+)
 from skinvert.datasets import load_pretrained_generator
 
 N_SIGNALS = 256
@@ -84,3 +91,43 @@ class NoisyHybrid:
 
     def time_hybrid(self):
         self.hybrid.transform(self.X)
+
+
+class WideLayer:
+    """The paper's Figure 4 net ``[100, n1, 625]`` (tanh) with ``n1 > 625``:
+    the image layer's Lawson-Hanson (``n1 = 850``: solved exactly) and the
+    refresh past the layer-wise conditions (``n1 = 1000``)."""
+
+    params = [850, 1000]
+    param_names = ["n1"]
+    timeout = 300
+
+    def setup(self, n1):
+        warnings.simplefilter("ignore")
+        G = make_random_generator([100, n1, 625], output_activation="tanh", random_state=n1)
+        rng = np.random.default_rng(0)
+        Z = rng.standard_normal((16, 100))
+        self.X = G.forward(Z)
+        self.lp = LatentPursuitInverter(G).fit(self.X)
+
+    def time_latent_pursuit(self, n1):
+        self.lp.transform(self.X)
+
+
+class Measurement:
+    """``m = 300`` Gaussian measurements of ``fashion-mnist-fc`` (PLU
+    output): Latent-Pursuit through the measurement, 32 signals."""
+
+    timeout = 300
+
+    def setup(self):
+        warnings.simplefilter("ignore")
+        G = generator("fashion-mnist-fc")
+        rng = np.random.default_rng(0)
+        A = rng.standard_normal((300, G.n_output)) / np.sqrt(300)
+        Z = rng.standard_normal((32, G.n_latent))
+        self.Y = G.forward(Z) @ A.T
+        self.lp = LatentPursuitInverter(G, measurement=A).fit(self.Y)
+
+    def time_latent_pursuit(self):
+        self.lp.transform(self.Y)
