@@ -433,7 +433,8 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False, pre=Non
 #: (10 refreshes: the polish's 50 steps).
 POLISH_STEPS_PER_REFRESH = 5
 #: Largest 1-norm condition number of ``J^T J`` at the polish's fixed point
-#: for :func:`polish_refresh` to keep its code (``cond(J)`` up to 1e5).
+#: for :func:`polish_refresh` to keep its code (``cond(J)`` up to 1e5; in
+#: single precision ``1e-2 / eps``).
 POLISH_MAX_COND = 1e10
 
 
@@ -487,8 +488,11 @@ def polish_refresh(res, batch, *, max_iter):
     # flat directions (a [20, 40, 15] tanh net: |z| = 1.8e14), where the
     # rounds of Algorithm 1 that follow take the minimum-norm code.
     finite = xp.all(xp.isfinite(gram), axis=(1, 2))
+    # (In single precision a condition number near 1 / eps is not resolved:
+    # the bound is then 1e-2 / eps, cond(J) up to about 290.)
+    max_cond = min(POLISH_MAX_COND, 1e-2 / float(xp.finfo(z.dtype).eps))
     _, posed = gram_inverse(xp.where(finite[:, None, None], gram, xp.zeros_like(gram)), xp,
-                            max_cond=POLISH_MAX_COND)
+                            max_cond=max_cond)
     better = fixed & finite & posed & xp.isfinite(ls) & (ls < old)
     res.z = scatter_rows(z, xp.where(better[:, None], zs, z0), changed, xp)
     if known is not None:
