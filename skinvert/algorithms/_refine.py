@@ -500,8 +500,11 @@ def polish_refresh(res, batch, *, max_iter):
     moved = scatter_rows(xp.zeros_like(changed), better, changed, xp)
     steps = xp.astype(n_iter, xp.int64)
     # The moved rows' supports become their codes' own, so that the rounds
-    # that follow (:func:`refresh`) see the rows at a fixed point as such.
-    pre_new, _ = forward_preactivations(res.z, batch.weights, batch.biases, xp)
+    # that follow (:func:`refresh`) see the rows at a fixed point as such;
+    # the pre-activations change only on the rows the polish took.
+    pre_sub, _ = forward_preactivations(xp.take(res.z, sub, axis=0), batch.weights,
+                                        batch.biases, xp)
+    pre_new = [scatter_rows(u, u_s, changed, xp) for u, u_s in zip(pre, pre_sub, strict=True)]
     res.supports = [
         xp.where(moved[:, None], xp.astype(u > 0, S.dtype), S)
         for S, u in zip(res.supports, pre_new, strict=True)

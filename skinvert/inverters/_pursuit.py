@@ -2,10 +2,10 @@
 
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._functional import _latent_pursuit, per_layer
+from .._functional._common import _declared_noiseless
 from .._linalg import ROW_PRODUCT_TABLE_MAX
 from ..algorithms._batch import Batch
 from ..solvers import BaseLayerSolver, resolve_solver
@@ -119,12 +119,12 @@ class _PursuitInverter(BaseInverter):
     def _exact_fit_expected(self):
         # Clean signals declared (no noise level, no lambda, no ridge) and the
         # exact solvers with debiasing (Corollary 2: z is then recovered exactly).
-        lam = np.asarray(self.lam, dtype=float)
         return (
-            self.noise_std is None
-            and getattr(self, "epsilon", None) is None
-            and not np.any(lam)
-            and not getattr(self, "gamma", 0.0)
+            _declared_noiseless(
+                self.lam, self.noise_std, gamma=getattr(self, "gamma", 0.0),
+                epsilon=getattr(self, "epsilon", None),
+            )
+            and isinstance(self.solver, str)
             and self.solver == "active_set"
             and self.debias
         )
