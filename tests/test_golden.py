@@ -28,5 +28,20 @@ def test_golden_output(name):
     ref = GOLDEN[name + "/Z"]
     assert Z.dtype == np.float64 and Z.shape == ref.shape
     scale = np.max(np.abs(ref), axis=1, keepdims=True)
-    bound = np.broadcast_to(1e-10 * scale + 1e-300, ref.shape)
+    # Noisy signals through the pursuits: a row stops where the refresh's
+    # Levenberg-Marquardt rounds stop, not at a fixed point (row 1 of
+    # tanh/noise/lp is 7.9e-5 from the optimum on its own supports), and such
+    # truncated iterations carry the BLAS kernels' rounding differences
+    # further: 4.9e-10 of the scale on an AMD EPYC (OpenBLAS 0.3.31) against
+    # the recording, while every converged row agrees to 7e-11. There the
+    # codes must also fit their signals as well as the recorded ones (row 1:
+    # 8.9e-12 lower loss on that machine).
+    truncated = "/noise/" in name and not name.endswith("/oracle")
+    rtol = 1e-8 if truncated else 1e-10
+    bound = np.broadcast_to(rtol * scale + 1e-300, ref.shape)
     np.testing.assert_array_less(np.abs(Z - ref), bound)
+    if truncated:
+        G = make().fit(X_ref).generator_
+        loss = np.sum((G.forward(Z) - X_ref) ** 2, axis=1)
+        loss_ref = np.sum((G.forward(ref) - X_ref) ** 2, axis=1)
+        np.testing.assert_allclose(loss, loss_ref, rtol=1e-10)
