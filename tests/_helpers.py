@@ -52,3 +52,17 @@ def record_oracle_runs(monkeypatch):
 
     monkeypatch.setattr(_refine, "oracle_end_to_end", spy)
     return calls
+
+
+def without_polish_start(monkeypatch):
+    """Latent-Pursuit without the polish from the linearized network on wide
+    image layers (:mod:`skinvert.algorithms._polish_start`): every row takes
+    the layer-wise pass, as the paper's Algorithm 5 (tests of the pass and
+    its refinement stages on wide layers)."""
+    from skinvert.algorithms import latent_pursuit
+
+    def none(batch):
+        xp = batch.xp
+        return xp.zeros((batch.Y.shape[0],), dtype=xp.bool)
+
+    monkeypatch.setattr(latent_pursuit, "polish_start_rows", none)

@@ -14,6 +14,8 @@ import pytest
 from benchmarks.memory import traced_peak as _peak
 from skinvert import HybridInverter, LatentPursuitInverter, OracleInverter, make_random_generator
 
+from ._helpers import without_polish_start
+
 G = make_random_generator([20, 220, 160], output_activation="tanh", random_state=0)
 
 
@@ -26,18 +28,30 @@ G = make_random_generator([20, 220, 160], output_activation="tanh", random_state
     ],
     ids=["latent_pursuit", "oracle", "oracle_layerwise"],
 )
-def test_estimate_within_1_5x_of_measured_slope(make):
+def test_estimate_within_1_5x_of_measured_slope(make, monkeypatch):
     rng = np.random.default_rng(0)
     Z = rng.standard_normal((24, G.n_latent))
     X, S = G.forward(Z), G.supports(Z)
-    peaks = []
-    for B in (8, 24):
-        est = make(B).fit(X[:B])
-        kw = {"supports": [s[:B] for s in S]} if isinstance(est, OracleInverter) else {}
-        peaks.append(_peak(est, X[:B], kw))
-    slope = (peaks[1] - peaks[0]) / 16
+
+    def slope():
+        peaks = []
+        for B in (8, 24):
+            est = make(B).fit(X[:B])
+            kw = {"supports": [s[:B] for s in S]} if isinstance(est, OracleInverter) else {}
+            peaks.append(_peak(est, X[:B], kw))
+        return (peaks[1] - peaks[0]) / 16, est
+
+    if isinstance(make(1), LatentPursuitInverter):
+        # The clean rows of this wide layer are fitted by the polish from the
+        # linearized network, in far less memory than the estimate, which is
+        # that of the rows it leaves to the layer-wise pass (Lawson-Hanson):
+        # the pass is measured below.
+        start, est = slope()
+        assert start <= est._bytes_per_sample(est.generator_, X.dtype.itemsize)
+        without_polish_start(monkeypatch)
+    measured, est = slope()
     estimate = est._bytes_per_sample(est.generator_, X.dtype.itemsize)
-    assert 1 / 1.5 <= estimate / slope <= 1.5, (estimate, slope)
+    assert 1 / 1.5 <= estimate / measured <= 1.5, (estimate, measured)
 
 
 # -- HybridInverter ----------------------------------------------------------

@@ -74,6 +74,10 @@ def _latent_pursuit(
         debias, debias_max_iter, refresh_max_iter, fallback_max_iter, fallback_tol,
         noiseless=_declared_noiseless(lam, noise_std, gamma=gamma),
     )
+    if refinement.refresh_by_polish and refinement.refresh_max_iter > 0 and refinement.debias:
+        # Clean signals: a wide image layer starts from the polish of the
+        # linearized network (skinvert.algorithms._polish_start).
+        refinement = replace(refinement, polish_start=True)
     if model is not None and noise_model_changes:
         model = replace(model, **noise_model_changes)
     return pursuit(

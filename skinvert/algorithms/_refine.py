@@ -21,7 +21,6 @@ from .._linalg import (
     compress_rows,
     concat_blocks,
     forward_preactivations,
-    gram_inverse,
     host_block_rows,
     matvec,
     rmatvec,
@@ -31,6 +30,7 @@ from .._linalg import (
     supported_affine_maps,
 )
 from ._batch import fits_to_rounding
+from ._polish_start import well_posed_fixed_points
 from .gradient_descent import momentum_descent
 from .oracle import inverse_target, oracle_end_to_end
 from .polish import affine_map, mixed_refinement, polish_batch
@@ -107,6 +107,12 @@ class Refinement:
     refresh_step_iter: object = 6
     polish: object = "descent"
     refresh_by_polish: bool = False
+    polish_start: bool = False
+
+    @property
+    def polish_start_max_iter(self):
+        """Steps of the polish from the linearized start (``polish_start``)."""
+        return POLISH_STEPS_PER_REFRESH * self.refresh_max_iter
 
     def refresh_round_iter(self, activation, measured=False):
         """LM iterations per refresh round for ``activation`` (``measured``:
@@ -432,10 +438,6 @@ def refresh(res, batch, *, gamma, max_iter, debias_max_iter, warm=False, pre=Non
 #: Gauss-Newton steps of :func:`polish_refresh` per ``refresh_max_iter``
 #: (10 refreshes: the polish's 50 steps).
 POLISH_STEPS_PER_REFRESH = 5
-#: Largest 1-norm condition number of ``J^T J`` at the polish's fixed point
-#: for :func:`polish_refresh` to keep its code (``cond(J)`` up to 1e5; in
-#: single precision ``1e-2 / eps``).
-POLISH_MAX_COND = 1e10
 
 
 def polish_refresh(res, batch, *, max_iter):
@@ -483,17 +485,9 @@ def polish_refresh(res, batch, *, max_iter):
         measurement=batch.measurement, max_iter=max_iter, return_gram=True,
     )
     # Its code is kept where the polish stopped at a support fixed point with
-    # a well-posed least squares there (J of full column rank, cond(J) below
-    # 1e5): on a rank-deficient row its steps could grow along the nearly
-    # flat directions (a [20, 40, 15] tanh net: |z| = 1.8e14), where the
-    # rounds of Algorithm 1 that follow take the minimum-norm code.
-    finite = xp.all(xp.isfinite(gram), axis=(1, 2))
-    # (In single precision a condition number near 1 / eps is not resolved:
-    # the bound is then 1e-2 / eps, cond(J) up to about 290.)
-    max_cond = min(POLISH_MAX_COND, 1e-2 / float(xp.finfo(z.dtype).eps))
-    _, posed = gram_inverse(xp.where(finite[:, None, None], gram, xp.zeros_like(gram)), xp,
-                            max_cond=max_cond)
-    better = fixed & finite & posed & xp.isfinite(ls) & (ls < old)
+    # a well-posed least squares there; on the other rows the rounds of
+    # Algorithm 1 that follow take the minimum-norm code.
+    better = well_posed_fixed_points(fixed, gram, ls, xp, z.dtype) & (ls < old)
     res.z = scatter_rows(z, xp.where(better[:, None], zs, z0), changed, xp)
     if known is not None:
         res.set_loss(scatter_rows(known, xp.where(better, ls, old), changed, xp))

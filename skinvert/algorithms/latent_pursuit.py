@@ -18,9 +18,11 @@ by default, or the paper's FISTA (Algorithm 3) and linearized ADMM
 each ``lambda_i`` and decides each support.
 """
 
+from .._linalg import compress_rows
 from ..solvers import LayerProblem
 from ._batch import PursuitResult
 from ._measured import fold_measurement, measured_image_layer
+from ._polish_start import merge_rest, polish_start, polish_start_rows
 from ._refine import refine
 from .noise import SupportRule, settle_noisy_rows
 
@@ -86,6 +88,20 @@ def pursuit(batch, plan, rule, *, nonneg, constraints, gamma=0.0, refinement, no
         res = _one_pass(b, plan, rule_, nonneg=nonneg, constraints=constraints, gamma=gamma)
         return refine(res, b, gamma=gamma, refinement=refinement)
 
+    if refinement.polish_start and noise is None and nonneg and plan.image.exact:
+        # A wide image layer, clean signals: the polish from the linearized
+        # network first; the pass for the rows it does not fit exactly.
+        rows = polish_start_rows(batch)
+        if bool(batch.xp.any(rows)):
+            first, fitted = polish_start(
+                batch, rows, max_iter=refinement.polish_start_max_iter
+            )
+            if bool(batch.xp.all(fitted)):
+                return first
+            rest = ~fitted
+            return merge_rest(
+                first, run(batch.take(compress_rows(rest, batch.xp)), rule), rest, batch.xp
+            )
     res = run(batch, rule)
     if noise is not None and refinement.debias:
 

@@ -1,0 +1,201 @@
+"""Latent-Pursuit's start on a wide image layer: the polish from the linearized network.
+
+Where the image layer is wider than the signal (``n_{L-1} > n``: the
+paper's Figure 4 past ``n_1 = n``), eq. 8 is a non-negative least squares
+with more unknowns than equations. Lawson-Hanson solves it exactly, but at
+a cost far above the Oracle's (Figure 4's ``[100, 850, 625]``, 64 signals:
+5.4 of Latent-Pursuit's 5.7 s, the Oracle 0.43 s), and from ``n_1 = 1000``
+on its solution is not the true ``x_{L-1}`` (not unique): the support
+refresh then recovers the code from the wrong supports.
+
+For signals declared clean and fully observed, such rows first take the
+fixed-support polish (:func:`~skinvert.algorithms.polish.polish_batch`:
+Algorithm 1 on the supports of the current code, alternated with their
+refresh) from the least squares of the *statistically linearized* network:
+under the generator's prior ``z ~ N(0, I)`` each pre-activation
+``a = W_i x_i + b_i`` of the linearized layers below is Gaussian with mean
+``mu`` and standard deviation ``sigma``, and ``ReLU(a)`` is replaced by its
+best linear fit, slope ``Phi(mu / sigma)`` and mean
+``E[ReLU(a)] = mu Phi(mu / sigma) + sigma phi(mu / sigma)``. Its least
+squares is one shared pseudo-inverse, a GEMM over the batch. A row is decided there when the
+polish stops at a support fixed point whose least squares is well posed
+(:func:`well_posed_fixed_points`) and fits the signal to rounding
+(:func:`~skinvert.algorithms._batch.fits_to_rounding`): the code that
+Algorithm 1 on its own supports gives back, i.e. what the pursuit and its
+refresh return for a recovered row. The other rows run Algorithm 5 as
+before.
+
+Measured on the Figure 4 nets ``[100, n1, 625]`` (tanh, 64 signals, one
+thread): the start leaves 128-188 support entries wrong per row (ReLU as
+half its input), and the polish fits every row exactly in 8 steps, about
+the Oracle's time (0.95-1.00x for n1 = 850, 1250), against 13x-30x for the
+pass. ReLU as half its input fitted only 49 / 50 / 60 of 64 rows of
+``[200, n1, 625]`` (n1 = 700, 850, 1250), the statistical linearization
+every row (Latent-Pursuit 3.9-5.6 s -> 2.6-2.9 s), and of the deeper
+``[20, 60, 250, 200]`` (two draws) 59 / 56 rows against 51 / 31.
+"""
+
+import numpy as np
+from scipy.special import ndtr
+
+from .._array_api import device, to_numpy
+from .._linalg import (
+    compress_rows,
+    forward_preactivations,
+    gram_inverse,
+    row_weighted_gram,
+    scatter_rows,
+)
+from ._batch import PursuitResult, fits_to_rounding
+from .polish import _even_rows, polish_batch
+
+__all__ = ["linearized_start", "polish_start", "polish_start_rows", "well_posed_fixed_points"]
+
+#: Largest 1-norm condition number of ``J^T J`` at a polish's fixed point for
+#: its code to be kept (``cond(J)`` up to 1e5; in single precision
+#: ``1e-2 / eps``).
+POLISH_MAX_COND = 1e10
+
+
+def well_posed_fixed_points(fixed, gram, loss, xp, dtype):
+    """Rows of a polish that stopped at a support fixed point with a
+    well-posed least squares: ``J`` of full column rank, ``cond_1(J^T J)``
+    below :data:`POLISH_MAX_COND` (``1e-2 / eps`` in single precision, which
+    cannot resolve 1e10), and a finite loss.
+
+    On a rank-deficient row the polish's steps could grow along the nearly
+    flat directions (a ``[20, 40, 15]`` tanh net: ``|z| = 1.8e14``), where
+    Algorithm 1's least squares takes the minimum-norm code.
+    """
+    finite = xp.all(xp.isfinite(gram), axis=(1, 2))
+    max_cond = min(POLISH_MAX_COND, 1e-2 / float(xp.finfo(dtype).eps))
+    _, posed = gram_inverse(
+        xp.where(finite[:, None, None], gram, xp.zeros_like(gram)), xp, max_cond=max_cond
+    )
+    return fixed & finite & posed & xp.isfinite(loss)
+
+
+def _linearized_map(weights, biases, xp):
+    """``M`` (n, n_0) and ``c`` (n,): the output pre-activation of the
+    statistically linearized network (see the module notes), computed on
+    the host (its Gaussian CDF and density are not in the array API)."""
+    dt = weights[0].dtype
+    dev = device(weights[0])
+    Ws = [np.asarray(to_numpy(W), dtype=np.float64) for W in weights]
+    bs = [np.asarray(to_numpy(b), dtype=np.float64) for b in biases]
+    n0 = Ws[0].shape[1]
+    M, c = np.eye(n0), np.zeros(n0)  # x_i ~ M z + c
+    for W, b in zip(Ws[:-1], bs[:-1], strict=True):
+        A, mu = W @ M, W @ c + b  # pre-activation a ~ A z + mu
+        sd = np.sqrt(np.sum(A * A, axis=1))
+        t = mu / np.where(sd > 0, sd, 1.0)
+        slope = np.where(sd > 0, ndtr(t), (mu > 0).astype(np.float64))
+        mean = np.where(sd > 0, mu * ndtr(t) + sd * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi),
+                        np.maximum(mu, 0.0))
+        M, c = slope[:, None] * A, mean
+    M, c = Ws[-1] @ M, Ws[-1] @ c + bs[-1]
+    return tuple(xp.astype(xp.asarray(a, device=dev), dt) for a in (M, c))
+
+
+def linearized_start(batch):
+    """Each row's least squares of the linearized network (see the module
+    notes) on its usable entries of ``phi^-1(y)``: one shared pseudo-inverse
+    where every entry is usable, per-row normal equations otherwise."""
+    xp = batch.xp
+    U, w = batch.inverse_target()
+    M, c = _linearized_map(batch.weights, batch.biases, xp)
+    T = (U - c) * w
+    if bool(xp.all(w > 0)):
+        Pinv = xp.linalg.pinv(M)  # (n_0, n)
+        return _even_rows(lambda t: t @ xp.matrix_transpose(Pinv), (T,), xp)
+    gram = row_weighted_gram(M, w, xp)
+    n0 = M.shape[1]
+    # A ridge at rounding keeps rows with few usable entries solvable.
+    eye = xp.eye(n0, dtype=M.dtype, device=device(M))
+    scale = xp.max(xp.abs(gram), axis=(1, 2))[:, None, None]
+    ridge = float(xp.finfo(M.dtype).eps) ** 0.5 * scale * eye
+    rhs = _even_rows(lambda t: t @ M, (T,), xp)
+    return xp.linalg.solve(gram + ridge, rhs[..., None])[..., 0]
+
+
+def polish_start_rows(batch):
+    """The rows (bool (B,)) the start applies to: every entry observed, and
+    fewer usable entries of ``phi^-1(y)`` than the image layer's width (its
+    eq. 8 then has more unknowns than equations)."""
+    xp = batch.xp
+    if batch.measurement is not None or batch.n_layers == 0:
+        return xp.zeros((batch.Y.shape[0],), dtype=xp.bool, device=device(batch.Y))
+    _, w = batch.inverse_target()
+    k = batch.weights[-1].shape[1]
+    usable = xp.sum(xp.astype(w > 0, batch.dtype), axis=1)
+    return xp.all(batch.obs > 0, axis=1) & (usable < k)
+
+
+def polish_start(batch, rows, *, max_iter):
+    """The polish from the linearized start on the rows ``rows`` of ``batch``.
+
+    Returns
+    -------
+    res : PursuitResult
+        On every row of the batch: ``z``, the supports and hidden layers of
+        ``G(z)``, the loss; its ``decided["linearized start"]`` and ``n_refresh``
+        (the polish's steps) on the rows it fitted.
+    fitted : bool array (B,)
+        The rows decided (a subset of ``rows``).
+    """
+    xp = batch.xp
+    B, n0 = batch.Y.shape[0], batch.weights[0].shape[1]
+    dt = batch.dtype
+    dev = device(batch.Y)
+    sub = compress_rows(rows, xp)
+    part = batch.take(sub)
+    z0 = linearized_start(part)
+    zs, ls, n_iter, fixed, gram = polish_batch(
+        z0, part.Y, part.obs, batch.weights, batch.biases, batch.activation, xp,
+        max_iter=max_iter, return_gram=True,
+    )
+    ok = well_posed_fixed_points(fixed, gram, ls, xp, dt) & fits_to_rounding(
+        ls, part.Y, part.obs, xp
+    )
+    fitted = scatter_rows(xp.zeros((B,), dtype=xp.bool, device=dev), ok, rows, xp)
+    res = PursuitResult()
+    res.z = scatter_rows(xp.zeros((B, n0), dtype=dt, device=dev), zs, rows, xp)
+    pre, _ = forward_preactivations(res.z, batch.weights, batch.biases, xp)
+    res.supports = [u > 0 for u in pre]
+    res.hidden = [xp.clip(u, min=0.0) for u in pre]
+    res.set_loss(scatter_rows(xp.zeros((B,), dtype=dt, device=dev), ls, rows, xp))
+    steps = xp.where(ok, xp.astype(n_iter, xp.int64), xp.zeros_like(n_iter, dtype=xp.int64))
+    res.n_refresh = scatter_rows(xp.zeros((B,), dtype=xp.int64, device=dev), steps, rows, xp)
+    res.mark("linearized start", fitted)
+    return res, fitted
+
+
+def merge_rest(res, rest, rows, xp):
+    """``res`` (a :class:`PursuitResult` of the whole batch) with the rows
+    ``rows`` replaced by ``rest`` (the result of those rows alone)."""
+    res.z = scatter_rows(res.z, rest.z, rows, xp)
+    res.supports = [
+        scatter_rows(s, xp.astype(r, s.dtype), rows, xp)
+        for s, r in zip(res.supports, rest.supports, strict=True)
+    ]
+    res.hidden = [scatter_rows(h, r, rows, xp) for h, r in zip(res.hidden, rest.hidden,
+                                                                  strict=True)]
+    known, rest_loss = res.known_loss(), rest.known_loss()
+    res._loss = None
+    for stage, n_bad in rest.not_converged.items():
+        if stage in rest.rows:
+            zero = xp.zeros(rows.shape, dtype=xp.bool, device=device(rows))
+            res.flag(stage, scatter_rows(zero, rest.rows[stage], rows, xp), xp)
+        else:
+            res.count(stage, n_bad)
+    for stage, part in rest.decided.items():
+        zero = xp.zeros(rows.shape, dtype=xp.bool, device=device(rows))
+        res.mark(stage, scatter_rows(zero, part, rows, xp))
+    if rest.n_refresh is not None:
+        res.n_refresh = scatter_rows(res.n_refresh, xp.astype(rest.n_refresh, xp.int64), rows,
+                                     xp)
+    else:
+        res.n_refresh = xp.where(rows, xp.zeros_like(res.n_refresh), res.n_refresh)
+    if known is not None and rest_loss is not None:
+        res.set_loss(scatter_rows(known, rest_loss, rows, xp))
+    return res
