@@ -125,3 +125,24 @@ def test_start_is_namespace_generic(namespace):
     assert {"linearized start", "refresh"} <= set(info["stage"])  # both paths, merged
     np.testing.assert_allclose(np.asarray(Zx), Z_np, rtol=0, atol=1e-12)
     np.testing.assert_allclose(Z_np, Z, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("output", ["plu", "identity"])
+def test_start_through_a_measurement(output, monkeypatch):
+    """Fewer measurements than the last hidden layer's units (compressed
+    sensing): the start on ``y ~ A (M z + c)`` (identity output: A folded
+    into the last layer), the rows it fits exact; the others take the pass."""
+    G = make_random_generator([10, 60, 150, 300], output_activation=output, random_state=1)
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((16, 10))
+    A = rng.standard_normal((100, 300)) / 10.0
+    Y = G.forward(Z) @ A.T
+    Zs, info = LatentPursuitInverter(G, measurement=A).fit(Y).transform(Y, return_info=True)
+    started = info["stage"] == "linearized start"
+    assert started.sum() >= 12
+    np.testing.assert_allclose(Zs[started], Z[started], atol=1e-10)
+    without_polish_start(monkeypatch)
+    Zp = LatentPursuitInverter(G, measurement=A).fit(Y).transform(Y)
+    np.testing.assert_array_equal(Zs[~started], Zp[~started])
+    exact = np.all(np.abs(Zp - Z) < 1e-8, axis=1)
+    assert np.all(np.abs(Zs - Z) < 1e-8, axis=1).sum() >= exact.sum()

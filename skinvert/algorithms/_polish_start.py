@@ -100,10 +100,17 @@ def _linearized_map(weights, biases, xp):
 def linearized_start(batch):
     """Each row's least squares of the linearized network (see the module
     notes) on its usable entries of ``phi^-1(y)``: one shared pseudo-inverse
-    where every entry is usable, per-row normal equations otherwise."""
+    where every entry is usable, per-row normal equations otherwise.
+    Through a measurement (piecewise-linear phi): on the measurements
+    ``y ~ A (M z + c)``, phi taken as its unit-slope piece."""
     xp = batch.xp
-    U, w = batch.inverse_target()
     M, c = _linearized_map(batch.weights, batch.biases, xp)
+    meas = batch.measurement
+    if meas is None:
+        U, w = batch.inverse_target()
+    else:
+        U, w = batch.Y, batch.obs
+        M, c = meas.fold(M), meas.forward(c[None, :])[0, :]
     T = (U - c) * w
     if bool(xp.all(w > 0)):
         Pinv = xp.linalg.pinv(M)  # (n_0, n)
@@ -120,12 +127,15 @@ def linearized_start(batch):
 
 def polish_start_rows(batch):
     """The rows (bool (B,)) the start applies to: every entry observed, and
-    fewer usable entries of ``phi^-1(y)`` than the image layer's width (its
-    eq. 8 then has more unknowns than equations)."""
+    fewer usable entries of ``phi^-1(y)`` (through a measurement with a
+    piecewise-linear phi: fewer measurements) than the image layer's width
+    (its eq. 8 then has more unknowns than equations)."""
     xp = batch.xp
-    if batch.measurement is not None or batch.n_layers == 0:
-        return xp.zeros((batch.Y.shape[0],), dtype=xp.bool, device=device(batch.Y))
-    _, w = batch.inverse_target()
+    B = batch.Y.shape[0]
+    meas = batch.measurement
+    if batch.n_layers == 0 or (meas is not None and not batch.activation.piecewise_linear):
+        return xp.zeros((B,), dtype=xp.bool, device=device(batch.Y))
+    w = batch.obs if meas is not None else batch.inverse_target()[1]
     k = batch.weights[-1].shape[1]
     usable = xp.sum(xp.astype(w > 0, batch.dtype), axis=1)
     return xp.all(batch.obs > 0, axis=1) & (usable < k)
@@ -152,7 +162,7 @@ def polish_start(batch, rows, *, max_iter):
     z0 = linearized_start(part)
     zs, ls, n_iter, fixed, gram = polish_batch(
         z0, part.Y, part.obs, batch.weights, batch.biases, batch.activation, xp,
-        max_iter=max_iter, return_gram=True,
+        measurement=batch.measurement, max_iter=max_iter, return_gram=True,
     )
     ok = well_posed_fixed_points(fixed, gram, ls, xp, dt) & fits_to_rounding(
         ls, part.Y, part.obs, xp
