@@ -61,7 +61,7 @@ def without_polish_start(monkeypatch):
     its refinement stages on wide layers)."""
     from skinvert.algorithms import latent_pursuit
 
-    def none(batch):
+    def none(batch, **kwargs):
         xp = batch.xp
         return xp.zeros((batch.Y.shape[0],), dtype=xp.bool)
 

@@ -72,16 +72,50 @@ def test_rows_the_start_does_not_fit_take_the_pass(monkeypatch):
      {"solver": "paper", "transform_max_iter": 20}, {"lam": 1e-4}, {"debias": False}],
     ids=["defaults", "noise_std", "no_refresh", "paper_solvers", "lam", "no_debias"],
 )
-def test_no_start_unless_clean_exact_and_refreshed(monkeypatch, kwargs):
-    """The start is part of the clean refresh: not with a noise level, a
-    lambda, the paper's solvers, or without the refresh (the paper's
-    Algorithm 5 with its debiasing) or the debiasing."""
+def test_no_start_unless_exact_and_refreshed(monkeypatch, kwargs):
+    """The start belongs to the refresh: not with a lambda, the paper's
+    solvers, or without the refresh (the paper's Algorithm 5 with its
+    debiasing) or the debiasing."""
     _, X = _signals(WIDE, 6)
     calls = record_rows(monkeypatch, latent_pursuit, "polish_start", arg=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         LatentPursuitInverter(WIDE, **kwargs).fit(X).transform(X)
-    assert calls == ([] if kwargs else [6])
+    assert calls == ([6] if set(kwargs) <= {"noise_std"} else [])
+
+
+def test_noisy_rows_consistent_with_the_noise_keep_the_start(monkeypatch):
+    """With ``noise_std`` every fully observed row (any layer width) first
+    takes the polish from the linearized start; rows whose loss is
+    consistent with the noise keep it, the others (and rows with missing
+    entries) run the pass and its noise retries. The error stays the
+    Oracle's (Theorem 3)."""
+    from skinvert import OracleInverter
+    from skinvert.algorithms.noise import NoiseModel
+
+    G = make_random_generator([10, 60, 150, 300], output_activation="tanh", random_state=0)
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((32, 10))
+    X = G.forward(Z) + 1e-2 * rng.standard_normal((32, 300))
+    X[3, :4] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = LatentPursuitInverter(G, noise_std=1e-2).fit(np.nan_to_num(X))
+        Zs, info = est.transform(X, return_info=True)
+        Zo = OracleInverter(G).fit(np.nan_to_num(X)).transform(X, supports=G.supports(Z))
+        without_polish_start(monkeypatch)
+        Zp = LatentPursuitInverter(G, noise_std=1e-2).fit(np.nan_to_num(X)).transform(X)
+    started = info["stage"] == "linearized start"
+    assert started.sum() >= 16 and not started[3]
+    n = np.sum(~np.isnan(X), axis=1)
+    bound = 0.5 * 1e-4 * (n + NoiseModel(1e-2).retry_sd * np.sqrt(2 * n))
+    assert np.all(info["loss"][started] <= bound[started])
+
+    def rms(E):
+        return np.sqrt(np.mean(np.sum((E - Z) ** 2, axis=1)))
+
+    assert rms(Zs) <= 1.1 * rms(Zo)
+    assert rms(Zs) <= 1.05 * rms(Zp)
 
 
 def test_no_start_on_a_tall_image_layer(monkeypatch):

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import numpy as np
 from sklearn.utils._param_validation import validate_params
 
 from ..algorithms.latent_pursuit import pursuit
@@ -74,9 +75,12 @@ def _latent_pursuit(
         debias, debias_max_iter, refresh_max_iter, fallback_max_iter, fallback_tol,
         noiseless=_declared_noiseless(lam, noise_std, gamma=gamma),
     )
-    if refinement.refresh_by_polish and refinement.refresh_max_iter > 0 and refinement.debias:
-        # Clean signals: a wide image layer starts from the polish of the
-        # linearized network (skinvert.algorithms._polish_start).
+    if (refinement.refresh_max_iter > 0 and refinement.debias and not gamma
+            and not np.any(np.asarray(lam)) and noise_model_changes is None):
+        # The polish from the linearized network first, on clean rows of a
+        # wide image layer and on every noisy row
+        # (skinvert.algorithms._polish_start); not for the hybrid's own
+        # pursuit start under noise (noise_model_changes).
         refinement = replace(refinement, polish_start=True)
     if model is not None and noise_model_changes:
         model = replace(model, **noise_model_changes)

@@ -88,28 +88,31 @@ def pursuit(batch, plan, rule, *, nonneg, constraints, gamma=0.0, refinement, no
         res = _one_pass(b, plan, rule_, nonneg=nonneg, constraints=constraints, gamma=gamma)
         return refine(res, b, gamma=gamma, refinement=refinement)
 
-    if refinement.polish_start and noise is None and nonneg and plan.image.exact:
-        # A wide image layer, clean signals: the polish from the linearized
-        # network first; the pass for the rows it does not fit exactly.
-        rows = polish_start_rows(batch)
-        if bool(batch.xp.any(rows)):
+    def solve(b):
+        res = run(b, rule)
+        if noise is not None and refinement.debias:
+
+            def again(b_, model):
+                return run(b_, rule.with_model(model))
+
+            settle_noisy_rows(res, b, again, noise, gamma, polish=refinement.polish_stage())
+        return res
+
+    if refinement.polish_start and nonneg and plan.image.exact:
+        # The polish from the linearized network first (clean signals: on a
+        # wide image layer; with a noise level: every fully observed row);
+        # the pass for the rows it does not fit (exactly, or within the noise).
+        xp = batch.xp
+        rows = polish_start_rows(batch, noisy=noise is not None)
+        if bool(xp.any(rows)):
             first, fitted = polish_start(
-                batch, rows, max_iter=refinement.polish_start_max_iter
+                batch, rows, max_iter=refinement.polish_start_max_iter, noise=noise
             )
-            if bool(batch.xp.all(fitted)):
+            if bool(xp.all(fitted)):
                 return first
             rest = ~fitted
-            return merge_rest(
-                first, run(batch.take(compress_rows(rest, batch.xp)), rule), rest, batch.xp
-            )
-    res = run(batch, rule)
-    if noise is not None and refinement.debias:
-
-        def again(b, model):
-            return run(b, rule.with_model(model))
-
-        settle_noisy_rows(res, batch, again, noise, gamma, polish=refinement.polish_stage())
-    return res
+            return merge_rest(first, solve(batch.take(compress_rows(rest, xp))), rest, xp)
+    return solve(batch)
 
 
 def _one_pass(batch, plan, rule, *, nonneg, constraints, gamma):

@@ -322,7 +322,12 @@ class LatentPursuitInverter(_PursuitInverter):
         the signal to rounding at a well-posed fixed point (``info.stage``
         ``"linearized start"``): Lawson-Hanson on such a layer costs 10-30x
         the Oracle, the start about 1-1.5x, with the same exact codes
-        (``skinvert/algorithms/_polish_start.py``). Needs ``debias=True``;
+        (``skinvert/algorithms/_polish_start.py``). With ``noise_std``
+        (and ``lam = 0``) every fully observed row takes that start (and,
+        where its fit is not consistent with the noise, ten Adam steps and
+        a second polish), and keeps it when its loss is consistent with the
+        noise level: 2-11x the Oracle's time instead of 13-35x, at the
+        same RMS error (1.000-1.006x the Oracle's). Needs ``debias=True``;
         0 disables it (the paper's Algorithm 5 and its debiasing alone).
     batch_size : int or None, default=None
         Rows per batch (None: about 512 MiB of working memory; with
