@@ -72,12 +72,14 @@ def _timed(name_of, fn):
 
 
 def instrument():
-    """Time the stages of Latent-Pursuit (per-layer solves, debiasing, refresh, noise)."""
+    """Time the stages of Latent-Pursuit (the linearized start, per-layer solves,
+    debiasing, refresh, noise)."""
     ActiveSet.solve = _timed(lambda self, p: f"{p.kind} layer", ActiveSet.solve)
     _refine.debias = _timed(lambda *a: "debias", _refine.debias)
     _refine.refresh = _timed(lambda *a: "refresh", _refine.refresh)
     _refine.polish_refresh = _timed(lambda *a, **k: "refresh (polish)", _refine.polish_refresh)
     _lp.settle_noisy_rows = _timed(lambda *a: "noise retries+polish", _lp.settle_noisy_rows)
+    _lp.polish_start = _timed(lambda *a: "linearized start", _lp.polish_start)
 
 
 def timed(fn):
