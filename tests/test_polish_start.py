@@ -1,4 +1,5 @@
-"""Latent-Pursuit's polish from the linearized network on wide image layers
+"""Latent-Pursuit's polish from the linearized network: clean signals of wide
+image layers (also through a measurement) and noisy signals
 (:mod:`skinvert.algorithms._polish_start`)."""
 
 import warnings

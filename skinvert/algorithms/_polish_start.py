@@ -76,6 +76,8 @@ __all__ = ["linearized_start", "polish_start", "polish_start_rows", "well_posed_
 POLISH_MAX_COND = 1e10
 #: The polish's step tolerance with a noise level (as the hybrid's).
 NOISY_TOL = 1e-6
+#: Adam steps from the start before the second polish of the noisy rows the
+#: first leaves above the noise level (0: none).
 NOISY_DESCENT = 10
 
 

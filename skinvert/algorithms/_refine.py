@@ -88,6 +88,12 @@ class Refinement:
         0.079-0.082 -> 0.069 s per signal, 95.3 -> 97.7 % of the codes exact.
         Under noise the rounds alone (the polish was slower there: 21.2
         against 19.0 s on 256 noisy saturating signals).
+    polish_start : bool, default=False
+        Latent-Pursuit: before the pass, fully observed rows of a wide image
+        layer (clean) or every fully observed row (noisy) take the polish
+        from the statistically linearized network
+        (:mod:`~skinvert.algorithms._polish_start`), with
+        :attr:`polish_start_max_iter` steps; the rows it fits skip the pass.
     polish : "descent", callable or None, default="descent"
         The stage that continues the rows whose loss stays inconsistent with
         the noise level (:func:`~skinvert.algorithms.noise.settle_noisy_rows`):

@@ -3,6 +3,8 @@
 Beside the paper's pseudo-code (Algorithm 5; Algorithm 2 is the same loop
 with signed lassos, no constraints and its own lambda rule)::
 
+    (polish from the linearized network)      -> _polish_start (LP only:
+                                                 rows it fits skip the rest)
     x_L = argmin eq. 8 (image layer)          -> _image_layer, plan.image
     S_L = supp(x_L)                           -> rule.support
     for i = L-1, ..., 1:
