@@ -76,9 +76,9 @@ __all__ = ["linearized_start", "polish_start", "polish_start_rows", "well_posed_
 POLISH_MAX_COND = 1e10
 #: The polish's step tolerance with a noise level (as the hybrid's).
 NOISY_TOL = 1e-6
-#: Adam steps from the start before the second polish of the noisy rows the
-#: first leaves above the noise level (0: none).
-NOISY_DESCENT = 10
+#: Adam steps from the start before each further polish of the noisy rows
+#: the previous ones leave above the noise level.
+NOISY_DESCENT = (10,)
 
 
 def well_posed_fixed_points(fixed, gram, loss, xp, dtype):
@@ -206,7 +206,9 @@ def polish_start(batch, rows, *, max_iter, noise=None):
         bound = noise_bound(part, noise.noise_std, noise.retry_sd)
         fits = ls <= bound
     ok = _accepted(fixed, gram, ls, fits, noise, xp, dt)
-    if noise is not None and NOISY_DESCENT and not bool(xp.all(ok)):
+    for n_steps in NOISY_DESCENT if noise is not None else ():
+        if bool(xp.all(ok)):
+            break
         # A few gradient-descent steps from the start move it out of the
         # basin that trapped its polish (as the hybrid's decoder_descent).
         bad = ~ok
@@ -214,7 +216,7 @@ def polish_start(batch, rows, *, max_iter, noise=None):
         bpart = part.take(bsub)
         za, _, _, _ = adam_descent(
             xp.take(z0, bsub, axis=0), bpart.Y, bpart.obs, batch.weights, batch.biases,
-            batch.activation, xp, learning_rate=0.05, max_iter=NOISY_DESCENT,
+            batch.activation, xp, learning_rate=0.05, max_iter=n_steps,
             measurement=batch.measurement,
         )
         zb, lb, nb, fb, gb = polish_batch(
