@@ -77,26 +77,34 @@ class CleanSignals:
 
 
 class NoisyHybrid:
-    """Noise sigma = 1e-2 on the saturating generator: the hybrid with
-    ``noise_std`` (the noisy pursuit is tracked by ``benchmarks.performance``:
-    tens of seconds)."""
+    """Noise sigma = 1e-2 on the saturating generator: the hybrid and
+    Latent-Pursuit with ``noise_std`` (most of its rows by the polish from
+    its linearized start), and the Oracle."""
 
     timeout = 300
 
     def setup(self):
         warnings.simplefilter("ignore")
         G = generator("saturating")
-        self.X, _ = signals(G, sigma=1e-2)
+        self.X, self.S = signals(G, sigma=1e-2)
         self.hybrid = HybridInverter(G, noise_std=1e-2, random_state=0).fit(self.X)
+        self.lp = LatentPursuitInverter(G, noise_std=1e-2).fit(self.X)
+        self.oracle = OracleInverter(G).fit(self.X)
 
     def time_hybrid(self):
         self.hybrid.transform(self.X)
 
+    def time_latent_pursuit(self):
+        self.lp.transform(self.X)
+
+    def time_oracle(self):
+        self.oracle.transform(self.X, supports=self.S)
+
 
 class WideLayer:
     """The paper's Figure 4 net ``[100, n1, 625]`` (tanh) with ``n1 > 625``:
-    the image layer's Lawson-Hanson (``n1 = 850``: solved exactly) and the
-    refresh past the layer-wise conditions (``n1 = 1000``)."""
+    clean rows by the polish from the linearized start (the rows it would
+    leave: the image layer's Lawson-Hanson and the refresh)."""
 
     params = [850, 1000]
     param_names = ["n1"]
