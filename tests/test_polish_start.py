@@ -86,11 +86,10 @@ def test_no_start_unless_exact_and_refreshed(monkeypatch, kwargs):
 
 
 def test_noisy_rows_consistent_with_the_noise_keep_the_start(monkeypatch):
-    """With ``noise_std`` every fully observed row (any layer width) first
-    takes the polish from the linearized start; rows whose loss is
-    consistent with the noise keep it, the others (and rows with missing
-    entries) run the pass and its noise retries. The error stays the
-    Oracle's (Theorem 3)."""
+    """With ``noise_std`` every row (any layer width, missing entries too)
+    first takes the polish from the linearized start; rows whose loss is
+    consistent with the noise keep it, the others run the pass and its
+    noise retries. The error stays the Oracle's (Theorem 3)."""
     from skinvert import OracleInverter
     from skinvert.algorithms.noise import NoiseModel
 
@@ -99,6 +98,7 @@ def test_noisy_rows_consistent_with_the_noise_keep_the_start(monkeypatch):
     Z = rng.standard_normal((32, 10))
     X = G.forward(Z) + 1e-2 * rng.standard_normal((32, 300))
     X[3, :4] = np.nan
+    X[5, rng.random(300) < 0.5] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = LatentPursuitInverter(G, noise_std=1e-2).fit(np.nan_to_num(X))
@@ -107,7 +107,7 @@ def test_noisy_rows_consistent_with_the_noise_keep_the_start(monkeypatch):
         without_polish_start(monkeypatch)
         Zp = LatentPursuitInverter(G, noise_std=1e-2).fit(np.nan_to_num(X)).transform(X)
     started = info["stage"] == "linearized start"
-    assert started.sum() >= 16 and not started[3]
+    assert started.sum() >= 16
     n = np.sum(~np.isnan(X), axis=1)
     bound = 0.5 * 1e-4 * (n + NoiseModel(1e-2).retry_sd * np.sqrt(2 * n))
     assert np.all(info["loss"][started] <= bound[started])

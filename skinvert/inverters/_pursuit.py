@@ -323,7 +323,7 @@ class LatentPursuitInverter(_PursuitInverter):
         ``"linearized start"``): Lawson-Hanson on such a layer costs 10-30x
         the Oracle, the start about 1-1.5x, with the same exact codes
         (``skinvert/algorithms/_polish_start.py``). With ``noise_std``
-        (and ``lam = 0``) every fully observed row takes that start (and,
+        (and ``lam = 0``) every row takes that start (and,
         where its fit is not consistent with the noise, ten Adam steps and
         a second polish), and keeps it when its loss is consistent with the
         noise level: 2-11x the Oracle's time instead of 13-35x, at the
