@@ -65,8 +65,8 @@ from .._linalg import (
     compress_rows,
     forward_preactivations,
     gram_inverse,
-    row_weighted_gram,
     scatter_rows,
+    supported_lstsq,
 )
 from ._batch import PursuitResult, fits_to_rounding
 from .gradient_descent import adam_descent
@@ -129,7 +129,8 @@ def _linearized_map(weights, biases, xp):
 def linearized_start(batch):
     """Each row's least squares of the linearized network (see the module
     notes) on its usable entries of ``phi^-1(y)``: one shared pseudo-inverse
-    where every entry is usable, per-row normal equations otherwise.
+    where every entry is usable, per-row normal equations on the usable
+    ones otherwise (:func:`~skinvert._linalg.supported_lstsq`).
     Through a measurement (piecewise-linear phi): on the measurements
     ``y ~ A (M z + c)``, phi taken as its unit-slope piece."""
     xp = batch.xp
@@ -140,18 +141,10 @@ def linearized_start(batch):
     else:
         U, w = batch.Y, batch.obs
         M, c = meas.fold(M), meas.forward(c[None, :])[0, :]
-    T = (U - c) * w
     if bool(xp.all(w > 0)):
         Pinv = xp.linalg.pinv(M)  # (n_0, n)
-        return _even_rows(lambda t: t @ xp.matrix_transpose(Pinv), (T,), xp)
-    gram = row_weighted_gram(M, w, xp)
-    n0 = M.shape[1]
-    # A ridge at rounding keeps rows with few usable entries solvable.
-    eye = xp.eye(n0, dtype=M.dtype, device=device(M))
-    scale = xp.max(xp.abs(gram), axis=(1, 2))[:, None, None]
-    ridge = float(xp.finfo(M.dtype).eps) ** 0.5 * scale * eye
-    rhs = _even_rows(lambda t: t @ M, (T,), xp)
-    return xp.linalg.solve(gram + ridge, rhs[..., None])[..., 0]
+        return _even_rows(lambda t: t @ xp.matrix_transpose(Pinv), (U - c,), xp)
+    return supported_lstsq(M, U - c, xp, row_weight=w)
 
 
 def polish_start_rows(batch, *, noisy=False):
@@ -199,19 +192,23 @@ def polish_start(batch, rows, *, max_iter, noise=None):
     dev = device(batch.Y)
     sub = compress_rows(rows, xp)
     part = batch.take(sub)
+
+    def polish(z_init, p):
+        """The polish of the rows of ``p`` from ``z_init``, and the rows it decides."""
+        zs, ls, n_iter, fixed, gram = polish_batch(
+            z_init, p.Y, p.obs, batch.weights, batch.biases, batch.activation, xp,
+            measurement=batch.measurement, max_iter=max_iter, return_gram=True,
+            tol=None if noise is None else NOISY_TOL,
+        )
+        if noise is None:
+            fits = fits_to_rounding(ls, p.Y, p.obs, xp)
+        else:
+            fits = ls <= noise_bound(p, noise.noise_std, noise.retry_sd)
+        observed = xp.all(p.obs > 0, axis=1)
+        return zs, ls, n_iter, _accepted(fixed, gram, ls, fits, noise, observed, xp, dt)
+
     z0 = linearized_start(part)
-    zs, ls, n_iter, fixed, gram = polish_batch(
-        z0, part.Y, part.obs, batch.weights, batch.biases, batch.activation, xp,
-        measurement=batch.measurement, max_iter=max_iter, return_gram=True,
-        tol=None if noise is None else NOISY_TOL,
-    )
-    if noise is None:
-        fits = fits_to_rounding(ls, part.Y, part.obs, xp)
-    else:
-        bound = noise_bound(part, noise.noise_std, noise.retry_sd)
-        fits = ls <= bound
-    observed = xp.all(part.obs > 0, axis=1)
-    ok = _accepted(fixed, gram, ls, fits, noise, observed, xp, dt)
+    zs, ls, n_iter, ok = polish(z0, part)
     for n_steps in NOISY_DESCENT if noise is not None else ():
         if bool(xp.all(ok)):
             break
@@ -225,12 +222,7 @@ def polish_start(batch, rows, *, max_iter, noise=None):
             batch.activation, xp, learning_rate=0.05, max_iter=n_steps,
             measurement=batch.measurement,
         )
-        zb, lb, nb, fb, gb = polish_batch(
-            za, bpart.Y, bpart.obs, batch.weights, batch.biases, batch.activation, xp,
-            measurement=batch.measurement, max_iter=max_iter, return_gram=True, tol=NOISY_TOL,
-        )
-        okb = _accepted(fb, gb, lb, lb <= xp.take(bound, bsub, axis=0), noise,
-                        xp.take(observed, bsub, axis=0), xp, dt)
+        zb, lb, nb, okb = polish(za, bpart)
         zs = scatter_rows(zs, xp.where(okb[:, None], zb, xp.take(zs, bsub, axis=0)), bad, xp)
         ls = scatter_rows(ls, xp.where(okb, lb, xp.take(ls, bsub, axis=0)), bad, xp)
         n_iter = scatter_rows(n_iter, xp.where(okb, nb, xp.take(n_iter, bsub, axis=0)), bad, xp)
@@ -265,15 +257,14 @@ def _accepted(fixed, gram, loss, fits, noise, observed, xp, dtype):
 def merge_rest(res, rest, rows, xp):
     """``res`` (a :class:`PursuitResult` of the whole batch) with the rows
     ``rows`` replaced by ``rest`` (the result of those rows alone)."""
-    res.z = scatter_rows(res.z, rest.z, rows, xp)
+    known, rest_loss = res.known_loss(), rest.known_loss()
+    res.z = scatter_rows(res.z, rest.z, rows, xp)  # a new z: the recorded loss lapses
     res.supports = [
         scatter_rows(s, xp.astype(r, s.dtype), rows, xp)
         for s, r in zip(res.supports, rest.supports, strict=True)
     ]
     res.hidden = [scatter_rows(h, r, rows, xp) for h, r in zip(res.hidden, rest.hidden,
                                                                   strict=True)]
-    known, rest_loss = res.known_loss(), rest.known_loss()
-    res._loss = None
     for stage, n_bad in rest.not_converged.items():
         if stage in rest.rows:
             zero = xp.zeros(rows.shape, dtype=xp.bool, device=device(rows))
