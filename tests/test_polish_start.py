@@ -87,7 +87,7 @@ def test_no_start_unless_exact_and_refreshed(monkeypatch, kwargs):
 
 def test_noisy_rows_consistent_with_the_noise_keep_the_start(monkeypatch):
     """With ``noise_std`` every row (any layer width, missing entries too)
-    first takes the polish from the linearized start; rows whose loss is
+    first takes the polish from the fitted linear start; rows whose loss is
     consistent with the noise keep it, the others run the pass and its
     noise retries. The error stays the Oracle's (Theorem 3)."""
     from skinvert import OracleInverter
@@ -106,7 +106,8 @@ def test_noisy_rows_consistent_with_the_noise_keep_the_start(monkeypatch):
         Zo = OracleInverter(G).fit(np.nan_to_num(X)).transform(X, supports=G.supports(Z))
         without_polish_start(monkeypatch)
         Zp = LatentPursuitInverter(G, noise_std=1e-2).fit(np.nan_to_num(X)).transform(X)
-    started = info["stage"] == "linearized start"
+    assert est.start_coef_ is not None  # the fitted linear decoder starts the polish
+    started = np.isin(info["stage"], ["linear start", "descent starts"])
     assert started.sum() >= 16
     n = np.sum(~np.isnan(X), axis=1)
     bound = 0.5 * 1e-4 * (n + NoiseModel(1e-2).retry_sd * np.sqrt(2 * n))
@@ -181,3 +182,137 @@ def test_start_through_a_measurement(output, monkeypatch):
     np.testing.assert_array_equal(Zs[~started], Zp[~started])
     exact = np.all(np.abs(Zp - Z) < 1e-8, axis=1)
     assert np.all(np.abs(Zs - Z) < 1e-8, axis=1).sum() >= exact.sum()
+
+
+NOISY = make_random_generator([10, 60, 150, 300], output_activation="tanh", random_state=0)
+
+
+def _record_batches(monkeypatch, owner, name):
+    """Wrap ``owner.name`` (whose first argument is a Batch) to record the
+    rows of each call's batch; returns the list."""
+    calls = []
+    fn = getattr(owner, name)
+
+    def counted(batch, *args, **kwargs):
+        calls.append(batch.Y.shape[0])
+        return fn(batch, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def _noisy_signals(n, sigma=1e-2, seed=0):
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, NOISY.n_latent))
+    return Z, NOISY.forward(Z) + sigma * rng.standard_normal((n, NOISY.n_output))
+
+
+@pytest.mark.parametrize(
+    "kwargs, fitted",
+    [({"noise_std": 1e-2}, True), ({}, False), ({"noise_std": 1e-2, "lam": 1e-4}, False),
+     ({"noise_std": 1e-2, "refresh_max_iter": 0}, False),
+     ({"noise_std": 1e-2, "debias": False}, False), ({"noise_std": 1e-2, "gamma": 0.1}, False),
+     ({"noise_std": 1e-2, "solver": "paper"}, False)],
+    ids=["noise_std", "clean", "lam", "no_refresh", "no_debias", "gamma", "paper_solvers"],
+)
+def test_linear_start_fitted_only_where_the_noisy_polish_runs(kwargs, fitted):
+    """``fit`` regresses the codes on noisy samples of the generator (the
+    hybrid's linear decoder) only where the noisy polish before the pass
+    runs; the hybrid's own pursuit start (no such polish) fits none."""
+    from skinvert import HybridInverter
+
+    _, X = _noisy_signals(8)
+    est = LatentPursuitInverter(NOISY, **kwargs).fit(X)
+    assert (est.start_coef_ is not None) == fitted
+    if fitted:
+        assert est.start_coef_.shape == (2 * NOISY.n_output, NOISY.n_latent)
+    hybrid = HybridInverter(NOISY, noise_std=1e-2, random_state=0).fit(X)
+    assert hybrid.pursuit_.start_coef_ is None and hybrid.start_coef_ is not None
+
+
+def test_linear_start_is_deterministic_and_starts_the_noisy_polish(monkeypatch):
+    """The decoder's samples come from a fixed seed (``random_state`` is
+    unused: the pursuit stays deterministic); the estimator's noisy rows
+    start from it, the functional API's from the linearized network."""
+    from skinvert import latent_pursuit as latent_pursuit_fn
+
+    Z, X = _noisy_signals(12)
+    a = LatentPursuitInverter(NOISY, noise_std=1e-2, random_state=1).fit(X)
+    b = LatentPursuitInverter(NOISY, noise_std=1e-2, random_state=2).fit(X)
+    np.testing.assert_array_equal(a.start_coef_, b.start_coef_)
+    calls = _record_batches(monkeypatch, _polish_start, "linearized_start")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Za, info = a.transform(X, return_info=True)
+        assert calls == []
+        np.testing.assert_array_equal(b.transform(X), Za)
+        latent_pursuit_fn(X, NOISY, noise_std=1e-2)
+    assert len(calls) == 1
+    assert set(info["stage"]) <= {"linear start", "descent starts"}
+
+
+def test_rows_the_noisy_start_leaves_take_the_descent_rounds(monkeypatch):
+    """Rows whose start (and its Adam steps) leaves the polish above the noise
+    level take the hybrid's rounds of shared descent starts, not the pass;
+    their codes are consistent with the noise at about the Oracle's error."""
+    from skinvert import OracleInverter
+    from skinvert.algorithms.noise import NoiseModel
+    from skinvert.inverters import _pursuit
+
+    Z, X = _noisy_signals(16, seed=1)
+    real = _pursuit.linear_start_decoder
+
+    def zero_odd_rows(*args):
+        decode = real(*args)
+
+        def start(Y, obs):
+            z0 = decode(Y, obs)
+            z0[1::2] = 0.0  # no active unit (zero biases): neither Adam nor the polish moves
+            return z0
+
+        return start
+
+    monkeypatch.setattr(_pursuit, "linear_start_decoder", zero_odd_rows)
+    passes = _record_batches(monkeypatch, latent_pursuit, "_one_pass")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Zs, info = LatentPursuitInverter(NOISY, noise_std=1e-2).fit(X).transform(
+            X, return_info=True)
+        Zo = OracleInverter(NOISY).fit(X).transform(X, supports=NOISY.supports(Z))
+    assert passes == []
+    assert np.all(info["stage"][1::2] == "descent starts")
+    assert np.all(info["stage"][0::2] == "linear start")
+    n = X.shape[1]
+    assert np.all(info["loss"] <= 0.5 * 1e-4 * (n + NoiseModel(1e-2).retry_sd * np.sqrt(2 * n)))
+    err, err_o = (np.linalg.norm(E - Z, axis=1) for E in (Zs, Zo))
+    assert np.sqrt(np.mean(err**2)) <= 1.1 * np.sqrt(np.mean(err_o**2))
+
+
+def test_descent_polish_rows_do_not_depend_on_their_batch(monkeypatch):
+    """The noise polish's prior draws are shared by every row: a row starts
+    from the same codes, and ends at the same code, alone as in any batch
+    (one draw per row and start made them depend on the batch's size and
+    the row's position)."""
+    from skinvert.algorithms import _refine
+    from skinvert.algorithms._batch import Batch
+
+    starts = []
+    real = _refine.momentum_descent
+
+    def spy(Z0, *args, **kwargs):
+        starts.append(np.array(Z0))
+        return real(Z0, *args, **kwargs)
+
+    monkeypatch.setattr(_refine, "momentum_descent", spy)
+    _, X = _noisy_signals(5, seed=2)
+    G = NOISY
+    batch = Batch(X, np.ones_like(X), G.weights, G.biases, G.activation, np)
+    Z0 = np.zeros((5, G.n_latent))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = _refine.descent_polish(batch, Z0, max_iter=30, n_starts=3)
+        for i in (0, 3, 4):
+            alone = _refine.descent_polish(batch.take(np.array([i])), Z0[i : i + 1],
+                                           max_iter=30, n_starts=3)
+            np.testing.assert_array_equal(starts[-1], starts[0][i::5])
+            np.testing.assert_allclose(alone[0], whole[i], rtol=0, atol=1e-9)

@@ -47,6 +47,7 @@ def _latent_pursuit(
     noise_retries=_RETRIES,
     noise_retry_sd=10.0,
     noise_model_changes=None,
+    start=None,
 ):
     """:func:`latent_pursuit` on a :class:`Batch`, without validation; returns a PursuitResult.
 
@@ -55,6 +56,9 @@ def _latent_pursuit(
     whose fit is inconsistent with the noise (its retries and polish
     rounds): a caller that continues those rows itself
     (:class:`~skinvert.HybridInverter`'s pursuit start) asks for less.
+    ``start`` (``start(Y, obs) -> Z0``, None: the linearized network's least
+    squares) starts the polish before the pass
+    (:func:`~skinvert.algorithms._polish_start.polish_start`).
     """
     rhos = per_layer(rho, max(batch.n_layers, 1), "rho")
     plan = resolve_solver(
@@ -75,8 +79,8 @@ def _latent_pursuit(
         debias, debias_max_iter, refresh_max_iter, fallback_max_iter, fallback_tol,
         noiseless=_declared_noiseless(lam, noise_std, gamma=gamma),
     )
-    if (refinement.refresh_max_iter > 0 and refinement.debias and not gamma
-            and not np.any(np.asarray(lam)) and noise_model_changes is None):
+    if (polish_start_applies(lam, gamma, refinement.debias, refinement.refresh_max_iter)
+            and noise_model_changes is None):
         # The polish from the linearized network first, on clean rows of a
         # wide image layer and on every noisy row
         # (skinvert.algorithms._polish_start); not for the hybrid's own
@@ -93,7 +97,15 @@ def _latent_pursuit(
         gamma=float(gamma),
         refinement=refinement,
         noise=model,
+        start=start,
     )
+
+
+def polish_start_applies(lam, gamma, debias, refresh_max_iter):
+    """Whether Latent-Pursuit polishes from a start before its pass: the
+    refresh and the debiasing on, ``lam = 0``, ``gamma = 0`` (the image
+    solver must also be exact: checked by the pursuit)."""
+    return bool(refresh_max_iter > 0 and debias and not gamma and not np.any(np.asarray(lam)))
 
 
 @validate_params(

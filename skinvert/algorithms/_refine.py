@@ -614,8 +614,9 @@ def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8,
     across the boundaries of the linear regions that the support-wise
     Oracle steps cannot cross; it starts from ``Z0`` and from ``n_starts``
     codes drawn from the prior ``N(0, I)`` (seeded by ``attempt``:
-    deterministic), since a row whose layer-wise estimate is far off is
-    usually in another basin; attempt ``a`` runs ``3^a max_iter`` steps
+    deterministic, and the same for every row, so a row's result does not
+    depend on its batch), since a row whose layer-wise estimate is far off
+    is usually in another basin; attempt ``a`` runs ``3^a max_iter`` steps
     from new starts. Every start is finished twice, by the exact polish
     (:func:`~skinvert.algorithms.polish.polish_batch`: Algorithm 1's
     Gauss-Newton on the supports of its own iterate, refreshed each step)
@@ -633,9 +634,13 @@ def descent_polish(batch, Z0, gamma=0.0, *, attempt=0, max_iter=300, n_starts=8,
 
     xp = batch.xp
     B, n0 = Z0.shape
-    rng = np.random.default_rng(attempt)
-    draws = rng.standard_normal((n_starts * B, n0))
-    starts = xp.concat([Z0, as_namespace(draws, xp, dtype=Z0.dtype, device=device(Z0))], axis=0)
+    # The same n_starts draws for every row (a row's result must not depend
+    # on its batch: one draw per row and start made row i's starts depend on
+    # B and on its position).
+    draws = np.random.default_rng(attempt).standard_normal((n_starts, n0))
+    codes = as_namespace(draws, xp, dtype=Z0.dtype, device=device(Z0))
+    starts = xp.concat([Z0] + [xp.broadcast_to(codes[k : k + 1, :], (B, n0))
+                               for k in range(n_starts)], axis=0)
     big = batch.take(xp.concat([xp.arange(B, device=device(Z0))] * (n_starts + 1), axis=0))
     net = (batch.weights, batch.biases, batch.activation, xp)
     Zg, _, _, _ = momentum_descent(

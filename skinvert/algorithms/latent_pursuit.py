@@ -56,7 +56,8 @@ def check_pursuit(batch, plan, *, nonneg, rule):
         )
 
 
-def pursuit(batch, plan, rule, *, nonneg, constraints, gamma=0.0, refinement, noise=None):
+def pursuit(batch, plan, rule, *, nonneg, constraints, gamma=0.0, refinement, noise=None,
+            start=None):
     """Run Latent-Pursuit (Algorithm 5) or Layered BP (Algorithm 2) on a batch.
 
     Parameters
@@ -77,6 +78,11 @@ def pursuit(batch, plan, rule, *, nonneg, constraints, gamma=0.0, refinement, no
         With ``rule`` a NoiseRule: the rows inconsistent with the noise level
         are retried, polished (``refinement.polish``) and reported
         (:func:`~.noise.settle_noisy_rows`).
+    start : callable or None
+        ``start(Y, obs) -> Z0``: the start of the polish before the pass
+        (``refinement.polish_start``) in place of the linearized network's
+        least squares, e.g. a fitted linear decoder (see
+        :func:`~._polish_start.polish_start`).
 
     Returns
     -------
@@ -108,7 +114,7 @@ def pursuit(batch, plan, rule, *, nonneg, constraints, gamma=0.0, refinement, no
         rows = polish_start_rows(batch, noisy=noise is not None)
         if bool(xp.any(rows)):
             first, fitted = polish_start(
-                batch, rows, max_iter=refinement.polish_start_max_iter, noise=noise
+                batch, rows, max_iter=refinement.polish_start_max_iter, noise=noise, start=start
             )
             if bool(xp.all(fitted)):
                 return first

@@ -2,7 +2,6 @@
 
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -10,23 +9,15 @@ from .._array_api import as_namespace, namespace_of
 from .._functional._latent_pursuit import _latent_pursuit
 from .._linalg import row_blocks
 from ..algorithms.gradient_descent import gradient_lipschitz
-from ..algorithms.hybrid import (
-    DECODER_START,
-    HybridStarts,
-    decoder_features,
-    hybrid_batch,
-    linear_decoder,
-)
+from ..algorithms.hybrid import DECODER_START, HybridStarts, hybrid_batch
 from ._base import BaseInverter
 from ._batching import _to_host, _TransformState, check_layerwise, generator_arrays
+from ._linear_start import LINEAR_START_MAX_FEATURES, fit_linear_start, linear_start_decoder
 from ._pursuit import LatentPursuitInverter
 
 _INFO = ("loss", "start", "fixed_point", "n_iter")
 #: ``info.stage`` of the starts with a negative number.
 _STAGES = {-1: "pursuit", DECODER_START: "linear start"}
-#: ``linear_start="auto"`` fits the decoder up to this many features (its
-#: (m, m) covariance: 128 MiB in float64).
-LINEAR_START_MAX_FEATURES = 4096
 #: With ``noise_std`` (and ``tol=None``) the polish stops at steps below this
 #: relative size instead of refining to rounding: the noise puts the codes'
 #: error at 1e-3..1e-2 of ||z||.
@@ -58,6 +49,7 @@ class _PursuitStart(LatentPursuitInverter):
     """
 
     _NOISE_MODEL_CHANGES = {"retries": (), "image_retries": (), "polish_rounds": 1}
+    _fits_linear_start = False
 
     def _run(self, batch):
         return _latent_pursuit(
@@ -423,8 +415,8 @@ class HybridInverter(BaseInverter):
 
     def _fit_linear_start(self, X, rng):
         """``start_mean_``, ``start_coef_``, ``start_offset_``: the linear
-        decoder of the first start (:func:`~skinvert.algorithms.hybrid.
-        linear_decoder`), or None where it is not used. Drawn last, so the
+        decoder of the first start (:func:`~skinvert.inverters._linear_start.
+        fit_linear_start`), or None where it is not used. Drawn last, so the
         other draws of ``random_state`` are those of a hybrid without it."""
         self.start_mean_ = self.start_coef_ = self.start_offset_ = None
         m = self.n_features_in_
@@ -438,23 +430,7 @@ class HybridInverter(BaseInverter):
                 f"linear_start=True needs an (m, m) covariance of the m = {m} features "
                 f"(at most {2 * LINEAR_START_MAX_FEATURES}); use linear_start=False."
             )
-        G = self.generator_
-        meas = self._measurement(np, np.float64, None)
-
-        def forward(Z):
-            Y = G.forward(Z)
-            return Y if meas is None else meas.forward(Y)
-
-        features = None
-        if meas is None and 2 * m <= LINEAR_START_MAX_FEATURES:
-            features = decoder_features(G.activation, np)
-        mean, coef, offset = linear_decoder(
-            forward, self.n_components_, rng, noise_std=self.noise_std, features=features
-        )
-        xp, dev = namespace_of(X)
-        self.start_mean_, self.start_coef_, self.start_offset_ = (
-            as_namespace(a, xp, dtype=X.dtype, device=dev) for a in (mean, coef, offset)
-        )
+        self.start_mean_, self.start_coef_, self.start_offset_ = fit_linear_start(self, X, rng)
 
     def _polish_tol(self):
         """The polish's ``tol``: with ``noise_std`` and ``tol=None``,
@@ -466,23 +442,7 @@ class HybridInverter(BaseInverter):
 
     def _decoder(self, xp, dtype, dev):
         """The linear start of a batch (None without one)."""
-        if getattr(self, "start_coef_", None) is None:
-            return None
-        mean, coef, offset = (
-            as_namespace(a, xp, dtype=dtype, device=dev)
-            for a in (self.start_mean_, self.start_coef_, self.start_offset_)
-        )
-        # Fitted on [y, phi^-1(y)] where start_mean_ has twice the features.
-        features = None
-        if mean.shape[0] == 2 * self.n_features_in_:
-            features = decoder_features(self.generator_.activation, xp)
-
-        def decode(Y, obs):
-            if features is None:
-                return (obs * (Y - mean)) @ coef + offset
-            return (xp.concat([obs, obs], axis=1) * (features(Y) - mean)) @ coef + offset
-
-        return decode
+        return linear_start_decoder(self, xp, dtype, dev)
 
     def _bytes_per_sample(self, generator, itemsize, host=False):
         # The larger of a round's gradient-descent starts (restarts_per_round

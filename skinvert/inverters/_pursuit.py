@@ -2,17 +2,23 @@
 
 from numbers import Integral, Real
 
+import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._array_api import device
 from .._functional import _latent_pursuit, per_layer
 from .._functional._common import _declared_noiseless
+from .._functional._latent_pursuit import polish_start_applies
 from .._linalg import ROW_PRODUCT_TABLE_MAX
 from ..algorithms._batch import Batch
 from ..solvers import BaseLayerSolver, resolve_solver
 from ._base import BaseInverter
 from ._batching import _to_host, check_layerwise, spectral_constants
+from ._linear_start import LINEAR_START_MAX_FEATURES, fit_linear_start, linear_start_decoder
 
 _POS = Interval(Real, 0, None, closed="left")
+#: The seed of the generator samples the noisy linear start is fitted on.
+LINEAR_START_SEED = 0
 
 
 class _PursuitInverter(BaseInverter):
@@ -293,15 +299,9 @@ class LatentPursuitInverter(_PursuitInverter):
         the supports are thresholded and debiased (the l1 bias moves the
         supports; see docs/user_guide/inverters.md). None: no threshold beyond
         ``support_tol`` (right for noiseless signals, where it changes
-        nothing: every true entry is far above the noise-free 0). For noisy
-        signals :class:`HybridInverter` (with ``noise_std``) is the
-        recommended estimator: on 512 signals at ``sigma = 1e-2`` it had a
-        lower RMS latent error than Latent-Pursuit in a sixth to a twelfth
-        of its time (saturating tanh generator: 1.031x the Oracle's error in
-        2.5 s against 1.077x in 31.6 s; ``fashion-mnist-fc``: 1.010x in 2.2 s
-        against 1.017x in 12.9 s; ``python -m benchmarks.noise_saturating
-        --sigmas 1e-2 --shipped --methods hybrid,lp``). Latent-Pursuit's
-        noisy path solves every layer's active set on per-row Gram matrices.
+        nothing: every true entry is far above the noise-free 0). With the
+        defaults most noisy rows never reach that pass: they are decided by
+        the polish from a fitted linear start (``refresh_max_iter``, below).
     refresh_max_iter : int, default=10
         Support refreshes after the debiasing: re-run the Oracle
         (Algorithm 1) on the supports of ``G(z_hat)`` itself, keeping the
@@ -323,12 +323,19 @@ class LatentPursuitInverter(_PursuitInverter):
         ``"linearized start"``): Lawson-Hanson on such a layer costs 10-30x
         the Oracle, the start about 1-1.5x, with the same exact codes
         (``skinvert/algorithms/_polish_start.py``). With ``noise_std``
-        (and ``lam = 0``) every row takes that start (and,
-        where its fit is not consistent with the noise, ten Adam steps and
-        a second polish), and keeps it when its loss is consistent with the
-        noise level: 2-11x the Oracle's time instead of 13-35x, at the
-        same RMS error (1.000-1.006x the Oracle's). Needs ``debias=True``;
-        0 disables it (the paper's Algorithm 5 and its debiasing alone).
+        (and ``lam = 0``, ``gamma = 0``) every row takes that polish before
+        the pass, from a linear decoder that ``fit`` regresses on 8000
+        noisy samples of the generator (``start_coef_``, the
+        :class:`HybridInverter`'s linear start; ``"linear start"``), and
+        keeps it when its loss is consistent with the noise level; a row
+        that is not takes ten Adam steps and a second polish, then the
+        hybrid's rounds of shared gradient-descent starts and basin hopping
+        (``"descent starts"``), and only the rows still inconsistent run
+        the pass. 512 signals at ``sigma = 1e-2`` / ``1e-3`` (three draws,
+        one thread): 1.1-2.3x the Oracle's time against 9-13x from the
+        linearized start, RMS latent error 0.995-1.040x the Oracle's; the
+        paper's pass alone takes 35x. Needs ``debias=True``; 0 disables it
+        (the paper's Algorithm 5 and its debiasing alone).
     batch_size : int or None, default=None
         Rows per batch (None: about 512 MiB of working memory; with
         ``verbose`` about 20 batches). A row's code does not depend on its
@@ -347,7 +354,8 @@ class LatentPursuitInverter(_PursuitInverter):
         Show a progress bar over rows (rows done, rate, time left) when
         positive (tqdm's when installed: terminal and notebook).
     random_state : int, RandomState instance or None, default=None
-        Unused: the pursuit is deterministic (kept for a uniform API).
+        Unused: the pursuit is deterministic (the samples of the noisy
+        linear start come from a fixed seed); kept for a uniform API.
 
     Attributes
     ----------
@@ -366,6 +374,15 @@ class LatentPursuitInverter(_PursuitInverter):
         ``x_i`` from ``x_{i+1}`` on a support of about half the rows
         (:func:`~skinvert.algorithms.noise.noise_gains`), used with
         ``noise_std``.
+    start_mean_, start_coef_, start_offset_ : arrays or None
+        The linear start of the noisy polish, ``z0 = (f(x) - start_mean_)
+        @ start_coef_ + start_offset_`` with ``f(x) = [x, phi^-1(x)]``
+        (``x`` alone with a measurement, or beyond 2048 features), fitted
+        by ridge regression on 8000 samples of the generator with noise of
+        ``noise_std`` (:func:`~skinvert.algorithms.hybrid.linear_decoder`);
+        None where that polish does not run (no ``noise_std``, ``lam > 0``,
+        ``gamma > 0``, no refresh or debiasing, ``solver="paper"``, more
+        than 4096 features).
 
     Notes
     -----
@@ -374,7 +391,8 @@ class LatentPursuitInverter(_PursuitInverter):
     ``ConvergenceWarning`` per call, naming the parameter to raise, unless
     their final fit is exact. ``transform(X, return_info=True)`` returns
     per-row diagnostics (``stage``: ``"pursuit"``, ``"refresh"``,
-    ``"linearized start"``, ``"fallback"`` or ``"noise retry"``; ``n_iter``: accepted support
+    ``"linearized start"``, ``"linear start"``, ``"descent starts"``,
+    ``"fallback"``, ``"noise retry"`` or ``"noise polish"``; ``n_iter``: accepted support
     refreshes, plus the polish's steps on clean signals, see
     ``refresh_max_iter``). Without a measurement the layer-wise steps work on
     ``phi^-1(X)``: a row whose every entry is saturated is a ValueError.
@@ -443,5 +461,34 @@ class LatentPursuitInverter(_PursuitInverter):
         self.noise_std = noise_std
         self.refresh_max_iter = refresh_max_iter
 
+    #: Fit the linear start of the noisy polish (False: the hybrid's own
+    #: pursuit start, which does not polish before its pass under noise).
+    _fits_linear_start = True
+
+    def _fit_extra(self, X, rng):
+        super()._fit_extra(X, rng)
+        self.start_mean_ = self.start_coef_ = self.start_offset_ = None
+        if self._uses_linear_start():
+            # A fixed seed: the pursuit stays deterministic (random_state unused).
+            fitted = fit_linear_start(self, X, np.random.default_rng(LINEAR_START_SEED))
+            self.start_mean_, self.start_coef_, self.start_offset_ = fitted
+
+    def _uses_linear_start(self):
+        """Whether the noisy polish before the pass starts from the fitted
+        linear decoder: ``noise_std`` set, the polish applies (refresh and
+        debiasing on, ``lam = 0``, ``gamma = 0``, the exact image solver), a
+        hidden layer, at most :data:`LINEAR_START_MAX_FEATURES` features."""
+        return bool(
+            self._fits_linear_start
+            and self.noise_std
+            and self.generator_.n_layers > 0
+            and self.n_features_in_ <= LINEAR_START_MAX_FEATURES
+            and polish_start_applies(self.lam, self.gamma, self.debias, self.refresh_max_iter)
+            and resolve_solver(self.solver, nonneg=True).image.exact
+        )
+
     def _run(self, batch):
-        return _latent_pursuit(batch, rho=self.rho, gamma=self.gamma, **self._common_kwargs())
+        start = linear_start_decoder(self, batch.xp, batch.dtype, device(batch.Y))
+        return _latent_pursuit(
+            batch, rho=self.rho, gamma=self.gamma, start=start, **self._common_kwargs()
+        )
