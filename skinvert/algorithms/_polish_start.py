@@ -78,7 +78,7 @@ not kept (see :func:`_accepted`).
 import numpy as np
 from scipy.special import ndtr
 
-from .._array_api import device, to_numpy
+from .._array_api import as_namespace, device, to_numpy
 from .._linalg import (
     compress_rows,
     forward_preactivations,
@@ -271,8 +271,9 @@ def polish_start(batch, rows, *, max_iter, noise=None, start=None):
     steps = xp.where(ok, xp.astype(n_iter, xp.int64), xp.zeros_like(n_iter, dtype=xp.int64))
     res.n_refresh = scatter_rows(xp.zeros((B,), dtype=xp.int64, device=dev), steps, rows, xp)
     res.mark("linearized start" if start is None else "linear start", fitted)
-    res.mark("descent starts", scatter_rows(xp.zeros((B,), dtype=xp.bool, device=dev),
-                                            by_rounds, rows, xp))
+    if noise is not None:
+        res.mark("descent starts", scatter_rows(xp.zeros((B,), dtype=xp.bool, device=dev),
+                                                by_rounds, rows, xp))
     return res, fitted
 
 
@@ -291,7 +292,7 @@ def _descent_rounds(part, noise, max_iter):
     dev = device(part.Y)
     n0 = part.weights[0].shape[1]
     rng = np.random.default_rng(0)
-    codes, hops = (xp.asarray(rng.standard_normal((k, n0)), dtype=dt, device=dev)
+    codes, hops = (as_namespace(rng.standard_normal((k, n0)), xp, dtype=dt, device=dev)
                    for k in (NOISY_STARTS, NOISY_HOPS))
     low = None
     if dt == xp.float64 and part.biases is not None:
