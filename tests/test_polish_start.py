@@ -316,3 +316,43 @@ def test_descent_polish_rows_do_not_depend_on_their_batch(monkeypatch):
                                            max_iter=30, n_starts=3)
             np.testing.assert_array_equal(starts[-1], starts[0][i::5])
             np.testing.assert_allclose(alone[0], whole[i], rtol=0, atol=1e-9)
+
+
+def test_noisy_start_decides_rows_within_three_standard_deviations(monkeypatch):
+    """The start keeps a noisy row only where its loss is within 3 chi-square
+    standard deviations of its mean (a code in a wrong support region
+    passed the pass's 10); noise 1.3x the declared level puts every loss
+    about 8 deviations above its mean: no row is decided by the start or its
+    descent rounds, all by the pass (which accepts up to 10)."""
+    Z, X = _noisy_signals(8, seed=3)
+    rng = np.random.default_rng(4)
+    X_loud = NOISY.forward(Z) + 1.3e-2 * rng.standard_normal(X.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = LatentPursuitInverter(NOISY, noise_std=1e-2).fit(X)
+        _, info = est.transform(X, return_info=True)
+        _, info_loud = est.transform(X_loud, return_info=True)
+    assert np.all(info["stage"] == "linear start")
+    n = X.shape[1]
+    mean_loss = 0.5 * 1e-4 * n
+    assert np.all(info_loud["loss"] > mean_loss + 3 * 0.5 * 1e-4 * np.sqrt(2 * n))
+    assert not np.any(np.isin(info_loud["stage"], ["linear start", "descent starts"]))
+
+
+def test_jacobian_gram_is_the_polish_gram_at_its_fixed_points():
+    """The J^T J that decides whether a row with missing entries may stop on
+    a boundary is the polish's own at a fixed point (missing rows zeroed)."""
+    from skinvert.algorithms._batch import Batch
+    from skinvert.algorithms.polish import polish_batch
+
+    Z, X = _noisy_signals(6, seed=5)
+    obs = np.ones_like(X)
+    obs[::2, ::3] = 0.0
+    G = NOISY
+    zs, _, _, fixed, gram = polish_batch(Z, X * obs, obs, G.weights, G.biases, G.activation,
+                                         np, tol=1e-6, return_gram=True)
+    assert fixed.sum() >= 3
+    batch = Batch(X * obs, obs, G.weights, G.biases, G.activation, np)
+    mine = _polish_start._jacobian_gram(zs, batch)
+    np.testing.assert_allclose(mine[fixed], gram[fixed], rtol=1e-5,
+                               atol=1e-5 * np.abs(gram[fixed]).max())

@@ -327,7 +327,9 @@ class LatentPursuitInverter(_PursuitInverter):
         the pass, from a linear decoder that ``fit`` regresses on 8000
         noisy samples of the generator (``start_coef_``, the
         :class:`HybridInverter`'s linear start; ``"linear start"``), and
-        keeps it when its loss is consistent with the noise level; a row
+        keeps it when its loss is within 3 chi-square standard deviations
+        of its mean (on a boundary between support regions too, with
+        missing entries where the least squares there is well posed); a row
         that is not takes ten Adam steps and a second polish, then the
         hybrid's rounds of shared gradient-descent starts and basin hopping
         (``"descent starts"``), and only the rows still inconsistent run
