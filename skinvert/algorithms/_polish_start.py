@@ -51,7 +51,7 @@ the saturating tanh generator at sigma = 1e-2 (draw 1): the linearized
 start decided 474 rows (the 38 others cost 12 s in the pass, 8-11x the
 Oracle in all), the decoder all 512 in 1.8 s (1.1-1.2x), RMS error 1.024x
 against 1.07x the Oracle's; three draws x sigma 1e-2, 1e-3: 508-512 rows
-by the decoder, the 0-4 others decided by the descent rounds, 1.1-2.3x the
+by the decoder, the 0-4 others decided by the descent rounds, 1.1-2.1x the
 Oracle's time, RMS 0.995-1.040x (the linearized start and the pass:
 9-13x, and draw 2 at 1e-2 left a row at 33x the Oracle's error, RMS
 6.8x, which the descent rounds fit).

@@ -334,7 +334,7 @@ class LatentPursuitInverter(_PursuitInverter):
         hybrid's rounds of shared gradient-descent starts and basin hopping
         (``"descent starts"``), and only the rows still inconsistent run
         the pass. 512 signals at ``sigma = 1e-2`` / ``1e-3`` (three draws,
-        one thread): 1.1-2.3x the Oracle's time against 9-13x from the
+        one thread): 1.1-2.1x the Oracle's time against 9-13x from the
         linearized start, RMS latent error 0.995-1.040x the Oracle's; the
         paper's pass alone takes 35x. Needs ``debias=True``; 0 disables it
         (the paper's Algorithm 5 and its debiasing alone).
