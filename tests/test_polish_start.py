@@ -356,3 +356,49 @@ def test_jacobian_gram_is_the_polish_gram_at_its_fixed_points():
     mine = _polish_start._jacobian_gram(zs, batch)
     np.testing.assert_allclose(mine[fixed], gram[fixed], rtol=1e-5,
                                atol=1e-5 * np.abs(gram[fixed]).max())
+
+
+@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
+def test_noisy_start_and_descent_rounds_are_namespace_generic(namespace, monkeypatch):
+    """The fitted linear start, the descent rounds (odd rows' start zeroed)
+    and the boundary test of rows with missing entries run in any array API
+    namespace, with NumPy's codes and stages; float32 is preserved."""
+    import sklearn
+
+    from skinvert.inverters import _pursuit
+
+    xp = pytest.importorskip(namespace)
+    Z, X = _noisy_signals(12, seed=6)
+    X[::3, :100] = np.nan
+    real = _pursuit.linear_start_decoder
+
+    def zero_odd_rows(*args):
+        decode = real(*args)
+
+        def start(Y, obs):
+            z0 = decode(Y, obs)
+            ns = sklearn.utils._array_api.get_namespace(z0)[0]
+            odd = np.arange(z0.shape[0]) % 2 == 1
+            odd = ns.asarray(odd, device=sklearn.utils._array_api.device(z0))
+            return ns.where(odd[:, None], ns.zeros_like(z0), z0)
+
+        return start
+
+    monkeypatch.setattr(_pursuit, "linear_start_decoder", zero_odd_rows)
+    fill = np.nan_to_num(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Z_np, info_np = LatentPursuitInverter(NOISY, noise_std=1e-2).fit(fill).transform(
+            X, return_info=True)
+        Z32 = LatentPursuitInverter(NOISY, noise_std=1e-2).fit(
+            fill.astype(np.float32)).transform(X.astype(np.float32))
+        with sklearn.config_context(array_api_dispatch=True):
+            Xx = xp.asarray(np.ascontiguousarray(X))
+            est = LatentPursuitInverter(NOISY, noise_std=1e-2).fit(xp.asarray(fill))
+            Zx, info = est.transform(Xx, return_info=True)
+    assert {"linear start", "descent starts"} <= set(info_np["stage"])
+    assert type(Zx) is type(Xx)
+    np.testing.assert_array_equal(info["stage"], info_np["stage"])
+    np.testing.assert_allclose(np.asarray(Zx), Z_np, rtol=0, atol=1e-7)
+    assert Z32.dtype == np.float32
+    np.testing.assert_allclose(Z32, Z_np, rtol=0, atol=1e-3)
