@@ -334,9 +334,9 @@ class LatentPursuitInverter(_PursuitInverter):
         hybrid's rounds of shared gradient-descent starts and basin hopping
         (``"descent starts"``), and only the rows still inconsistent run
         the pass. 512 signals of a saturating tanh generator at ``sigma =
-        1e-2`` / ``1e-3`` (six draws, one thread): 1.1-2.5x the Oracle's
-        time (above 2x where a row reaches the pass) against 9-13x from
-        the linearized start, RMS latent error 0.98-1.09x the Oracle's;
+        1e-2`` / ``1e-3`` (six draws, one thread): 1.1-2.1x the Oracle's
+        time (about 0.4 s more for a row that reaches the pass) against
+        9-13x from the linearized start, RMS latent error 0.98-1.09x;
         ``fashion-mnist-fc`` 0.9-1.5x; the paper's pass alone takes 35x.
         Needs ``debias=True``; 0 disables it (the paper's Algorithm 5 and
         its debiasing alone).
