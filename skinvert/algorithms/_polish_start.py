@@ -99,14 +99,13 @@ from .._linalg import (
     forward_preactivations,
     gram_inverse,
     scatter_rows,
-    supported_affine_maps,
     supported_lstsq,
 )
 from ._batch import PursuitResult, fits_to_rounding
 from .gradient_descent import adam_descent
 from .hybrid import HybridStarts, hybrid_batch
 from .noise import noise_bound
-from .polish import _even_rows, output_jacobian, polish_batch
+from .polish import NOISY_TOL, _even_rows, forward_loss, jacobian, polish_batch
 
 __all__ = ["linearized_start", "polish_start", "polish_start_rows", "well_posed_fixed_points"]
 
@@ -114,8 +113,6 @@ __all__ = ["linearized_start", "polish_start", "polish_start_rows", "well_posed_
 #: its code to be kept (``cond(J)`` up to 1e5; in single precision
 #: ``1e-2 / eps``).
 POLISH_MAX_COND = 1e10
-#: The polish's step tolerance with a noise level (as the hybrid's).
-NOISY_TOL = 1e-6
 #: Adam steps from the start before each further polish of the noisy rows
 #: the previous ones leave above the noise level.
 NOISY_DESCENT = (10,)
@@ -209,9 +206,9 @@ def polish_start_rows(batch, *, noisy=False):
     meas = batch.measurement
     if batch.n_layers == 0 or (meas is not None and not batch.activation.piecewise_linear):
         return xp.zeros((B,), dtype=xp.bool, device=device(batch.Y))
-    observed = xp.all(batch.obs > 0, axis=1)
     if noisy:
         return xp.ones((B,), dtype=xp.bool, device=device(batch.Y))
+    observed = xp.all(batch.obs > 0, axis=1)
     w = batch.obs if meas is not None else batch.inverse_target()[1]
     k = batch.weights[-1].shape[1]
     usable = xp.sum(xp.astype(w > 0, batch.dtype), axis=1)
@@ -251,24 +248,7 @@ def polish_start(batch, rows, *, max_iter, noise=None, start=None):
             measurement=batch.measurement, max_iter=max_iter, return_gram=True,
             tol=None if noise is None else NOISY_TOL,
         )
-        if noise is None:
-            fits = fits_to_rounding(ls, p.Y, p.obs, xp)
-        else:
-            fits = ls <= noise_bound(p, noise.noise_std, accept_sd(noise))
-        observed = xp.all(p.obs > 0, axis=1)
-        ok = _accepted(fixed, gram, ls, fits, noise, observed, xp, dt)
-        boundary = ~ok & ~fixed & fits & ~observed
-        if noise is not None and batch.biases is not None and bool(xp.any(boundary)):
-            # A row with missing entries on a boundary: kept where its least
-            # squares at the stopping point is well posed (no flat direction).
-            bsub = compress_rows(boundary, xp)
-            posed = well_posed_fixed_points(
-                xp.ones((bsub.shape[0],), dtype=xp.bool, device=dev),
-                _jacobian_gram(xp.take(zs, bsub, axis=0), p.take(bsub)),
-                xp.take(ls, bsub, axis=0), xp, dt,
-            )
-            ok = ok | scatter_rows(xp.zeros_like(ok), posed, boundary, xp)
-        return zs, ls, n_iter, ok
+        return zs, ls, n_iter, _accepted(zs, ls, fixed, gram, noise, p)
 
     z0 = linearized_start(part) if start is None else start(part.Y, part.obs)
     zs, ls, n_iter, ok = polish(z0, part)
@@ -291,9 +271,10 @@ def polish_start(batch, rows, *, max_iter, noise=None, start=None):
             break
         # A few gradient-descent steps from the start move it out of the
         # basin that trapped its polish (as the hybrid's decoder_descent).
-        bpart = part.take(compress_rows(~ok, xp))
+        bsub = compress_rows(~ok, xp)
+        bpart = part.take(bsub)
         za, _, _, _ = adam_descent(
-            xp.take(z0, compress_rows(~ok, xp), axis=0), bpart.Y, bpart.obs, batch.weights,
+            xp.take(z0, bsub, axis=0), bpart.Y, bpart.obs, batch.weights,
             batch.biases, batch.activation, xp, learning_rate=0.05, max_iter=n_steps,
             measurement=batch.measurement,
         )
@@ -361,32 +342,48 @@ def _descent_rounds(part, noise, max_iter):
 
 
 def _jacobian_gram(Z, part):
-    """``J^T J`` of each row of ``part`` at its code ``Z`` (dense layers): the
-    Jacobian of its observed outputs on the supports of ``G(z)``."""
+    """``J^T J`` of each row of ``part`` at its code ``Z``: the Jacobian of its
+    observed outputs on the supports of ``G(z)``
+    (:func:`~skinvert.algorithms.polish.jacobian`)."""
     xp = part.xp
-    pre, _ = forward_preactivations(Z, part.weights, part.biases, xp)
-    masks = [xp.astype(u > 0, Z.dtype) for u in pre]
-    A, c = supported_affine_maps(part.weights, part.biases, masks, xp,
-                                 n_samples=Z.shape[0])[-1]
-    U = xp.sum(A * Z[:, None, :], axis=2) + c
-    J = output_jacobian(A, U, part.activation, xp, part.measurement, part.obs)
+    _, U, masks = forward_loss(Z, part.Y, part.obs, part.weights, part.biases,
+                               part.activation, xp, measurement=part.measurement)
+    J = jacobian(U, masks, part.weights, part.biases, part.activation, xp,
+                 measurement=part.measurement, obs=part.obs)
     return xp.matmul(xp.matrix_transpose(J), J)
 
 
-def _accepted(fixed, gram, loss, fits, noise, observed, xp, dtype):
-    """The rows of a polish the start decides: ``fits`` at a well-posed
-    support fixed point; with a noise level also the fully ``observed`` rows
-    that stopped on a boundary between support regions (no fixed point: the
-    optimum of the noisy fit lies on it), whose loss ``fits`` the noise. A
-    row with missing entries on a boundary needs its least squares at the
-    stopping point to be well posed (checked by the caller,
-    :func:`_jacobian_gram`): where the missing entries leave the code nearly
+def _accepted(Z, loss, fixed, gram, noise, part):
+    """The rows of a polish of ``part`` (codes ``Z``, losses, ``fixed`` and
+    ``gram`` from :func:`~skinvert.algorithms.polish.polish_batch`) that the
+    start decides.
+
+    Clean: the loss fits to rounding at a well-posed support fixed point.
+    With a noise level the loss must be within :func:`accept_sd` standard
+    deviations of its mean, at a well-posed fixed point or on a boundary
+    between support regions (no fixed point: the optimum of the noisy fit
+    lies on it); a boundary row with missing entries only where its least
+    squares at the stopping point is well posed (:func:`_jacobian_gram`,
+    dense layers): where the missing entries leave the code nearly
     undetermined its steps could drift along the flat directions at a loss
     that still fits."""
+    xp, dtype = part.xp, part.dtype
     posed = well_posed_fixed_points(fixed, gram, loss, xp, dtype)
-    if noise is not None:
-        posed = posed | (~fixed & observed & xp.isfinite(loss))
-    return posed & fits
+    if noise is None:
+        return posed & fits_to_rounding(loss, part.Y, part.obs, xp)
+    fits = loss <= noise_bound(part, noise.noise_std, accept_sd(noise))
+    observed = xp.all(part.obs > 0, axis=1)
+    ok = (posed | (~fixed & observed & xp.isfinite(loss))) & fits
+    boundary = ~ok & ~fixed & fits & ~observed
+    if part.biases is not None and bool(xp.any(boundary)):
+        sub = compress_rows(boundary, xp)
+        well = well_posed_fixed_points(
+            xp.ones((sub.shape[0],), dtype=xp.bool, device=device(Z)),
+            _jacobian_gram(xp.take(Z, sub, axis=0), part.take(sub)),
+            xp.take(loss, sub, axis=0), xp, dtype,
+        )
+        ok = ok | scatter_rows(xp.zeros_like(ok), well, boundary, xp)
+    return ok
 
 
 def merge_rest(res, rest, rows, xp):

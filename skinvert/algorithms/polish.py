@@ -238,6 +238,10 @@ def output_gradient(delta, weights, masks, xp, biases=()):
 #: condition number of ``J^T J`` against its inverse, which bounds the
 #: 2-norm one from above: :func:`~skinvert._linalg.gram_inverse`.)
 MIXED_MIN_EIG = 1e-5
+#: The polish's step tolerance on noisy signals (the hybrid with
+#: ``noise_std``, Latent-Pursuit's noisy start): the noise puts the codes'
+#: error at 1e-3..1e-2 of ||z||, far above rounding.
+NOISY_TOL = 1e-6
 
 
 def mixed_step_factors(A32, U, Y, obs, masks, weights, activation, xp, measurement=None,

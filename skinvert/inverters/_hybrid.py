@@ -10,6 +10,7 @@ from .._functional._latent_pursuit import _latent_pursuit
 from .._linalg import row_blocks
 from ..algorithms.gradient_descent import gradient_lipschitz
 from ..algorithms.hybrid import DECODER_START, HybridStarts, hybrid_batch
+from ..algorithms.polish import NOISY_TOL
 from ._base import BaseInverter
 from ._batching import _to_host, _TransformState, check_layerwise, generator_arrays
 from ._linear_start import LINEAR_START_MAX_FEATURES, fit_linear_start, linear_start_decoder
@@ -19,9 +20,9 @@ _INFO = ("loss", "start", "fixed_point", "n_iter")
 #: ``info.stage`` of the starts with a negative number.
 _STAGES = {-1: "pursuit", DECODER_START: "linear start"}
 #: With ``noise_std`` (and ``tol=None``) the polish stops at steps below this
-#: relative size instead of refining to rounding: the noise puts the codes'
-#: error at 1e-3..1e-2 of ||z||.
-NOISY_POLISH_TOL = 1e-6
+#: relative size instead of refining to rounding (the noise puts the codes'
+#: error at 1e-3..1e-2 of ||z||); shared with Latent-Pursuit's noisy start.
+NOISY_POLISH_TOL = NOISY_TOL
 #: Gradient-descent iterations from the linear start before its polish
 #: (:class:`~skinvert.algorithms.hybrid.HybridStarts`' ``decoder_descent``).
 LINEAR_START_DESCENT = 10
