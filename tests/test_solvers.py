@@ -341,8 +341,10 @@ def test_shared_factor_rows_in_blocks_match_one_block(monkeypatch):
 
 
 def test_per_row_gram_rows_in_blocks_match_one_block(monkeypatch):
-    """Per-row Gram systems (noise weights) are built and solved in blocks of
-    rows on NumPy; the blocks give the one-block answers and Gram matrices."""
+    """Per-row Gram systems (noise weights) are built by one GEMM (a small
+    table of row products), their unconstrained systems solved in blocks of
+    rows on NumPy and the active-set steps taken once over the batch; the
+    blocks give the one-block answers and Gram matrices."""
     from skinvert.solvers import _active_set
 
     rng = np.random.default_rng(7)
@@ -357,7 +359,7 @@ def test_per_row_gram_rows_in_blocks_match_one_block(monkeypatch):
     x1, n1 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=one)
     monkeypatch.setattr(_active_set, "host_block_rows", lambda xp, dtype, n, minimum=16: 8)
     monkeypatch.setattr(_active_set, "HOST_BLOCK_BYTES", 0)  # block even a small stack
-    calls = record_rows(monkeypatch, ActiveSet, "_solve_gram_block", arg=2)
+    calls = record_rows(monkeypatch, _active_set, "masked_gram_solve", arg=1)
     x8, n8 = ActiveSet().solve_gram(W, T, w, lam, True, np, lipschitz=1.0, out=blocks)
     assert calls == [8, 8, 5]
     assert n1 == n8 == 0
@@ -511,3 +513,71 @@ def test_start_near_an_exact_solution_takes_one_solve(monkeypatch):
     g = np.einsum("bij,bj->bi", G, x) - r
     tol = 1e-8 * np.max(np.abs(r))
     assert np.all(np.abs(g[x > 0]) <= tol) and np.all(g[x == 0] >= -tol)
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_compact_solve_equals_the_embedded_solve(namespace, shared):
+    """The gathered-support solve (one flat gather of G[J, J], the answer
+    scattered back by column) equals the k x k embedded masked solve, on a
+    shared Gram matrix and on a stack, in NumPy and a strict namespace."""
+    from skinvert.solvers._quadratic import masked_gram_solve
+
+    xp = np if namespace == "numpy" else pytest.importorskip("array_api_strict")
+    G, r = _per_row_nonneg()
+    if shared:
+        G = G[0]
+    rng = np.random.default_rng(2)
+    mask = (rng.random(r.shape) < 0.4).astype(float)  # at most 3/4: the compact path
+    mask[0] = 0.0
+    mask[0, :3] = 1.0  # rows of different support sizes (padded)
+    Gb = np.broadcast_to(G, (r.shape[0],) + G.shape[-2:])
+    ref = np.zeros_like(r)
+    for b in range(r.shape[0]):
+        a = mask[b] > 0
+        ref[b, a] = np.linalg.solve(Gb[b][np.ix_(a, a)], r[b, a])
+    x = np.asarray(masked_gram_solve(xp.asarray(G), xp.asarray(r), xp.asarray(mask), xp))
+    assert np.all(x[mask == 0] == 0)
+    np.testing.assert_allclose(x, ref, rtol=0, atol=1e-9 * np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict"])
+def test_block_gather_scatter_and_diagonal_helpers(namespace):
+    from skinvert._linalg import gathered_block, plus_diagonal, scatter_columns
+
+    xp = np if namespace == "numpy" else pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(4)
+    B, k, q = 5, 9, 4
+    G = rng.standard_normal((B, k, k))
+    J = np.argsort(rng.random((B, k)), axis=1)[:, :q]  # distinct columns per row
+    Gx, Jx = xp.asarray(G), xp.asarray(J)
+    blocks = np.asarray(gathered_block(Gx, Jx, xp))
+    shared = np.asarray(gathered_block(Gx[0, ...], Jx, xp))
+    for b in range(B):
+        np.testing.assert_array_equal(blocks[b], G[b][np.ix_(J[b], J[b])])
+        np.testing.assert_array_equal(shared[b], G[0][np.ix_(J[b], J[b])])
+    v = rng.standard_normal((B, q))
+    out = np.asarray(scatter_columns(xp.asarray(v), Jx, k, xp))
+    ref = np.zeros((B, k))
+    np.put_along_axis(ref, J, v, axis=1)
+    np.testing.assert_array_equal(out, ref)
+    d = rng.random(B)
+    H = np.asarray(plus_diagonal(Gx, xp.asarray(d), xp))
+    np.testing.assert_array_equal(H, G + d[:, None, None] * np.eye(k))
+    np.testing.assert_array_equal(np.asarray(Gx), G)  # the input is not modified
+
+
+def test_active_set_refine_on_some_rows_leaves_the_others():
+    """``rows``: the rows left out keep their start and are not converged;
+    the refined rows are those of a refinement of those rows alone."""
+    from skinvert.solvers._quadratic import active_set_refine
+
+    G, r = _per_row_nonneg()
+    x0 = np.stack([np.linalg.solve(g, v) for g, v in zip(G, r)])
+    rows = np.array([True, False, True, True, False, True])
+    x, conv = active_set_refine(G, r, 0.0, x0, np, nonneg=True, max_iter=30, rows=rows)
+    xs, cs = active_set_refine(G[rows], r[rows], 0.0, x0[rows], np, nonneg=True, max_iter=30)
+    np.testing.assert_array_equal(x[~rows], x0[~rows])
+    assert not conv[~rows].any()
+    np.testing.assert_array_equal(conv[rows], cs)
+    np.testing.assert_allclose(x[rows], xs, rtol=0, atol=1e-12 * np.max(np.abs(xs)))

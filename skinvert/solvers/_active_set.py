@@ -175,16 +175,21 @@ class ActiveSet(BaseLayerSolver):
         if block is None or B * 4 * k * k * t.dtype.itemsize <= 4 * HOST_BLOCK_BYTES:
             return self._solve_gram_block(W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
         # A Gram table small enough for one GEMM (row_weighted_gram) is built
-        # once; otherwise each block downdates (or gathers) from W^T W.
-        small = W.shape[0] * k * k <= ROW_PRODUCT_TABLE_MAX
-        G = row_weighted_gram(W, w, xp) if small else None
-        K = None if small else W.T @ W
+        # once, its rows' unconstrained solves run in blocks, and the
+        # active-set steps (on the few rows that still iterate) run once over
+        # the batch; otherwise each block downdates (or gathers) from W^T W.
+        if W.shape[0] * k * k <= ROW_PRODUCT_TABLE_MAX:
+            return self._solve_gram_block(
+                W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out,
+                G=row_weighted_gram(W, w, xp), solve_rows=block,
+            )
+        K = W.T @ W
         xs, grams, n_bad = [], [], 0
         for sl in row_blocks(B, block):
             o = {} if out is not None else None
             x, n = self._solve_gram_block(
                 W, t[sl, ...], w[sl, ...], slice_lam(lam, sl), nonneg, xp,
-                lipschitz=lipschitz, out=o, G=None if G is None else G[sl, ...], K=K,
+                lipschitz=lipschitz, out=o, K=K,
             )
             xs.append(x)
             n_bad += n
@@ -195,9 +200,11 @@ class ActiveSet(BaseLayerSolver):
         return xp.concat(xs), n_bad
 
     def _solve_gram_block(self, W, t, w, lam, nonneg, xp, *, lipschitz, out=None, G=None,
-                          K=None):
+                          K=None, solve_rows=None):
         """:meth:`_solve_gram_rows` on one block of rows (``G``: their Gram
-        matrices, when already built; ``K``: ``W^T W``, when already built)."""
+        matrices, when already built; ``K``: ``W^T W``, when already built;
+        ``solve_rows``: rows per block of the unconstrained solves, None:
+        one)."""
         B = t.shape[0]
         k = W.shape[1]
         dt = t.dtype
@@ -213,8 +220,7 @@ class ActiveSet(BaseLayerSolver):
         x = xp.zeros((B, k), dtype=dt, device=device(t))
         if bool(xp.any(tall)):
             shift = lam_col(lam) if nonneg else 0.0
-            ones = xp.ones((B, k), dtype=dt, device=device(t))
-            x = xp.where(tall[:, None], masked_gram_solve(G, r - shift, ones, xp), x)
+            x = xp.where(tall[:, None], _blockwise_solve(G, r - shift, solve_rows, xp), x)
         if nonneg:
             conv = xp.zeros((B,), dtype=xp.bool, device=device(t))
             if bool(xp.any(tall)):
@@ -246,22 +252,11 @@ class ActiveSet(BaseLayerSolver):
     def _refine_rows(self, G, r, lam, x, rows, xp):
         """Active-set refinement (non-negative) of the ``rows`` of ``x``;
         returns ``(converged, x)``, converged False off ``rows``."""
-        if bool(xp.all(rows)):
-            x_new, conv = active_set_refine(G, r, lam, x, xp, nonneg=True, max_iter=self.max_iter)
-            return conv, x_new
-        sub = compress_rows(rows, xp)
-        Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
-        xs, cs = active_set_refine(
-            Gs,
-            xp.take(r, sub, axis=0),
-            take_lam(lam, sub, xp),
-            xp.take(x, sub, axis=0),
-            xp,
-            nonneg=True,
-            max_iter=self.max_iter,
+        x_new, conv = active_set_refine(
+            G, r, lam, x, xp, nonneg=True, max_iter=self.max_iter,
+            rows=None if bool(xp.all(rows)) else rows,
         )
-        conv = scatter_rows(xp.zeros_like(rows), cs, rows, xp)
-        return conv, scatter_rows(x, xs, rows, xp)
+        return conv, x_new
 
     def _lawson_hanson_rows(self, G, r, lam, w, m, x, conv, xp):
         """Re-solve the rows not ``conv`` by :func:`nnls_lawson_hanson`; a row
@@ -293,6 +288,19 @@ class ActiveSet(BaseLayerSolver):
         take = conv_lh | (f_new < f_old)
         x_s = xp.where(take[:, None], x_lh, x_old)
         return scatter_rows(x, x_s, bad, xp), scatter_rows(conv, conv_lh, bad, xp)
+
+
+def _blockwise_solve(G, rhs, rows, xp):
+    """``G x = rhs`` for every row of a (B, k, k) or shared ``G``, in blocks
+    of ``rows`` (None: one) of a per-row stack."""
+    ones = xp.ones_like(rhs)
+    if G.ndim == 2:
+        return masked_gram_solve(G, rhs, ones, xp)
+    parts = [
+        (masked_gram_solve(G[sl, ...], rhs[sl, ...], ones[sl, ...], xp),)
+        for sl in row_blocks(rhs.shape[0], rows)
+    ]
+    return concat_blocks(parts, xp)[0]
 
 
 def _shared_factor_rows(W, t, w, lam, xp):

@@ -27,7 +27,16 @@ changing (gathered with ``xp.take`` and scattered back with a masked select).
 """
 
 from .._array_api import device, single_threaded_blas
-from .._linalg import compress_rows, matvec, padded_indices, rmatvec, scatter_rows
+from .._linalg import (
+    compress_rows,
+    gathered_block,
+    matvec,
+    padded_indices,
+    plus_diagonal,
+    rmatvec,
+    scatter_columns,
+    scatter_rows,
+)
 from ._lam import as_lam, lam_col, take_lam
 from ._passive_set import _rows, _take2
 
@@ -144,7 +153,7 @@ def masked_gram_solve(G, rhs, mask, xp):
         return x
     if full:  # every row on its whole support: no masking of the systems
         with single_threaded_blas(xp):
-            return xp.linalg.solve(G + jitter[:, None, None] * eye, rhs[:, :, None])[:, :, 0]
+            return xp.linalg.solve(plus_diagonal(G, jitter, xp), rhs[:, :, None])[:, :, 0]
     J, valid = padded_indices(mask > 0, xp)
     q = J.shape[1]
     if q <= (3 * k) // 4:
@@ -159,25 +168,25 @@ def masked_gram_solve(G, rhs, mask, xp):
 
 def _compact_solve(G, rhs, J, valid, jitter, xp):
     """:func:`masked_gram_solve` on the gathered supports ``J`` (B, q), padded
-    with identity blocks: ``O(q^3)`` per row instead of ``O(k^3)``."""
-    B, k = rhs.shape
+    with identity blocks: ``O(q^3)`` per row instead of ``O(k^3)``. ``J``
+    holds distinct columns per row (:func:`~skinvert._linalg.padded_indices`);
+    ``G[J, J]`` is one flat gather (:func:`~skinvert._linalg.gathered_block`)
+    and the answer goes back by :func:`~skinvert._linalg.scatter_columns`
+    (where row-then-column gathers and a one-hot product took about 3x the
+    solve itself: 512 rows of a 128-unit layer, about 70 passive columns)."""
+    k = rhs.shape[1]
     q = J.shape[1]
     dt = rhs.dtype
-    vf = xp.astype(valid, dt)
-    if G.ndim == 2:
-        rows = xp.reshape(xp.take(G, xp.reshape(J, (-1,)), axis=0), (B, q, k))
-        jit = jitter
-    else:
-        rows = xp.take_along_axis(G, xp.broadcast_to(J[:, :, None], (B, q, k)), axis=1)
-        jit = jitter[:, None, None]
-    GJJ = xp.take_along_axis(rows, xp.broadcast_to(J[:, None, :], (B, q, q)), axis=2)
+    GJJ = gathered_block(G, J, xp)
+    jit = jitter if G.ndim == 2 else jitter[:, None, None]
     eye = xp.eye(q, dtype=dt, device=device(rhs))
-    H = vf[:, :, None] * GJJ * vf[:, None, :] + (1.0 - vf)[:, :, None] * eye + jit * eye
-    rJ = xp.take_along_axis(rhs, J, axis=1) * vf
+    both = valid[:, :, None] & valid[:, None, :]
+    H = xp.where(both, GJJ, eye) + jit * eye
+    zero = xp.zeros_like(rhs[:, :1])
+    rJ = xp.where(valid, xp.take_along_axis(rhs, J, axis=1), zero)
     with single_threaded_blas(xp):
-        xJ = xp.linalg.solve(H, rJ[:, :, None])[:, :, 0] * vf
-    E = xp.astype(xp.arange(k, device=device(rhs))[None, None, :] == J[:, :, None], dt)
-    return (xJ[:, None, :] @ E)[:, 0, :]
+        xJ = xp.linalg.solve(H, rJ[:, :, None])[:, :, 0]
+    return scatter_columns(xp.where(valid, xJ, zero), J, k, xp)
 
 
 #: Per-row problems with at least this many unknowns that are still
@@ -258,7 +267,7 @@ def _solve_from_inverse(H, rhs, mask, xp):
     return mask * (y - rmatvec(HI, lamI, xp))
 
 
-def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
+def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None, rows=None):
     """Primal-dual active-set refinement of (P) from ``x0``; exact on convergence.
 
     Iteration: with ``g0 = G x - r`` and the diagonal scaling ``c = 1 /
@@ -268,6 +277,11 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
     off ``A``. A row whose active set and signs reproduce themselves has
     reached the exact minimiser of (P): ``g_j = -lam s_j`` on the support,
     ``|g_j| <= lam`` (``g_j >= -lam``) off it.
+
+    ``rows`` (bool (B,), None: all) limits the refinement to those rows; the
+    others keep ``x0`` and are not converged (a stack of Gram matrices is
+    not copied to leave a few rows out: 512 rows of a 128-unit layer are
+    67 MB).
 
     Returns
     -------
@@ -292,8 +306,9 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
     # let rounding noise flip off-support entries in and out of the guess.
     tau = kkt_tol * (xp.max(xp.abs(r), axis=1) + eps)
 
-    def guess(G_, r_, lam_, x_, c_, tau_):
-        g0 = gram_matvec(G_, x_, xp) - r_
+    def guess(G_, r_, lam_, x_, c_, tau_, g0=None):
+        if g0 is None:
+            g0 = gram_matvec(G_, x_, xp) - r_
         lc = lam_col(lam_)
         tc = tau_[:, None]
         if nonneg:
@@ -307,9 +322,9 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
             s = xp.sign(v)
         return xp.astype(A, dt), s * xp.astype(A, dt)
 
-    def kkt_ok(G_, r_, lam_, x_, tau_):
-        """Rows where ``x_`` satisfies the KKT conditions of (P) up to tau."""
-        g0 = gram_matvec(G_, x_, xp) - r_
+    def kkt_ok(g0, lam_, x_, tau_):
+        """Rows where ``x_`` (gradient ``g0 = G x_ - r``) satisfies the KKT
+        conditions of (P) up to tau."""
         lc = lam_col(lam_)
         tc = tau_[:, None]
         if nonneg:
@@ -319,6 +334,7 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
             ok = xp.where(x_ != 0, xp.abs(g0 + lc * xp.sign(x_)) <= tc, xp.abs(g0) <= lc + tc)
         return xp.all(ok, axis=1)
 
+    x_in = x0
     if nonneg:
         # Entries within sqrt(eps) of the row's largest start inactive, as
         # the negative ones: a start from a target with a small error (a
@@ -329,11 +345,14 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
         top = xp.max(x0, axis=1, keepdims=True)
         x0 = xp.where(x0 > kkt_tol * xp.clip(top, min=0.0), x0, xp.zeros_like(x0))
     x = x0
-    A, s = guess(G, r, lam, x, c, tau)
+    g0 = gram_matvec(G, x, xp) - r  # one pass over the Gram stack for both tests
+    A, s = guess(G, r, lam, x, c, tau, g0)
     # Rows whose start already satisfies KKT to rounding accuracy (the exact
     # least-squares solution of a noiseless, overdetermined layer) need no
     # solve at all; a first-order start never passes this test.
-    converged = kkt_ok(G, r, lam, x, 1e4 * eps * (xp.max(xp.abs(r), axis=1) + eps))
+    converged = kkt_ok(g0, lam, x, 1e4 * eps * (xp.max(xp.abs(r), axis=1) + eps))
+    if rows is not None:
+        converged = converged | ~rows
     idx = xp.arange(B, device=device(x0))
     for it in range(max_iter):
         live = ~converged
@@ -359,8 +378,18 @@ def active_set_refine(G, r, lam, x0, xp, *, nonneg, max_iter=20, kkt_tol=None):
         A = scatter_rows(A, A2, live, xp)
         s = scatter_rows(s, s2, live, xp)
         converged = converged | scatter_rows(converged, same, live, xp)
+    if rows is not None:
+        converged = converged & rows
+        x = xp.where(rows[:, None], x, x_in)  # rows left out: their start as given
     # Rows that did not reach a fixed point keep the better of x0 and x.
-    f0 = objective(G, r, lam, x0, xp, nonneg=nonneg)
-    f1 = objective(G, r, lam, x, xp, nonneg=nonneg)
-    keep_new = converged | (f1 <= f0)
-    return xp.where(keep_new[:, None], x, x0), converged
+    rest = ~converged if rows is None else rows & ~converged
+    if not bool(xp.any(rest)):
+        return x, converged
+    sub = compress_rows(rest, xp)
+    Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
+    rs, x0s, xs = (xp.take(a, sub, axis=0) for a in (r, x0, x))
+    ls = take_lam(lam, sub, xp)
+    worse = objective(Gs, rs, ls, xs, xp, nonneg=nonneg) > objective(Gs, rs, ls, x0s, xp,
+                                                                      nonneg=nonneg)
+    back = scatter_rows(xp.zeros_like(rest), worse, rest, xp)
+    return xp.where(back[:, None], x0, x), converged
