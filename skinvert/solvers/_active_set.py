@@ -175,9 +175,8 @@ class ActiveSet(BaseLayerSolver):
         if block is None or B * 4 * k * k * t.dtype.itemsize <= 4 * HOST_BLOCK_BYTES:
             return self._solve_gram_block(W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out)
         # A Gram table small enough for one GEMM (row_weighted_gram) is built
-        # once, its rows' unconstrained solves run in blocks, and the
-        # active-set steps (on the few rows that still iterate) run once over
-        # the batch; otherwise each block downdates (or gathers) from W^T W.
+        # once for the batch, its rows solved in blocks; otherwise each block
+        # downdates (or gathers) from W^T W.
         if W.shape[0] * k * k <= ROW_PRODUCT_TABLE_MAX:
             return self._solve_gram_block(
                 W, t, w, lam, nonneg, xp, lipschitz=lipschitz, out=out,
@@ -218,18 +217,23 @@ class ActiveSet(BaseLayerSolver):
         else:
             tall = xp.sum(xp.astype(w > 0, dt), axis=1) >= k
         x = xp.zeros((B, k), dtype=dt, device=device(t))
-        if bool(xp.any(tall)):
-            shift = lam_col(lam) if nonneg else 0.0
-            x = xp.where(tall[:, None], _blockwise_solve(G, r - shift, solve_rows, xp), x)
         if nonneg:
-            conv = xp.zeros((B,), dtype=xp.bool, device=device(t))
-            if bool(xp.any(tall)):
-                conv, x = self._refine_rows(G, r, lam, x, tall, xp)
+            # The tall rows' unconstrained solves and active-set steps in
+            # blocks of ``solve_rows`` (their temporaries bounded), the
+            # Lawson-Hanson stage once for the rows left.
+            parts = [
+                self._tall_rows(G if G.ndim == 2 else G[sl, ...], r[sl, ...],
+                                slice_lam(lam, sl), tall[sl], xp)
+                for sl in row_blocks(B, solve_rows)
+            ]
+            x, conv = concat_blocks(parts, xp)
             if not bool(xp.all(conv)):
                 # Wide rows and tall rows the active-set iteration did not
                 # settle (G singular or badly conditioned): Lawson-Hanson.
                 x, conv = self._lawson_hanson_rows(G, r, lam, w, W.shape[0], x, conv, xp)
             return x, n_false(conv, xp)
+        if bool(xp.any(tall)):
+            x = xp.where(tall[:, None], _blockwise_solve(G, r, solve_rows, xp), x)
         if not bool(xp.all(tall)):
             sub = compress_rows(~tall, xp)
             Gs = G if G.ndim == 2 else xp.take(G, sub, axis=0)
@@ -249,14 +253,21 @@ class ActiveSet(BaseLayerSolver):
         x, conv = active_set_refine(G, r, lam, x, xp, nonneg=False, max_iter=self.max_iter)
         return x, n_false(conv, xp)
 
-    def _refine_rows(self, G, r, lam, x, rows, xp):
-        """Active-set refinement (non-negative) of the ``rows`` of ``x``;
-        returns ``(converged, x)``, converged False off ``rows``."""
-        x_new, conv = active_set_refine(
-            G, r, lam, x, xp, nonneg=True, max_iter=self.max_iter,
-            rows=None if bool(xp.all(rows)) else rows,
+    def _tall_rows(self, G, r, lam, tall, xp):
+        """``(x, converged)`` of a non-negative problem's ``tall`` rows: the
+        unconstrained least squares, then the active-set refinement (x = 0
+        and not converged off ``tall``)."""
+        B, k = r.shape
+        x = xp.zeros((B, k), dtype=r.dtype, device=device(r))
+        if not bool(xp.any(tall)):
+            return x, xp.zeros((B,), dtype=xp.bool, device=device(r))
+        x = xp.where(
+            tall[:, None], masked_gram_solve(G, r - lam_col(lam), xp.ones_like(r), xp), x
         )
-        return conv, x_new
+        return active_set_refine(
+            G, r, lam, x, xp, nonneg=True, max_iter=self.max_iter,
+            rows=None if bool(xp.all(tall)) else tall,
+        )
 
     def _lawson_hanson_rows(self, G, r, lam, w, m, x, conv, xp):
         """Re-solve the rows not ``conv`` by :func:`nnls_lawson_hanson`; a row
