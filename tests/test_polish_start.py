@@ -402,3 +402,33 @@ def test_noisy_start_and_descent_rounds_are_namespace_generic(namespace, monkeyp
     np.testing.assert_allclose(np.asarray(Zx), Z_np, rtol=0, atol=1e-7)
     assert Z32.dtype == np.float32
     np.testing.assert_allclose(Z32, Z_np, rtol=0, atol=1e-3)
+
+
+# A 240-unit image layer above a 120-unit hidden layer: about half the rows
+# have fewer active image units than the hidden layer has units, so the
+# pass would solve that layer's eq. 9 with more unknowns than equations.
+NEXT_WIDE = make_random_generator([10, 120, 240, 360], output_activation="tanh", random_state=3)
+
+
+def test_rows_with_a_wide_next_layer_take_the_start(monkeypatch):
+    """Clean rows whose image layer has fewer active units than the layer
+    below has units (read off the image layer's least squares) take the
+    start where a batch has at least NEXT_LAYER_WIDE_MIN_ROWS of them: no
+    Lawson-Hanson, the same exact codes as the pass; the other rows run the
+    pass. Fewer such rows: all run the pass."""
+    Z, X = _signals(NEXT_WIDE, 48, seed=1)
+    S = NEXT_WIDE.supports(Z)
+    wide = S[-1].sum(axis=1) < 120  # the image layer's active units
+    assert 16 <= wide.sum() < 48
+    lh = record_rows(monkeypatch, _active_set, "nnls_lawson_hanson", arg=1)
+    est = LatentPursuitInverter(NEXT_WIDE).fit(X)
+    Zs, info = est.transform(X, return_info=True)
+    started = info["stage"] == "linearized start"
+    np.testing.assert_array_equal(started, wide)
+    assert lh == []
+    np.testing.assert_allclose(Zs, Z, rtol=0, atol=1e-12 * np.abs(Z).max())
+    # Fewer than NEXT_LAYER_WIDE_MIN_ROWS such rows in the batch: the pass.
+    monkeypatch.setattr(_polish_start, "NEXT_LAYER_WIDE_MIN_ROWS", int(wide.sum()) + 1)
+    Zp, info_p = est.transform(X, return_info=True)
+    assert "linearized start" not in set(info_p["stage"]) and len(lh) > 0
+    np.testing.assert_allclose(Zp, Zs, rtol=0, atol=1e-12 * np.abs(Z).max())

@@ -59,7 +59,8 @@ class Batch:
     """
 
     def __init__(
-        self, Y, obs, weights, biases, activation, xp, *, measurement=None, lipschitz=None
+        self, Y, obs, weights, biases, activation, xp, *, measurement=None, lipschitz=None,
+        image_gram=None,
     ):
         self.Y = Y
         self.obs = obs
@@ -70,6 +71,7 @@ class Batch:
         self.measurement = measurement
         self._lipschitz = None if lipschitz is None else tuple(lipschitz)
         self._target = None
+        self._image_gram = image_gram
 
     @property
     def lipschitz(self):
@@ -93,6 +95,14 @@ class Batch:
             self._target = inverse_target(self.Y, self.obs, self.activation, self.xp)
         return self._target
 
+    def image_gram(self):
+        """``W_L^T W_L`` of the dense image layer (computed once, shared with
+        the batches :meth:`take` makes)."""
+        if self._image_gram is None:
+            W = self.weights[-1]
+            self._image_gram = self.xp.matrix_transpose(W) @ W
+        return self._image_gram
+
     def take(self, idx):
         """The batch of the rows ``idx`` (same generator and measurement)."""
         xp = self.xp
@@ -105,6 +115,7 @@ class Batch:
             xp,
             measurement=self.measurement,
             lipschitz=self._lipschitz,
+            image_gram=self._image_gram,
         )
 
     def replace(self, **changes):

@@ -348,7 +348,7 @@ def _shared_image_gram(batch, w, xp):
         return None
     if not bool(xp.all(w == 1)):
         return None
-    return xp.matrix_transpose(W[-1]) @ W[-1]
+    return batch.image_gram()
 
 
 def _image_normal_equations(batch, K, masks, Z, T, xp):
