@@ -19,7 +19,11 @@ its load average is recorded). Sections (``--sections``, comma-separated):
   costs of a batch weigh more per signal);
 * ``torch``: a CSGM-style torch Adam loop (float32, all threads) on
   ``fashion-mnist-fc``, timed over ``--torch-iter`` iterations and
-  extrapolated to 10,000, against Latent-Pursuit (target >= 25x).
+  extrapolated to 10,000, against Latent-Pursuit's ``fit`` + ``transform``
+  (target >= 25x), whose time is also the issue's "512 clean signals in
+  <= 1 s": the best of ``--repeats`` calls after a first (reported), and on
+  two cores (``n_jobs=2``, two batches of 256, the worker pool started
+  first).
 
 The stage times are inclusive (the noise stage contains the passes it
 re-runs). The ratios are of ``transform`` (each estimator fitted first, its
@@ -225,7 +229,8 @@ def main(argv=None):
     ap.add_argument(
         "--measure-signals", type=int, default=512, help="signals of the measure section (<= n)"
     )
-    ap.add_argument("--repeats", type=int, default=2, help="timings per figure4 case (best)")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="timings per figure4 case and of the torch section's LP (best)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=result_path("performance.json"))
     args = ap.parse_args(argv)
@@ -279,13 +284,33 @@ def main(argv=None):
         out["results"].append(r)
     if "torch" in sections:
         Z, X, S = signals(fm, B, args.seed)
-        _, tl = timed(lambda: LatentPursuitInverter(fm).fit(X).transform(X))
+
+        def fit_transform(**kw):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return timed(lambda: LatentPursuitInverter(fm, **kw).fit(X).transform(X))[1]
+
+        # fit + transform, one thread: the first call, then the best of
+        # ``--repeats`` (as the other sections); two cores: two batches in
+        # two worker processes (n_jobs=2), the pool started by a first call.
+        runs = [fit_transform() for _ in range(1 + args.repeats)]
+        tl, t_first = min(runs[1:]), runs[0]
+        two = {"n_jobs": 2, "batch_size": (B + 1) // 2}
+        fit_transform(**two)
+        t_two = min(fit_transform(**two) for _ in range(args.repeats))
+        print(
+            f"fashion-mnist-fc, {B} clean signals, fit + transform: {tl:.2f} s "
+            f"(first call {t_first:.2f} s), two cores (n_jobs=2) {t_two:.2f} s",
+            flush=True,
+        )
         try:
             ta = torch_adam_seconds(fm, X, args.torch_iter) * 10000 / args.torch_iter
             r = {
                 "case": "torch Adam (10,000 iterations, extrapolated) / Latent-Pursuit",
                 "n_signals": B,
                 "latent_pursuit_s": tl,
+                "latent_pursuit_first_call_s": t_first,
+                "latent_pursuit_two_cores_s": t_two,
                 "torch_adam_10k_s": ta,
                 "speedup": ta / tl,
             }
