@@ -432,3 +432,24 @@ def test_rows_with_a_wide_next_layer_take_the_start(monkeypatch):
     Zp, info_p = est.transform(X, return_info=True)
     assert "linearized start" not in set(info_p["stage"]) and len(lh) > 0
     np.testing.assert_allclose(Zp, Zs, rtol=0, atol=1e-12 * np.abs(Z).max())
+
+
+def test_a_wide_latent_layer_keeps_the_pass():
+    """The rule is about a middle (non-negative) layer: with one hidden
+    layer the layer below the image layer's is z's, whose rows with fewer
+    active units than n_0 have no unique code; they keep the pass. With two
+    hidden layers the rows of a wide middle layer are the rule's."""
+    from skinvert.algorithms._batch import Batch
+
+    def rows(G, X):
+        batch = Batch(X, np.ones_like(X), G.weights, G.biases, G.activation, np)
+        return _polish_start.polish_start_rows(batch)
+
+    G = make_random_generator([10, 14, 60], output_activation="tanh", random_state=0)
+    Z, X = _signals(G, 64, seed=2)
+    assert (G.supports(Z)[-1].sum(axis=1) < 10).sum() >= 16
+    assert not rows(G, X).any()
+    _, info = LatentPursuitInverter(G).fit(X).transform(X, return_info=True)
+    assert "linearized start" not in set(info["stage"])
+    Z, X = _signals(NEXT_WIDE, 48, seed=1)
+    np.testing.assert_array_equal(rows(NEXT_WIDE, X), NEXT_WIDE.supports(Z)[-1].sum(axis=1) < 120)

@@ -248,8 +248,8 @@ def _next_layer_wide(batch, w, xp):
     W, b = batch.weights, batch.biases
     B = batch.Y.shape[0]
     none = xp.zeros((B,), dtype=xp.bool, device=device(batch.Y))
-    if b is None or len(W) < 2 or W[-1].shape[0] < W[-1].shape[1]:
-        return none
+    if b is None or len(W) < 3 or W[-1].shape[0] < W[-1].shape[1]:
+        return none  # no middle layer below the image layer's (z's is signed), or a wide W_L
     full = xp.all(w > 0, axis=1)
     if not bool(xp.any(full)):
         return none
