@@ -38,7 +38,7 @@ from .._linalg import (
     scatter_rows,
 )
 from ._lam import as_lam, lam_col, take_lam
-from ._passive_set import _rows, _take2
+from ._passive_set import _rows
 
 __all__ = [
     "active_set_refine",
@@ -260,7 +260,7 @@ def _solve_from_inverse(H, rhs, mask, xp):
     vf = xp.astype(valid, dt)
     HI = _rows(H, J, xp) * vf[:, :, None]  # rows I of H (zero on the padding slots)
     eye = xp.eye(q, dtype=dt, device=device(rhs))
-    HII = vf[:, None, :] * _take2(H, J, xp) + (1.0 - vf)[:, :, None] * eye
+    HII = vf[:, None, :] * gathered_block(H, J, xp) + (1.0 - vf)[:, :, None] * eye
     yI = xp.take_along_axis(y, J, axis=1) * vf
     with single_threaded_blas(xp):
         lamI = xp.linalg.solve(HII, yI[:, :, None])[:, :, 0]
